@@ -1,0 +1,584 @@
+//! Typed configuration for every part of Rampart.
+//!
+//! Layers, later wins: built-in defaults → an optional TOML file (`rampart.toml` in the
+//! working directory, or the path given with `--config` / `RAMPART_CONFIG`) → `RAMPART_*`
+//! environment variables. An environment variable names a section and a key joined by `_`:
+//! `RAMPART_DATABASE_URL` is `database.url`, `RAMPART_AUTH_ACCESS_TOKEN_TTL_SECS` is
+//! `auth.access_token_ttl_secs`.
+//!
+//! A value that does not parse, an unknown key, or a value outside its allowed range stops
+//! start-up with an error that names the key and says what is allowed. Secrets are held in
+//! [`Secret`] and connection URLs in [`ConnectionUrl`], so printing the configuration
+//! (`rampart config show`) never shows a password.
+//!
+//! This crate owns no I/O beyond reading the file and the environment.
+#![forbid(unsafe_code)]
+
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+pub use secret::{ConnectionUrl, Secret};
+
+/// Environment variables with this prefix are configuration.
+pub const ENV_PREFIX: &str = "RAMPART_";
+
+/// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
+const SECTIONS: &[&str] = &["http", "database", "redis", "auth", "log", "crypto"];
+/// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
+const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
+/// `RAMPART_*` variables that are not configuration keys: the config file path, and
+/// variables the test suite reads (`RAMPART_TEST_DATABASE_URL`, ...).
+const NON_CONFIG_ENV: &[&str] = &["config"];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["test_", "bench_"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded database, the root key file and logs live.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub crypto: CryptoConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// A request still running after this many seconds gets 408.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Empty: SQLite at `<data_dir>/rampart.db`. Otherwise `sqlite://PATH` or
+    /// `postgres://USER:PASSWORD@HOST/DB`.
+    pub url: ConnectionUrl,
+    pub max_connections: u32,
+    /// PostgreSQL only: when the configured user may bypass row-level security (a
+    /// superuser or a role with BYPASSRLS), Rampart switches every connection to this
+    /// role, which it creates without those rights, so tenant isolation is enforced by
+    /// the database and not only by the code.
+    pub app_role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Empty: login throttling and other shared counters live in this process.
+    /// `redis://HOST:PORT/DB`: they live in Redis and are shared by every node.
+    pub url: ConnectionUrl,
+    /// Prepended to every key Rampart writes, so deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `iss` claim of access tokens.
+    pub issuer: String,
+    /// `aud` claim of access tokens.
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins for one account within `login_window_secs` before it is locked
+    /// for the rest of the window.
+    pub login_max_failures: u32,
+    pub login_window_secs: u64,
+    /// Failed logins from one client IP within `login_window_secs`, across accounts.
+    pub login_ip_max_failures: u32,
+    pub password_min_length: usize,
+    /// zxcvbn score (0–4) a new password must reach.
+    pub password_min_score: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `rampart=debug,sqlx=warn`, ...
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CryptoConfig {
+    /// Base64 of 32 bytes. Empty: the root key is read from `<data_dir>/keys/root.key`,
+    /// created on first start with mode 0600. Every node of one deployment needs the
+    /// same root key.
+    pub root_key: Secret<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            crypto: CryptoConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: ConnectionUrl::default(),
+            max_connections: 16,
+            app_role: "rampart_app".into(),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: ConnectionUrl::default(),
+            key_prefix: "rampart:".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: "rampart".into(),
+            audience: "rampart".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            login_max_failures: 5,
+            login_window_secs: 15 * 60,
+            login_ip_max_failures: 50,
+            password_min_length: 12,
+            password_min_score: 3,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for CryptoConfig {
+    fn default() -> Self {
+        CryptoConfig {
+            root_key: Secret::new(String::new()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or an unknown key; figment's message names the key and
+    /// the file or environment variable it came from.
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: `{key}` is {value:?}, but {allowed}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("configuration: file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Loads the layers from the real file system and process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Loads the layers with an explicit environment, so tests do not touch the process's.
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => Some(path.to_path_buf()),
+            None => {
+                let from_env = env
+                    .iter()
+                    .find(|(k, _)| k == "RAMPART_CONFIG")
+                    .map(|(_, v)| PathBuf::from(v));
+                match from_env {
+                    Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path)),
+                    Some(path) => Some(path),
+                    None => Some(PathBuf::from("rampart.toml")).filter(|p| p.exists()),
+                }
+            }
+        };
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if let Some(key) = env_key(rest) {
+                // One layer per variable, so an error names the variable it came from.
+                figment = figment.merge(EnvVar {
+                    key,
+                    value: value.clone(),
+                });
+            }
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(format_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range checks serde cannot express. Each names the key and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                value: value.to_string(),
+                allowed,
+            }
+        }
+        let a = &self.auth;
+        if !(60..=24 * 3600).contains(&a.access_token_ttl_secs) {
+            return Err(invalid(
+                "auth.access_token_ttl_secs",
+                a.access_token_ttl_secs,
+                "it must be between 60 and 86400 seconds",
+            ));
+        }
+        if !(300..=90 * 24 * 3600).contains(&a.refresh_token_ttl_secs) {
+            return Err(invalid(
+                "auth.refresh_token_ttl_secs",
+                a.refresh_token_ttl_secs,
+                "it must be between 300 seconds and 90 days",
+            ));
+        }
+        if a.login_max_failures == 0 {
+            return Err(invalid(
+                "auth.login_max_failures",
+                0,
+                "it must be at least 1",
+            ));
+        }
+        if a.login_ip_max_failures == 0 {
+            return Err(invalid(
+                "auth.login_ip_max_failures",
+                0,
+                "it must be at least 1",
+            ));
+        }
+        if a.login_window_secs == 0 {
+            return Err(invalid(
+                "auth.login_window_secs",
+                0,
+                "it must be at least 1",
+            ));
+        }
+        if !(8..=128).contains(&a.password_min_length) {
+            return Err(invalid(
+                "auth.password_min_length",
+                a.password_min_length,
+                "it must be between 8 and 128",
+            ));
+        }
+        if a.password_min_score > 4 {
+            return Err(invalid(
+                "auth.password_min_score",
+                a.password_min_score,
+                "it must be between 0 and 4 (zxcvbn scores)",
+            ));
+        }
+        if a.issuer.trim().is_empty() {
+            return Err(invalid("auth.issuer", &a.issuer, "it must not be empty"));
+        }
+        if a.audience.trim().is_empty() {
+            return Err(invalid(
+                "auth.audience",
+                &a.audience,
+                "it must not be empty",
+            ));
+        }
+        let h = &self.http;
+        if !(1024..=1024 * 1024 * 1024).contains(&h.max_body_bytes) {
+            return Err(invalid(
+                "http.max_body_bytes",
+                h.max_body_bytes,
+                "it must be between 1 KiB and 1 GiB",
+            ));
+        }
+        if h.request_timeout_secs == 0 {
+            return Err(invalid(
+                "http.request_timeout_secs",
+                0,
+                "it must be at least 1",
+            ));
+        }
+        let db = &self.database;
+        let url = db.url.expose();
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                db.url.redacted(),
+                "it must be empty (embedded SQLite), sqlite://PATH or postgres://...",
+            ));
+        }
+        if !(1..=1000).contains(&db.max_connections) {
+            return Err(invalid(
+                "database.max_connections",
+                db.max_connections,
+                "it must be between 1 and 1000",
+            ));
+        }
+        if db.app_role.is_empty()
+            || !db
+                .app_role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(invalid(
+                "database.app_role",
+                &db.app_role,
+                "it must be a PostgreSQL role name of lowercase letters, digits and _",
+            ));
+        }
+        let redis = self.redis.url.expose();
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return Err(invalid(
+                "redis.url",
+                self.redis.url.redacted(),
+                "it must be empty (in-process state) or redis://HOST:PORT/DB",
+            ));
+        }
+        let root = self.crypto.root_key.expose();
+        if !root.is_empty() && !is_base64_32_bytes(root) {
+            return Err(invalid(
+                "crypto.root_key",
+                "[redacted]",
+                "it must be empty (key file in the data dir) or base64 of exactly 32 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The database URL to connect to: the configured one, or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        let url = self.database.url.expose();
+        if url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("rampart.db").display())
+        } else {
+            url.to_string()
+        }
+    }
+}
+
+/// `DATABASE_URL` → `database.url`; `DATA_DIR` → `data_dir`; `None` for variables that are
+/// not configuration. Unknown keys are kept so that extraction rejects them by name.
+fn env_key(rest: &str) -> Option<String> {
+    let lower = rest.to_ascii_lowercase();
+    if NON_CONFIG_ENV.contains(&lower.as_str())
+        || NON_CONFIG_ENV_PREFIXES.iter().any(|p| lower.starts_with(p))
+    {
+        return None;
+    }
+    if TOP_LEVEL_KEYS.contains(&lower.as_str()) {
+        return Some(lower);
+    }
+    for section in SECTIONS {
+        if let Some(key) = lower
+            .strip_prefix(section)
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            return Some(format!("{section}.{key}"));
+        }
+    }
+    Some(lower)
+}
+
+/// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
+/// process environment; this one reads the list it is given, so tests stay independent.
+struct EnvVar {
+    /// Dotted key: `database.url`.
+    key: String,
+    value: String,
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+            .interpolater(|_, keys| format!("{ENV_PREFIX}{}", keys.join("_").to_ascii_uppercase()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        // Like figment's Env: "5" is a number, "true" a bool, anything else a string.
+        let value: Value = self
+            .value
+            .parse()
+            .unwrap_or_else(|e: std::convert::Infallible| match e {});
+        let mut dict = Dict::new();
+        match self.key.split_once('.') {
+            Some((section, key)) => {
+                let mut inner = Dict::new();
+                inner.insert(key.to_string(), value);
+                dict.insert(section.to_string(), Value::from(inner));
+            }
+            None => {
+                dict.insert(self.key.clone(), value);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn format_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn is_base64_32_bytes(s: &str) -> bool {
+    // Decoding lives in the crypto crate; here only the shape is checked: 32 bytes are 43
+    // base64 characters plus optional `=` padding.
+    let trimmed = s.trim_end_matches('=');
+    trimmed.len() == 43
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, &[]).expect("defaults");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.auth.access_token_ttl_secs, 900);
+        assert!(c.database_url().ends_with("data/rampart.db"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("rampart-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rampart.toml");
+        std::fs::write(
+            &file,
+            "[http]\nlisten = \"0.0.0.0:9000\"\n[auth]\nissuer = \"file\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("RAMPART_AUTH_ISSUER", "env"),
+                ("RAMPART_DATABASE_URL", "postgres://u:pw@h/db"),
+                ("RAMPART_TEST_DATABASE_URL", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.http.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.auth.issuer, "env");
+        assert_eq!(c.database.url.expose(), "postgres://u:pw@h/db");
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert!(shown.contains("postgres://u:[redacted]@h/db"), "{shown}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = Config::load_from(None, &env(&[("RAMPART_HTTP_LISTEN", "not-an-address")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        assert!(err.contains("RAMPART_HTTP_LISTEN"), "{err}");
+
+        let err = Config::load_from(None, &env(&[("RAMPART_AUTH_ACCESS_TOKEN_TTL_SECS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.access_token_ttl_secs"), "{err}");
+        assert!(err.contains("between 60 and 86400"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = Config::load_from(None, &env(&[("RAMPART_DATABSE_URL", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::load_from(
+            None,
+            &env(&[(
+                "RAMPART_CRYPTO_ROOT_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            )]),
+        )
+        .expect("load");
+        assert!(!c.to_redacted_toml().contains("AAAA"));
+        assert!(!format!("{c:?}").contains("AAAA"));
+    }
+}

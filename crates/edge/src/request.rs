@@ -1,0 +1,189 @@
+//! Request context: id, client address, error rendering, access log and metrics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::{ApiError, HttpMetrics};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id: the caller's `X-Request-Id` if it is a sane token, otherwise a new
+/// UUID. Echoed in the response header, every log line and every error body.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The address the request came from. Until the Edge issue adds trusted proxies, this is
+/// the socket's peer address; forwarded headers are not believed.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// What a handler passes on to audit events and security logs about a request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+    /// At most 256 bytes of the `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// Set by [`route_tag`] so the outer middleware can label metrics by route template
+/// (never by raw path, which may carry ids or secrets).
+#[derive(Debug, Clone)]
+struct RouteTag(String);
+
+/// Accept a caller's request id only if it cannot forge log lines or blow up labels.
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then(|| s.to_string())
+}
+
+/// The outermost middleware. Order of work: assign the id, run the request inside a span,
+/// turn any error response into the error shape with that id, add `X-Request-Id`, count
+/// it, log it.
+pub async fn request_context(
+    State(metrics): State<HttpMetrics>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method);
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let error = response.extensions_mut().remove::<ApiError>().or_else(|| {
+            let is_json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            (!is_json).then(|| ApiError::for_status(status))
+        });
+        if let Some(error) = error {
+            response = render(response, &error, &request_id);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let route = response
+        .extensions()
+        .get::<RouteTag>()
+        .map(|t| t.0.clone())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let elapsed = started.elapsed();
+    metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            target: "rampart::access",
+            route = %route,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    response
+}
+
+/// Keeps the status and headers (`Retry-After`, `Allow`, ...) and replaces the body.
+fn render(response: Response, error: &ApiError, request_id: &str) -> Response {
+    let (mut parts, _) = response.into_parts();
+    let body = serde_json::to_vec(&error.body(request_id)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if error.status.is_server_error() {
+        tracing::error!(
+            code = error.code,
+            status = error.status.as_u16(),
+            "request failed"
+        );
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Applied with `Router::route_layer` to every route: remembers which route matched.
+pub async fn route_tag(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTag(route));
+    }
+    response
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
+        let ClientIp(client_ip) = ClientIp::from_request_parts(parts, state).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                let mut end = s.len().min(256);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s[..end].to_string()
+            });
+        Ok(RequestInfo {
+            request_id,
+            client_ip,
+            user_agent,
+        })
+    }
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found() -> Response {
+    ApiError::for_status(StatusCode::NOT_FOUND).into_response()
+}

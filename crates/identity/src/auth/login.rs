@@ -1,0 +1,169 @@
+//! `POST /api/v1/auth/login`.
+//!
+//! Unknown e-mail and wrong password are indistinguishable: same status and body, and the
+//! same work (an Argon2 verification against a dummy hash stands in for the missing user).
+//! Failures count per account and per client IP; at the limit the answer is 429 with
+//! `Retry-After`, before any password is checked.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
+use rampart_store::{Actor, Email};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{new_refresh_token, refresh_expiry_ms, request_meta, token_response, TokenResponse};
+use crate::{password, Identity, IdentityError};
+
+/// Credentials. Deliberately not `Debug`: the password must not reach a log.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "E-mail or password is incorrect", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn login(
+    State(identity): State<Identity>,
+    info: RequestInfo,
+    Json(body): Json<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let outcome = attempt(&identity, &info, body).await;
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(IdentityError::InvalidCredentials) => "invalid_credentials",
+        Err(IdentityError::Locked { .. }) => "locked",
+        Err(_) => "unavailable",
+    };
+    identity.inner.metrics.login(label);
+    Ok(Json(outcome?))
+}
+
+async fn attempt(
+    identity: &Identity,
+    info: &RequestInfo,
+    body: LoginRequest,
+) -> Result<TokenResponse, IdentityError> {
+    let config = identity.config();
+    let throttle = &identity.inner.throttle;
+    let window = Duration::from_secs(config.login_window_secs);
+    let account_key = format!(
+        "acct:{}",
+        rampart_crypto::secret_digest(&body.email.trim().to_lowercase())
+    );
+    let ip_key = info.client_ip.map(|ip| format!("ip:{ip}"));
+
+    let locked = |d: Duration| IdentityError::Locked {
+        retry_after_secs: d.as_secs() + u64::from(d.subsec_nanos() > 0),
+    };
+    let unavailable =
+        |e: crate::throttle::ThrottleUnavailable| IdentityError::ThrottleUnavailable(e.to_string());
+    if let Some(left) = throttle
+        .locked_for(&account_key, config.login_max_failures)
+        .await
+        .map_err(unavailable)?
+    {
+        tracing::warn!(target: "rampart::security", event = "login_locked", request_id = %info.request_id);
+        return Err(locked(left));
+    }
+    if let Some(key) = &ip_key {
+        if let Some(left) = throttle
+            .locked_for(key, config.login_ip_max_failures)
+            .await
+            .map_err(unavailable)?
+        {
+            tracing::warn!(target: "rampart::security", event = "login_ip_locked", request_id = %info.request_id);
+            return Err(locked(left));
+        }
+    }
+
+    let candidate = match Email::parse(&body.email) {
+        Ok(email) => identity.store().find_login_candidate(&email).await?,
+        Err(_) => None,
+    };
+    let stored = candidate
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| identity.inner.dummy_hash.clone());
+    let presented: String = body
+        .password
+        .chars()
+        .take(password::MAX_PASSWORD_CHARS)
+        .collect();
+    let (matches, presented) = tokio::task::spawn_blocking(move || {
+        let ok = password::verify(&presented, &stored);
+        (ok, presented)
+    })
+    .await
+    .map_err(|e| IdentityError::Task(e.to_string()))?;
+
+    let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
+        throttle
+            .record_failure(&account_key, window)
+            .await
+            .map_err(unavailable)?;
+        if let Some(key) = &ip_key {
+            throttle
+                .record_failure(key, window)
+                .await
+                .map_err(unavailable)?;
+        }
+        tracing::warn!(target: "rampart::security", event = "login_failure", request_id = %info.request_id);
+        return Err(IdentityError::InvalidCredentials);
+    };
+    throttle.clear(&account_key).await.map_err(unavailable)?;
+
+    let rehashed_password = if password::needs_rehash(&candidate.password_hash) {
+        let hashed = tokio::task::spawn_blocking(move || password::hash(&presented))
+            .await
+            .map_err(|e| IdentityError::Task(e.to_string()))?
+            .map_err(IdentityError::Keys)?;
+        Some(hashed)
+    } else {
+        None
+    };
+    let upgraded = rehashed_password.is_some();
+    let (refresh_token, refresh_digest) = new_refresh_token();
+    let meta = request_meta(info);
+    let user = &candidate.user;
+    let audit = rampart_audit::event(
+        Actor::User(user.id.clone()),
+        "session.login",
+        "session",
+        meta.clone(),
+    )
+    .changes(serde_json::json!({ "password_rehashed": upgraded }))
+    .build();
+    let started = identity
+        .store()
+        .start_session(
+            &candidate,
+            rampart_store::sessions::NewSession {
+                refresh_token_hash: refresh_digest,
+                expires_at: refresh_expiry_ms(identity),
+                meta,
+                rehashed_password,
+            },
+            audit,
+        )
+        .await?;
+    tracing::info!(target: "rampart::security", event = "login_success", user_id = %user.id, request_id = %info.request_id);
+    token_response(
+        identity,
+        &user.id,
+        started.scope.tenant_id(),
+        &started.session_id,
+        refresh_token,
+    )
+}

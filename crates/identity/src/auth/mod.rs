@@ -1,0 +1,83 @@
+//! Login, refresh and logout: one file each, since each is security-critical.
+
+mod login;
+mod logout;
+mod refresh;
+
+use rampart_edge::RequestInfo;
+use rampart_store::RequestMeta;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{Identity, IdentityError};
+
+pub(crate) fn router() -> OpenApiRouter<Identity> {
+    OpenApiRouter::new()
+        .routes(routes!(login::login))
+        .routes(routes!(refresh::refresh))
+        .routes(routes!(logout::logout))
+}
+
+/// What login and refresh return.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// ES256 JWT, `typ: at+jwt`; send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Opaque; use once at `/api/v1/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+pub(crate) const REFRESH_TOKEN_PREFIX: &str = "rft_";
+
+pub(crate) fn request_meta(info: &RequestInfo) -> RequestMeta {
+    RequestMeta {
+        request_id: Some(info.request_id.clone()),
+        source_ip: info.client_ip.map(|ip| ip.to_string()),
+        user_agent: info.user_agent.clone(),
+    }
+}
+
+/// A fresh refresh token and the digest the store keeps.
+pub(crate) fn new_refresh_token() -> (String, String) {
+    let token = rampart_crypto::random_secret(REFRESH_TOKEN_PREFIX, 32);
+    let digest = rampart_crypto::secret_digest(&token);
+    (token, digest)
+}
+
+pub(crate) fn refresh_expiry_ms(identity: &Identity) -> i64 {
+    rampart_store::now_ms() + identity.config().refresh_token_ttl_secs as i64 * 1000
+}
+
+/// Signs an access token for a session and packs the response.
+pub(crate) fn token_response(
+    identity: &Identity,
+    user_id: &str,
+    tenant_id: &str,
+    session_id: &str,
+    refresh_token: String,
+) -> Result<TokenResponse, IdentityError> {
+    let config = identity.config();
+    let now = (rampart_store::now_ms() / 1000) as u64;
+    let claims = rampart_crypto::AccessClaims {
+        iss: config.issuer.clone(),
+        aud: config.audience.clone(),
+        sub: user_id.to_string(),
+        tenant: tenant_id.to_string(),
+        sid: session_id.to_string(),
+        iat: now,
+        exp: now + config.access_token_ttl_secs,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    Ok(TokenResponse {
+        access_token: identity.sign(&claims)?,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: config.access_token_ttl_secs,
+    })
+}

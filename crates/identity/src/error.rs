@@ -1,0 +1,102 @@
+//! Identity errors and how each reaches the client.
+
+use rampart_edge::ApiError;
+use rampart_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Wrong e-mail or wrong password: one error for both, so the response does not say
+    /// which accounts exist.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many failed attempts")]
+    Locked { retry_after_secs: u64 },
+    #[error("missing or malformed Authorization header")]
+    MissingToken,
+    #[error("access token rejected: {0}")]
+    BadToken(String),
+    #[error("session has ended")]
+    SessionEnded,
+    #[error("refresh token rejected")]
+    BadRefreshToken,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("e-mail address is taken")]
+    EmailTaken,
+    #[error("throttle unavailable: {0}")]
+    ThrottleUnavailable(String),
+    #[error("key error: {0}")]
+    Keys(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> ApiError {
+        match e {
+            IdentityError::InvalidCredentials => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "e-mail or password is incorrect",
+            ),
+            IdentityError::Locked { retry_after_secs } => {
+                ApiError::too_many_requests(retry_after_secs)
+            }
+            IdentityError::MissingToken => {
+                ApiError::unauthorized("send an access token as Authorization: Bearer <token>")
+            }
+            IdentityError::BadToken(_) => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "access token is invalid or expired",
+            ),
+            IdentityError::SessionEnded => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "session_ended",
+                "this session has ended; log in again",
+            ),
+            IdentityError::BadRefreshToken => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "refresh token is invalid, expired or already used",
+            ),
+            IdentityError::Forbidden(why) => ApiError::forbidden(why),
+            IdentityError::NotFound => ApiError::not_found("no such resource"),
+            IdentityError::Invalid { field, reason } => {
+                ApiError::unprocessable("invalid_field", format!("{field}: {reason}"))
+            }
+            IdentityError::EmailTaken => {
+                ApiError::conflict("email_taken", "a user with this e-mail address exists")
+            }
+            IdentityError::ThrottleUnavailable(cause) => {
+                tracing::error!(%cause, "login throttle unavailable; refusing logins");
+                ApiError::unavailable("login is temporarily unavailable")
+            }
+            IdentityError::Store(StoreError::NotFound) => ApiError::not_found("no such resource"),
+            IdentityError::Store(StoreError::Unavailable(cause)) => {
+                tracing::error!(%cause, "database unavailable");
+                ApiError::unavailable("the service is temporarily unavailable")
+            }
+            IdentityError::Store(cause) => {
+                tracing::error!(error = %cause, "store error");
+                ApiError::internal()
+            }
+            IdentityError::Keys(cause) | IdentityError::Task(cause) => {
+                tracing::error!(%cause, "identity internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl axum::response::IntoResponse for IdentityError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::from(self).into_response()
+    }
+}

@@ -1,0 +1,49 @@
+//! Identity: who is calling and for which tenant.
+//!
+//! Owns passwords, login and its brute-force throttle, access tokens (ES256 JWT) and
+//! rotating refresh tokens, the JWKS, and the tenant and user endpoints. The
+//! [`Principal`] extractor is how every other handler learns who called: it verifies the
+//! token, then asks the store whether the session is still live, which is also where the
+//! request's [`rampart_store::TenantScope`] comes from.
+//!
+//! Must not: build SQL (the store does), or hold raw key material (the crypto crate does).
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod jwks;
+mod keys;
+mod metrics;
+pub mod password;
+mod principal;
+mod state;
+pub mod tenants;
+pub mod throttle;
+pub mod users;
+
+pub use error::IdentityError;
+pub use principal::Principal;
+pub use state::Identity;
+pub use throttle::LoginThrottle;
+
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every identity route, with its OpenAPI description.
+pub fn router() -> OpenApiRouter<Identity> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(tenants::router())
+        .merge(jwks::router())
+}
+
+/// RFC 3339 in UTC, how times leave the API.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

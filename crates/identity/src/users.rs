@@ -1,0 +1,234 @@
+//! Users: `GET /api/v1/users/me`, `POST /api/v1/tenants/{tenant_id}/users`, and the
+//! creation path the CLI shares (`rampart admin create`, `rampart users import`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rampart_config::AuthConfig;
+use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
+use rampart_store::users::NewUser;
+use rampart_store::{Actor, Email, RequestMeta, Role, Store, StoreError, User, PLATFORM_TENANT_ID};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::request_meta;
+use crate::{password, rfc3339, Identity, IdentityError, Principal};
+
+pub(crate) fn router() -> OpenApiRouter<Identity> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(create_in_tenant))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub tenant_id: String,
+    pub email: String,
+    pub name: String,
+    /// `platform_admin`, `tenant_admin`, `member` or `auditor`.
+    pub role: String,
+    pub status: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> UserView {
+        UserView {
+            id: u.id.clone(),
+            tenant_id: u.tenant_id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            role: u.role.as_str().to_string(),
+            status: u.status.clone(),
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserView),
+        (status = 401, description = "No valid access token or session", body = ErrorBody),
+    )
+)]
+pub async fn me(principal: Principal) -> Json<UserView> {
+    Json(UserView::from(&principal.user))
+}
+
+/// A new user. Not `Debug`: it carries a password.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    pub password: String,
+    /// `tenant_admin`, `member` or `auditor` (`platform_admin` only in the platform tenant).
+    pub role: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant_id}/users",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 403, description = "Caller may not create users", body = ErrorBody),
+        (status = 404, description = "No such tenant (or not the caller's)", body = ErrorBody),
+        (status = 409, description = "E-mail taken", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+pub async fn create_in_tenant(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: RequestInfo,
+    Path(tenant_id): Path<String>,
+    Json(body): Json<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    // Another tenant's id answers 404, exactly like an id that does not exist.
+    let own = principal.scope.tenant_id() == tenant_id;
+    if !principal.is_platform_admin() && !own {
+        return Err(IdentityError::NotFound.into());
+    }
+    if !principal.is_platform_admin() && !principal.has_role(Role::TenantAdmin) {
+        return Err(IdentityError::Forbidden("only admins create users").into());
+    }
+    let role: Role = body.role.parse().map_err(|reason| IdentityError::Invalid {
+        field: "role",
+        reason,
+    })?;
+    if role == Role::PlatformAdmin
+        && (tenant_id != PLATFORM_TENANT_ID || !principal.is_platform_admin())
+    {
+        return Err(IdentityError::Invalid {
+            field: "role",
+            reason: "platform_admin exists only in the platform tenant and is granted by platform admins".into(),
+        }
+        .into());
+    }
+    let user = create_user(
+        identity.store(),
+        identity.config(),
+        UserInput {
+            tenant_id,
+            email: body.email,
+            name: body.name,
+            role,
+            password: body.password,
+        },
+        Actor::User(principal.user.id.clone()),
+        request_meta(&info),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+}
+
+/// A user to create, as given by an admin or an operator.
+pub struct UserInput {
+    pub tenant_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// Validates, hashes (off the async threads) and stores a user, with its audit event.
+pub async fn create_user(
+    store: &Store,
+    config: &AuthConfig,
+    input: UserInput,
+    actor: Actor,
+    meta: RequestMeta,
+) -> Result<User, IdentityError> {
+    let email = Email::parse(&input.email).map_err(|reason| IdentityError::Invalid {
+        field: "email",
+        reason,
+    })?;
+    let name = input.name.trim().to_string();
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(IdentityError::Invalid {
+            field: "name",
+            reason: "must be at most 200 characters, without control characters".into(),
+        });
+    }
+    let (min_chars, min_score) = (config.password_min_length, config.password_min_score);
+    let email_text = email.as_str().to_string();
+    let name_for_policy = name.clone();
+    let password = input.password;
+    let hash = tokio::task::spawn_blocking(move || {
+        let local = email_text.split('@').next().unwrap_or("").to_string();
+        password::check_policy(
+            &password,
+            min_chars,
+            min_score,
+            &[&email_text, &local, &name_for_policy],
+        )?;
+        password::hash(&password)
+    })
+    .await
+    .map_err(|e| IdentityError::Task(e.to_string()))?
+    .map_err(|reason| IdentityError::Invalid {
+        field: "password",
+        reason,
+    })?;
+    insert_user(
+        store,
+        input.tenant_id,
+        email,
+        name,
+        input.role,
+        hash,
+        actor,
+        meta,
+    )
+    .await
+}
+
+/// Stores a user whose password hash is already made (an import of bcrypt hashes).
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_user(
+    store: &Store,
+    tenant_id: String,
+    email: Email,
+    name: String,
+    role: Role,
+    password_hash: String,
+    actor: Actor,
+    meta: RequestMeta,
+) -> Result<User, IdentityError> {
+    let audit = rampart_audit::event(actor, "user.create", "user", meta)
+        .changes(serde_json::json!({
+            "email": email.as_str(),
+            "name": name,
+            "role": role.as_str(),
+        }))
+        .build();
+    store
+        .create_user(
+            NewUser {
+                tenant_id,
+                email,
+                name,
+                role,
+                password_hash,
+            },
+            audit,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => IdentityError::EmailTaken,
+            // The tenant named does not exist.
+            StoreError::Constraint { .. } => IdentityError::NotFound,
+            other => IdentityError::Store(other),
+        })
+}

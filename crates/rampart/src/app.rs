@@ -1,0 +1,210 @@
+//! Assembling the application and serving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use rampart_config::Config;
+use rampart_crypto::RootKey;
+use rampart_edge::{ApiError, HttpMetrics};
+use rampart_identity::{Identity, LoginThrottle};
+use rampart_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::ops::{self, OpsState};
+
+/// A built application: the router and the services behind it.
+pub struct App {
+    pub router: Router,
+    pub store: Store,
+    pub identity: Identity,
+    pub config: Config,
+    /// The OpenAPI document, as served at `/api/openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rampart",
+        description = "Self-hostable secure application platform. Errors always have the \
+                       shape {\"error\":{\"code\",\"message\",\"request_id\"}}."
+    ),
+    components(schemas(rampart_edge::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        url: config.database_url(),
+        max_connections: config.database.max_connections,
+        app_role: config.database.app_role.clone(),
+    }
+}
+
+/// Opens storage (running migrations), loads keys, and builds the router.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let (store, report) = Store::open(&store_options(&config))
+        .await
+        .context("cannot open the database")?;
+    tracing::info!(
+        backend = report.backend,
+        schema_version = report.version,
+        applied = ?report.applied,
+        run_as_role = store.run_as_role(),
+        "database ready"
+    );
+    let root = RootKey::load(config.crypto.root_key.expose(), &config.data_dir)
+        .context("cannot load the root key")?;
+    tracing::info!(source = ?root.source(), "root key loaded");
+
+    let throttle = if config.redis.url.is_empty() {
+        LoginThrottle::memory()
+    } else {
+        LoginThrottle::redis(config.redis.url.expose(), &config.redis.key_prefix)
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", config.redis.url))?
+    };
+
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let identity = Identity::new(
+        store.clone(),
+        root,
+        config.auth.clone(),
+        throttle,
+        &mut registry,
+    )
+    .await
+    .context("cannot start identity")?;
+    let pool_metrics = ops::PoolMetrics::register(&mut registry);
+
+    let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(rampart_identity::router())
+        .split_for_parts();
+    let (ops_routes, ops_api) = ops::router().split_for_parts();
+    openapi.merge(ops_api);
+
+    let ops_state = OpsState {
+        store: store.clone(),
+        registry: Arc::new(registry),
+        pool_metrics,
+        openapi: Arc::new(openapi.clone()),
+    };
+    let router = Router::new()
+        .merge(identity_routes.with_state(identity.clone()))
+        .merge(ops_routes.with_state(ops_state))
+        .fallback(rampart_edge::not_found)
+        .route_layer(from_fn(rampart_edge::request::route_tag))
+        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.http.request_timeout_secs),
+        ))
+        // A panic is a bug; the client still gets the error shape, never a dropped
+        // connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(from_fn_with_state(
+            http_metrics,
+            rampart_edge::request_context,
+        ));
+
+    Ok(App {
+        router,
+        store,
+        identity,
+        config,
+        openapi,
+    })
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most
+/// `http.shutdown_grace_secs`, and closes the database pool.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(app.config.http.shutdown_grace_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_wait = stop_rx.clone();
+    let server = axum::serve(
+        listener,
+        app.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let drained = async move {
+        let _ = stop_wait.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => result.context("server failed")?,
+        () = drained => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
+    }
+    drop(stop_rx);
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

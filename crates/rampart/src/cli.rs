@@ -1,0 +1,250 @@
+//! The command line. Operators script these, so output is plain and parseable: the one
+//! value asked for on stdout (an id, a password), everything else on stderr.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use rampart_config::Config;
+use rampart_identity::users::{create_user, insert_user, UserInput};
+use rampart_store::{Actor, Email, RequestMeta, Role, Store, PLATFORM_TENANT_ID};
+
+use crate::app;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Self-hostable secure application platform"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./rampart.toml if it exists; or RAMPART_CONFIG).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (migrations run first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Platform administrators.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML, secrets redacted.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantsCommand {
+    /// Create a tenant and print its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// government, lpk, employer, merchant, organization or community.
+        #[arg(long)]
+        kind: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a platform admin. The password is read from stdin; with nothing on stdin
+    /// (or a terminal), one is generated and printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Import users with bcrypt hashes from a Laravel system. CSV with a header row:
+    /// email,name,tenant,role,bcrypt_hash (tenant is a tenant id). Existing e-mails are
+    /// skipped, so a re-run is safe. Passwords become Argon2id at each user's next login.
+    Import { file: PathBuf },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_redacted_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            crate::telemetry::init(&config);
+            let listen = config.http.listen;
+            let app = app::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "listening");
+            app::serve(app, listener, app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            crate::telemetry::init(&config);
+            let report = Store::migrate(&app::store_options(&config)).await?;
+            eprintln!(
+                "{}: schema at version {} (applied now: {:?})",
+                report.backend, report.version, report.applied
+            );
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Create { name, kind }) => {
+            let store = open_store(&config).await?;
+            let (name, kind) = rampart_identity::tenants::parse_new_tenant(&name, &kind)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let audit = rampart_audit::event(Actor::System, "tenant.create", "tenant", cli_meta())
+                .changes(serde_json::json!({ "name": name, "kind": kind.as_str() }))
+                .build();
+            let tenant = store.create_tenant(&name, kind, audit).await?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Create { email, name }) => {
+            let store = open_store(&config).await?;
+            let (password, generated) = read_or_generate_password()?;
+            let user = create_user(
+                &store,
+                &config.auth,
+                UserInput {
+                    tenant_id: PLATFORM_TENANT_ID.to_string(),
+                    email,
+                    name,
+                    role: Role::PlatformAdmin,
+                    password: password.clone(),
+                },
+                Actor::System,
+                cli_meta(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("created platform admin {} ({})", user.email, user.id);
+            if generated {
+                eprintln!("generated password (shown once; store it now):");
+                println!("{password}");
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Import { file }) => {
+            let store = open_store(&config).await?;
+            import_users(&store, &file).await
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let (store, _) = Store::open(&app::store_options(config)).await?;
+    Ok(store)
+}
+
+fn cli_meta() -> RequestMeta {
+    RequestMeta {
+        request_id: None,
+        source_ip: None,
+        user_agent: Some(format!("rampart-cli/{}", env!("CARGO_PKG_VERSION"))),
+    }
+}
+
+fn read_or_generate_password() -> anyhow::Result<(String, bool)> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut text = String::new();
+        stdin.lock().read_to_string(&mut text)?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        if !line.is_empty() {
+            return Ok((line, false));
+        }
+    }
+    // 24 bytes = 192 bits, as 32 base64url characters.
+    Ok((rampart_crypto::random_secret("", 24), true))
+}
+
+#[derive(serde::Deserialize)]
+struct ImportRow {
+    email: String,
+    #[serde(default)]
+    name: String,
+    tenant: String,
+    role: String,
+    bcrypt_hash: String,
+}
+
+async fn import_users(store: &Store, file: &std::path::Path) -> anyhow::Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let (mut imported, mut skipped, mut failed) = (0usize, 0usize, 0usize);
+    for (index, record) in reader.deserialize::<ImportRow>().enumerate() {
+        let line = index + 2; // the header is line 1
+        let row = match record {
+            Ok(row) => row,
+            Err(e) => {
+                eprintln!("line {line}: unreadable row: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let outcome = async {
+            let email = Email::parse(&row.email).map_err(|e| format!("email {e}"))?;
+            let role: Role = row.role.parse()?;
+            if role == Role::PlatformAdmin {
+                return Err("platform_admin cannot be imported; use `rampart admin create`".into());
+            }
+            if !rampart_identity::password::is_bcrypt(&row.bcrypt_hash) {
+                return Err("bcrypt_hash is not a bcrypt hash ($2y$/$2b$/$2a$)".to_string());
+            }
+            insert_user(
+                store,
+                row.tenant.clone(),
+                email,
+                row.name.trim().to_string(),
+                role,
+                row.bcrypt_hash.clone(),
+                Actor::System,
+                cli_meta(),
+            )
+            .await
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        match outcome {
+            Ok(_) => imported += 1,
+            Err(e) if e.contains("taken") => {
+                eprintln!("line {line}: skipped: e-mail exists");
+                skipped += 1;
+            }
+            Err(e) => {
+                eprintln!("line {line}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    eprintln!("imported {imported}, skipped {skipped}, failed {failed}");
+    if failed > 0 {
+        bail!("{failed} rows failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The Rampart program: builds the application from configuration and runs it.
+//!
+//! [`app::build`] is the one function that assembles storage, keys, identity and the HTTP
+//! router; `main` and the test suite both call it, so tests exercise what ships.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+mod ops;
+pub mod telemetry;

@@ -1,0 +1,149 @@
+//! Schema migrations, one SQL file per backend and version, embedded in the binary.
+//!
+//! A small runner of our own rather than `sqlx::migrate!`: it needs no macros feature, it
+//! serialises concurrent starts (an advisory lock on PostgreSQL, `BEGIN IMMEDIATE` on
+//! SQLite), and it refuses a database whose applied migrations were edited afterwards or
+//! that a newer binary has already moved ahead.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
+
+use crate::{now_ms, Backend, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// The schema version this binary runs on.
+pub const LATEST_VERSION: i64 = 1;
+
+/// Arbitrary, fixed: the advisory lock id that serialises migrations across nodes.
+const PG_MIGRATION_LOCK: i64 = 0x7261_6d70_6172_74;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationReport {
+    pub backend: &'static str,
+    /// Versions applied by this run.
+    pub applied: Vec<i64>,
+    /// The schema version now.
+    pub version: i64,
+}
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS rampart_migrations (\
+    version BIGINT PRIMARY KEY, \
+    name TEXT NOT NULL, \
+    checksum TEXT NOT NULL, \
+    applied_at BIGINT NOT NULL)";
+
+pub(crate) async fn run(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<MigrationReport, StoreError> {
+    if backend == Backend::Postgres {
+        // pg_advisory_lock returns void, which the Any driver cannot decode; select a
+        // constant from it instead.
+        sqlx::query("SELECT 1 FROM pg_advisory_lock($1)")
+            .bind(PG_MIGRATION_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    let result = run_locked(conn, backend).await;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 FROM pg_advisory_unlock($1)")
+            .bind(PG_MIGRATION_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn run_locked(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<MigrationReport, StoreError> {
+    sqlx::raw_sql(CREATE_TABLE).execute(&mut *conn).await?;
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS {
+        let sql = match backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        let checksum = hex_sha256(sql);
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT checksum FROM rampart_migrations WHERE version = $1")
+                .bind(migration.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match existing {
+            Some(stored) if stored == checksum => continue,
+            Some(_) => {
+                return Err(StoreError::Migration(format!(
+                    "migration {} ({}) was changed after it was applied to this database",
+                    migration.version, migration.name
+                )))
+            }
+            None => {}
+        }
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
+            StoreError::Migration(format!(
+                "migration {} ({}) failed: {e}",
+                migration.version, migration.name
+            ))
+        })?;
+        sqlx::query(
+            "INSERT INTO rampart_migrations (version, name, checksum, applied_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(&checksum)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        applied.push(migration.version);
+    }
+    let row = sqlx::query("SELECT MAX(version) AS v FROM rampart_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    let version: i64 = row.try_get::<Option<i64>, _>("v")?.unwrap_or(0);
+    if version > LATEST_VERSION {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {version}, newer than this binary's \
+             {LATEST_VERSION}; run the newer binary"
+        )));
+    }
+    Ok(MigrationReport {
+        backend: backend.name(),
+        applied,
+        version,
+    })
+}
+
+pub(crate) async fn applied_version(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT MAX(version) AS v FROM rampart_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0))
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! Users. E-mail addresses are unique across the platform, since login names no tenant.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{
+    audit_events, new_id, now_ms, Email, LoginCandidate, NewAuditEvent, Role, Store, StoreError,
+    TenantScope, User,
+};
+
+pub(crate) const COLUMNS: &str =
+    "u.id, u.tenant_id, u.email, u.name, u.role, u.status, u.created_at, u.updated_at";
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: role.parse().map_err(StoreError::Corrupt)?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub tenant_id: String,
+    pub email: Email,
+    pub name: String,
+    pub role: Role,
+    /// A PHC string (Argon2id) or an imported bcrypt hash.
+    pub password_hash: String,
+}
+
+impl Store {
+    /// Creates a user in `new.tenant_id` and records `audit` there, in one transaction.
+    /// A taken e-mail is `Conflict { constraint: "users_email" }`; an unknown tenant is
+    /// `Constraint`.
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        mut audit: NewAuditEvent,
+    ) -> Result<User, StoreError> {
+        let now = now_ms();
+        let user = User {
+            id: new_id(),
+            tenant_id: new.tenant_id,
+            email: new.email.as_str().to_string(),
+            name: new.name,
+            role: new.role,
+            status: "active".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.system_write().await?;
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, email, name, role, status, password_hash, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&user.id)
+        .bind(&user.tenant_id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(&user.status)
+        .bind(&new.password_hash)
+        .bind(now)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(user.id.clone());
+        audit_events::append(tx.conn(), &user.tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// The user a login attempt names, with the stored hash.
+    pub async fn find_login_candidate(
+        &self,
+        email: &Email,
+    ) -> Result<Option<LoginCandidate>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, u.password_hash FROM users u WHERE u.email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(LoginCandidate {
+                user: from_row(&r)?,
+                password_hash: r.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn get_user(&self, scope: &TenantScope, id: &str) -> Result<User, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+        ))
+        .bind(tx.tenant_id().to_string())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        from_row(&row.ok_or(StoreError::NotFound)?)
+    }
+
+    /// How many users hold `role` across all tenants (e.g. "is there a platform admin").
+    pub async fn count_users_with_role(&self, role: Role) -> Result<i64, StoreError> {
+        let mut tx = self.system_read().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = $1")
+            .bind(role.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
