@@ -35,7 +35,7 @@ const SECTIONS: &[&str] = &["http", "database", "redis", "auth", "log", "crypto"
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
 /// `RAMPART_*` variables that are not configuration keys: the config file path, and
 /// variables the test suite reads (`RAMPART_TEST_DATABASE_URL`, ...).
-const NON_CONFIG_ENV: &[&str] = &["config"];
+const NON_CONFIG_ENV: &[&str] = &["config", "bin"];
 const NON_CONFIG_ENV_PREFIXES: &[&str] = &["test_", "bench_"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -481,9 +481,18 @@ impl Provider for EnvVar {
 }
 
 fn format_figment_error(error: figment::Error) -> String {
+    // figment's message names the source (file, or environment variable); the dotted key
+    // path in front names the setting as the TOML file spells it.
     error
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| {
+            let path = e.path.join(".");
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("`{path}`: {e}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -550,7 +559,7 @@ mod tests {
         let err = Config::load_from(None, &env(&[("RAMPART_HTTP_LISTEN", "not-an-address")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("listen"), "{err}");
+        assert!(err.contains("`http.listen`"), "{err}");
         assert!(err.contains("RAMPART_HTTP_LISTEN"), "{err}");
 
         let err = Config::load_from(None, &env(&[("RAMPART_AUTH_ACCESS_TOKEN_TTL_SECS", "5")]))

@@ -28,7 +28,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub const LATEST_VERSION: i64 = 1;
 
 /// Arbitrary, fixed: the advisory lock id that serialises migrations across nodes.
-const PG_MIGRATION_LOCK: i64 = 0x7261_6d70_6172_74;
+const PG_MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274; // "rampart" in ASCII
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MigrationReport {

@@ -1,0 +1,130 @@
+//! Every error is the one JSON shape, and no input gets a 500.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{error_code, spawn_app_with};
+
+#[tokio::test]
+async fn framework_errors_use_the_shape() {
+    let app = spawn_app_with(|c| c.http.max_body_bytes = 2048).await;
+    let res = app.get("/no/such/route", None).await;
+    assert_eq!(error_code(res, StatusCode::NOT_FOUND).await, "not_found");
+
+    let res = app
+        .client
+        .delete(app.url("/api/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+
+    let login = app.url("/api/v1/auth/login");
+    let res = app
+        .client
+        .post(&login)
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::BAD_REQUEST).await,
+        "malformed_json"
+    );
+
+    let res = app
+        .client
+        .post(&login)
+        .json(&json!({"email": 5, "password": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_body"
+    );
+
+    let res = app
+        .client
+        .post(&login)
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_media_type"
+    );
+
+    let big = json!({"email": "a@b.id", "password": "x".repeat(4096)});
+    let res = app.client.post(&login).json(&big).send().await.unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+}
+
+#[tokio::test]
+async fn request_id_is_taken_when_sane_and_replaced_when_not() {
+    let app = spawn_app_with(|_| {}).await;
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let res = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "bad id\"{}")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(id, "bad id\"{}");
+    assert_eq!(id.len(), 36, "a fresh UUID");
+}
+
+#[tokio::test]
+async fn hostile_bodies_never_get_a_500() {
+    let app = spawn_app_with(|_| {}).await;
+    let bodies = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "\"str\"",
+        "{\"email\":null,\"password\":null}",
+        "{\"email\":\"\u{0000}@x.id\",\"password\":\"\"}",
+        "{\"email\":\"a@b.id\",\"password\":\"\\ud800\"}",
+        "{\"email\":\"a@b.id\",\"password\":\"p\",\"extra\":{\"deep\":[[[[[[[[[[1]]]]]]]]]]}}",
+        "\u{feff}{}",
+        "{\"refresh_token\":1e999}",
+    ];
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/tenants",
+        "/api/v1/auth/logout",
+    ] {
+        for body in bodies {
+            let res = app
+                .client
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            assert!(status.is_client_error(), "{path} {body:?} -> {status}");
+            error_code(res, status).await;
+        }
+    }
+}

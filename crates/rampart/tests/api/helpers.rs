@@ -1,0 +1,213 @@
+//! Test harness: every test gets its own application, built by the same function as
+//! `main`, on its own temp data dir, and (when `RAMPART_TEST_DATABASE_URL` is set) its own
+//! fresh PostgreSQL database, and (when `RAMPART_TEST_REDIS_URL` is set) its own Redis key
+//! prefix. It talks to the app over real HTTP.
+
+use std::sync::Once;
+
+use rampart::app;
+use rampart_config::{Config, ConnectionUrl};
+use rampart_store::{Actor, RequestMeta, Role, Store, PLATFORM_TENANT_ID};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+pub const STRONG_PASSWORD: &str = "maple orbit canvas thunder";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub config: Config,
+    /// Set when the app runs on PostgreSQL: the URL of its own database.
+    pub database_url: Option<String>,
+    pub dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+static REPORT: Once = Once::new();
+
+fn report_backends() {
+    REPORT.call_once(|| {
+        match std::env::var("RAMPART_TEST_DATABASE_URL") {
+            Ok(_) => eprintln!("tests: database backend = PostgreSQL (RAMPART_TEST_DATABASE_URL)"),
+            Err(_) => eprintln!(
+                "tests: database backend = SQLite; PostgreSQL skipped (set RAMPART_TEST_DATABASE_URL)"
+            ),
+        }
+        match std::env::var("RAMPART_TEST_REDIS_URL") {
+            Ok(_) => eprintln!("tests: shared state = Redis (RAMPART_TEST_REDIS_URL)"),
+            Err(_) => eprintln!(
+                "tests: shared state = in-process; Redis skipped (set RAMPART_TEST_REDIS_URL)"
+            ),
+        }
+    });
+}
+
+/// A fresh database on the server `RAMPART_TEST_DATABASE_URL` points at.
+async fn fresh_postgres_database(base_url: &str) -> String {
+    let name = format!("rampart_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(base_url)
+        .await
+        .expect("connect to RAMPART_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (head, _) = base_url
+        .rsplit_once('/')
+        .expect("RAMPART_TEST_DATABASE_URL has a database path");
+    format!("{head}/{name}")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    report_backends();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mut database_url = None;
+    if let Ok(base) = std::env::var("RAMPART_TEST_DATABASE_URL") {
+        let url = fresh_postgres_database(&base).await;
+        config.database.url = ConnectionUrl::new(url.clone());
+        config.database.max_connections = 5;
+        database_url = Some(url);
+    }
+    if let Ok(redis) = std::env::var("RAMPART_TEST_REDIS_URL") {
+        config.redis.url = ConnectionUrl::new(redis);
+        config.redis.key_prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
+    }
+    customise(&mut config);
+    config.validate().expect("test config is valid");
+
+    let built = app::build(config.clone()).await.expect("app builds");
+    let store = built.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        app::serve(built, listener, std::future::pending())
+            .await
+            .ok();
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+        config,
+        database_url,
+        dir,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Creates a user directly through the same path the CLI uses.
+    pub async fn create_user(&self, tenant_id: &str, email: &str, role: Role) -> String {
+        rampart_identity::users::create_user(
+            &self.store,
+            &self.config.auth,
+            rampart_identity::users::UserInput {
+                tenant_id: tenant_id.to_string(),
+                email: email.to_string(),
+                name: String::new(),
+                role,
+                password: STRONG_PASSWORD.to_string(),
+            },
+            Actor::System,
+            RequestMeta::default(),
+        )
+        .await
+        .expect("create user")
+        .id
+    }
+
+    pub async fn create_platform_admin(&self, email: &str) -> String {
+        self.create_user(PLATFORM_TENANT_ID, email, Role::PlatformAdmin)
+            .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs in with the strong test password; returns (access, refresh).
+    pub async fn tokens(&self, email: &str) -> (String, String) {
+        let res = self.login(email, STRONG_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK, "login of {email}");
+        let body: Value = res.json().await.unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_string(),
+            body["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn create_tenant(&self, admin_token: &str, name: &str, kind: &str) -> String {
+        let res = self
+            .post(
+                "/api/v1/tenants",
+                Some(admin_token),
+                &json!({ "name": name, "kind": kind }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// Asserts the one error shape and returns the code.
+pub async fn error_code(res: Response, status: StatusCode) -> String {
+    assert_eq!(res.status(), status);
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .expect("X-Request-Id on every response")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = res.json().await.expect("error body is JSON");
+    let error = &body["error"];
+    assert!(error["code"].is_string(), "{body}");
+    assert!(error["message"].is_string(), "{body}");
+    assert_eq!(error["request_id"], request_id, "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    error["code"].as_str().unwrap().to_string()
+}

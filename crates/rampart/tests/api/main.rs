@@ -1,0 +1,10 @@
+//! The API as a user meets it: HTTP against the app `main` builds. One test binary for
+//! the crate, one module per area.
+
+mod auth;
+mod cli;
+mod errors;
+mod helpers;
+mod ops;
+mod storage;
+mod tenants;
