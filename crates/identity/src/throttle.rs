@@ -1,6 +1,11 @@
-//! Login brute-force throttling: failures counted per account and per client IP in a
-//! fixed window that starts at the first failure. At the limit, further attempts are
-//! refused (429) until the window ends, before any password is checked.
+//! Login brute-force throttling: attempts counted per account and per client IP in a
+//! fixed window that starts at the first attempt.
+//!
+//! An attempt is counted *before* its password is checked (`hit`), atomically, so a burst
+//! of parallel guesses cannot all slip past a check-then-record race: the sixth attempt in
+//! a window sees a count of six and is refused (429) without a password check, however
+//! many arrive at once. A successful login clears the account's count and gives back its
+//! IP slot, so only failures accumulate.
 //!
 //! In this process by default; in Redis when `redis.url` is set, so every node counts
 //! together. If Redis cannot be reached, login fails closed (503): refusing logins for a
@@ -23,8 +28,17 @@ pub enum LoginThrottle {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
-    failures: u32,
+    attempts: u32,
     ends: Instant,
+}
+
+/// The state of a key after an attempt was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Attempts in the window, this one included.
+    pub attempts: u32,
+    /// Until the window ends.
+    pub resets_in: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +48,21 @@ pub struct ThrottleUnavailable(String);
 /// Above this many tracked keys, the in-process map drops windows that have ended.
 const MEMORY_PRUNE_AT: usize = 10_000;
 
-/// INCR and, for a new key, set the window: one atomic step, so two nodes counting the
-/// first failure at once cannot leave a key without expiry.
-const RECORD_FAILURE: &str = r"
+/// INCR, set the window on a new key, report count and time left: one atomic step, so
+/// two nodes counting at once cannot lose a count or leave a key without expiry.
+const HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+";
+
+/// Gives back one attempt, never below zero, keeping the window's expiry.
+const RELEASE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
 ";
 
 impl LoginThrottle {
@@ -58,72 +81,60 @@ impl LoginThrottle {
         })
     }
 
-    /// If `key` has reached `max` failures in its window: how long until it ends.
-    pub async fn locked_for(
-        &self,
-        key: &str,
-        max: u32,
-    ) -> Result<Option<Duration>, ThrottleUnavailable> {
+    /// Counts one attempt against `key` and returns the count in the current window.
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit, ThrottleUnavailable> {
         match self {
             LoginThrottle::Memory(map) => {
-                let map = map
-                    .lock()
-                    .map_err(|_| ThrottleUnavailable("poisoned".into()))?;
-                let now = Instant::now();
-                Ok(map
-                    .get(key)
-                    .filter(|w| w.ends > now && w.failures >= max)
-                    .map(|w| w.ends - now))
-            }
-            LoginThrottle::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
-                let full = format!("{prefix}login:{key}");
-                let (count, ttl_ms): (Option<u32>, i64) = redis::pipe()
-                    .get(&full)
-                    .pttl(&full)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| ThrottleUnavailable(e.to_string()))?;
-                Ok(match count {
-                    Some(n) if n >= max && ttl_ms > 0 => Some(Duration::from_millis(ttl_ms as u64)),
-                    _ => None,
-                })
-            }
-        }
-    }
-
-    pub async fn record_failure(
-        &self,
-        key: &str,
-        window: Duration,
-    ) -> Result<(), ThrottleUnavailable> {
-        match self {
-            LoginThrottle::Memory(map) => {
-                let mut map = map
-                    .lock()
-                    .map_err(|_| ThrottleUnavailable("poisoned".into()))?;
+                let mut map = lock(map)?;
                 let now = Instant::now();
                 if map.len() >= MEMORY_PRUNE_AT {
                     map.retain(|_, w| w.ends > now);
                 }
                 let entry = map.entry(key.to_string()).or_insert(Window {
-                    failures: 0,
+                    attempts: 0,
                     ends: now + window,
                 });
                 if entry.ends <= now {
                     *entry = Window {
-                        failures: 0,
+                        attempts: 0,
                         ends: now + window,
                     };
                 }
-                entry.failures += 1;
+                entry.attempts += 1;
+                Ok(Hit {
+                    attempts: entry.attempts,
+                    resets_in: entry.ends - now,
+                })
+            }
+            LoginThrottle::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let (attempts, ttl_ms): (u32, i64) = redis::Script::new(HIT)
+                    .key(format!("{prefix}login:{key}"))
+                    .arg(window.as_millis() as u64)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| ThrottleUnavailable(e.to_string()))?;
+                Ok(Hit {
+                    attempts,
+                    resets_in: Duration::from_millis(ttl_ms.max(0) as u64),
+                })
+            }
+        }
+    }
+
+    /// Takes back one counted attempt (a login that succeeded).
+    pub async fn release(&self, key: &str) -> Result<(), ThrottleUnavailable> {
+        match self {
+            LoginThrottle::Memory(map) => {
+                if let Some(w) = lock(map)?.get_mut(key) {
+                    w.attempts = w.attempts.saturating_sub(1);
+                }
                 Ok(())
             }
             LoginThrottle::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let _: i64 = redis::Script::new(RECORD_FAILURE)
+                let _: i64 = redis::Script::new(RELEASE)
                     .key(format!("{prefix}login:{key}"))
-                    .arg(window.as_millis() as u64)
                     .invoke_async(&mut conn)
                     .await
                     .map_err(|e| ThrottleUnavailable(e.to_string()))?;
@@ -132,13 +143,11 @@ impl LoginThrottle {
         }
     }
 
-    /// After a successful login the account starts afresh (the IP count stays).
+    /// Forgets `key`'s window (an account after a successful login).
     pub async fn clear(&self, key: &str) -> Result<(), ThrottleUnavailable> {
         match self {
             LoginThrottle::Memory(map) => {
-                map.lock()
-                    .map_err(|_| ThrottleUnavailable("poisoned".into()))?
-                    .remove(key);
+                lock(map)?.remove(key);
                 Ok(())
             }
             LoginThrottle::Redis { conn, prefix } => {
@@ -154,34 +163,45 @@ impl LoginThrottle {
     }
 }
 
+fn lock(
+    map: &Mutex<HashMap<String, Window>>,
+) -> Result<std::sync::MutexGuard<'_, HashMap<String, Window>>, ThrottleUnavailable> {
+    map.lock()
+        .map_err(|_| ThrottleUnavailable("lock poisoned".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn memory_window_locks_at_max_and_clears() {
+    async fn memory_window_counts_releases_and_clears() {
         let t = LoginThrottle::memory();
         let w = Duration::from_secs(60);
-        for _ in 0..4 {
-            t.record_failure("a", w).await.unwrap();
+        for n in 1..=5 {
+            assert_eq!(t.hit("a", w).await.unwrap().attempts, n);
         }
-        assert!(t.locked_for("a", 5).await.unwrap().is_none());
-        t.record_failure("a", w).await.unwrap();
-        let left = t.locked_for("a", 5).await.unwrap().unwrap();
-        assert!(left <= w && left > Duration::from_secs(50));
-        assert!(t.locked_for("b", 5).await.unwrap().is_none());
+        let sixth = t.hit("a", w).await.unwrap();
+        assert_eq!(sixth.attempts, 6);
+        assert!(sixth.resets_in <= w && sixth.resets_in > Duration::from_secs(50));
+        assert_eq!(t.hit("b", w).await.unwrap().attempts, 1);
+        t.release("b").await.unwrap();
+        assert_eq!(t.hit("b", w).await.unwrap().attempts, 1);
         t.clear("a").await.unwrap();
-        assert!(t.locked_for("a", 5).await.unwrap().is_none());
+        assert_eq!(t.hit("a", w).await.unwrap().attempts, 1);
     }
 
     #[tokio::test]
     async fn memory_window_expires() {
         let t = LoginThrottle::memory();
-        t.record_failure("a", Duration::from_millis(20))
-            .await
-            .unwrap();
-        assert!(t.locked_for("a", 1).await.unwrap().is_some());
+        t.hit("a", Duration::from_millis(20)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(t.locked_for("a", 1).await.unwrap().is_none());
+        assert_eq!(
+            t.hit("a", Duration::from_millis(20))
+                .await
+                .unwrap()
+                .attempts,
+            1
+        );
     }
 }

@@ -69,22 +69,20 @@ async fn attempt(
     };
     let unavailable =
         |e: crate::throttle::ThrottleUnavailable| IdentityError::ThrottleUnavailable(e.to_string());
-    if let Some(left) = throttle
-        .locked_for(&account_key, config.login_max_failures)
+    // Count this attempt before looking at the password (see throttle.rs).
+    let account = throttle
+        .hit(&account_key, window)
         .await
-        .map_err(unavailable)?
-    {
+        .map_err(unavailable)?;
+    if account.attempts > config.login_max_failures {
         tracing::warn!(target: "rampart::security", event = "login_locked", request_id = %info.request_id);
-        return Err(locked(left));
+        return Err(locked(account.resets_in));
     }
     if let Some(key) = &ip_key {
-        if let Some(left) = throttle
-            .locked_for(key, config.login_ip_max_failures)
-            .await
-            .map_err(unavailable)?
-        {
+        let ip = throttle.hit(key, window).await.map_err(unavailable)?;
+        if ip.attempts > config.login_ip_max_failures {
             tracing::warn!(target: "rampart::security", event = "login_ip_locked", request_id = %info.request_id);
-            return Err(locked(left));
+            return Err(locked(ip.resets_in));
         }
     }
 
@@ -109,20 +107,13 @@ async fn attempt(
     .map_err(|e| IdentityError::Task(e.to_string()))?;
 
     let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
-        throttle
-            .record_failure(&account_key, window)
-            .await
-            .map_err(unavailable)?;
-        if let Some(key) = &ip_key {
-            throttle
-                .record_failure(key, window)
-                .await
-                .map_err(unavailable)?;
-        }
         tracing::warn!(target: "rampart::security", event = "login_failure", request_id = %info.request_id);
         return Err(IdentityError::InvalidCredentials);
     };
     throttle.clear(&account_key).await.map_err(unavailable)?;
+    if let Some(key) = &ip_key {
+        throttle.release(key).await.map_err(unavailable)?;
+    }
 
     let rehashed_password = if password::needs_rehash(&candidate.password_hash) {
         let hashed = tokio::task::spawn_blocking(move || password::hash(&presented))

@@ -141,6 +141,32 @@ async fn sixth_bad_password_in_a_row_gets_429_even_with_the_right_password() {
 }
 
 #[tokio::test]
+async fn a_parallel_burst_of_guesses_gets_only_five_password_checks() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let body = json!({ "email": "root@example.id", "password": "wrong password here" });
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let request = app.client.post(app.url("/api/v1/auth/login")).json(&body);
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 7), "{statuses:?}");
+}
+
+#[tokio::test]
 async fn per_ip_limit_spans_accounts() {
     let app = crate::helpers::spawn_app_with(|c| c.auth.login_ip_max_failures = 3).await;
     for i in 0..3 {
