@@ -202,13 +202,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     app.create_platform_admin("root@example.id").await;
     let (access, first) = app.tokens("root@example.id").await;
 
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            &json!({ "refresh_token": first }),
-        )
-        .await;
+    let res = app.refresh(&first).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     let second = body["refresh_token"].as_str().unwrap().to_string();
@@ -222,24 +216,12 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     );
 
     // The first token again: refused, and the session is over.
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            &json!({ "refresh_token": first }),
-        )
-        .await;
+    let res = app.refresh(&first).await;
     assert_eq!(
         error_code(res, StatusCode::UNAUTHORIZED).await,
         "invalid_refresh_token"
     );
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            &json!({ "refresh_token": second }),
-        )
-        .await;
+    let res = app.refresh(&second).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the family is dead");
     for token in [&access, &new_access] {
         let res = app.get("/api/v1/users/me", Some(token)).await;
@@ -281,13 +263,7 @@ async fn logout_ends_the_session_at_once() {
         error_code(res, StatusCode::UNAUTHORIZED).await,
         "session_ended"
     );
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            &json!({ "refresh_token": refresh }),
-        )
-        .await;
+    let res = app.refresh(&refresh).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -340,13 +316,7 @@ async fn laravel_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id() {
 async fn disabled_or_unknown_refresh_tokens_are_refused_without_500() {
     let app = spawn_app().await;
     for token in ["", "rft_nope", "x".repeat(5000).as_str(), "rft_\u{0}\u{1}"] {
-        let res = app
-            .post(
-                "/api/v1/auth/refresh",
-                None,
-                &json!({ "refresh_token": token }),
-            )
-            .await;
+        let res = app.refresh(token).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{token:.20}");
     }
 }

@@ -168,6 +168,15 @@ impl TestApp {
         .await
     }
 
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
     /// Logs in with the strong test password; returns (access, refresh).
     pub async fn tokens(&self, email: &str) -> (String, String) {
         let res = self.login(email, STRONG_PASSWORD).await;

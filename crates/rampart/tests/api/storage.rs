@@ -93,12 +93,7 @@ async fn every_mutation_leaves_an_audit_event() {
         &serde_json::json!({"email": "u@a.example", "password": crate::helpers::STRONG_PASSWORD, "role": "member"}),
     )
     .await;
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        &serde_json::json!({"refresh_token": refresh}),
-    )
-    .await;
+    app.refresh(&refresh).await;
     // The platform tenant's log: admin creation, login, refresh.
     let platform = platform_scope(&app).await;
     let actions: Vec<String> = app
