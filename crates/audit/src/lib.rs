@@ -3,9 +3,11 @@
 //! Every mutation appends an event in the same database transaction as the change (the
 //! store does the writing, inside the repository function that makes the change). This
 //! crate builds the events and redacts secrets from the changed fields before they are
-//! stored. The Access-and-audit issue adds the hash chain, signed checkpoints and
-//! `rampart audit verify` here.
+//! stored. `chain` verifies the per-tenant hash chains the store keeps and signs
+//! checkpoints of them (`rampart audit verify`, `rampart audit checkpoint`).
 #![forbid(unsafe_code)]
+
+pub mod chain;
 
 use rampart_store::{Actor, NewAuditEvent, RequestMeta};
 use serde_json::Value;

@@ -30,7 +30,9 @@ pub use secret::{ConnectionUrl, Secret};
 pub const ENV_PREFIX: &str = "RAMPART_";
 
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["http", "database", "redis", "auth", "log", "crypto"];
+const SECTIONS: &[&str] = &[
+    "http", "database", "redis", "auth", "log", "crypto", "audit",
+];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
 /// `RAMPART_*` variables that are not configuration keys: the config file path, and
@@ -49,6 +51,25 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub crypto: CryptoConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint of a tenant's audit chain once it has grown by this many events...
+    pub checkpoint_every_events: i64,
+    /// ...or, if it has grown at all, once its last checkpoint is this old.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every_events: 1000,
+            checkpoint_interval_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +162,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             crypto: CryptoConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -338,6 +360,20 @@ impl Config {
                 "auth.audience",
                 &a.audience,
                 "it must not be empty",
+            ));
+        }
+        if self.audit.checkpoint_every_events < 1 {
+            return Err(invalid(
+                "audit.checkpoint_every_events",
+                self.audit.checkpoint_every_events,
+                "it must be at least 1",
+            ));
+        }
+        if self.audit.checkpoint_interval_secs < 1 {
+            return Err(invalid(
+                "audit.checkpoint_interval_secs",
+                0,
+                "it must be at least 1",
             ));
         }
         let h = &self.http;

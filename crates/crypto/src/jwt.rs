@@ -161,6 +161,9 @@ fn thumbprint(secret: &p256::SecretKey) -> String {
 pub struct TokenKeys {
     signer_kid: String,
     signer: EncodingKey,
+    /// The same newest key, for detached signatures (audit checkpoints).
+    detached_signer: p256::ecdsa::SigningKey,
+    detached_verifiers: HashMap<String, p256::ecdsa::VerifyingKey>,
     verifiers: HashMap<String, DecodingKey>,
     jwks: serde_json::Value,
     validation: Validation,
@@ -173,8 +176,13 @@ impl TokenKeys {
             .last()
             .ok_or_else(|| JwtError::Sign("no signing key".into()))?;
         let mut verifiers = HashMap::new();
+        let mut detached_verifiers = HashMap::new();
         for key in keys {
             verifiers.insert(key.kid.clone(), key.decoding_key()?);
+            detached_verifiers.insert(
+                key.kid.clone(),
+                p256::ecdsa::VerifyingKey::from(key.secret.public_key()),
+            );
         }
         let jwks = serde_json::json!({
             "keys": keys.iter().rev().map(SigningKey::public_jwk).collect::<Vec<_>>()
@@ -189,6 +197,8 @@ impl TokenKeys {
         Ok(TokenKeys {
             signer_kid: newest.kid.clone(),
             signer: newest.encoding_key()?,
+            detached_signer: p256::ecdsa::SigningKey::from(&newest.secret),
+            detached_verifiers,
             verifiers,
             jwks,
             validation,
@@ -224,6 +234,31 @@ impl TokenKeys {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
                 _ => JwtError::Invalid(e.to_string()),
             })
+    }
+
+    /// An ES256 signature over `message` with the newest key: `(kid, base64url(r || s))`.
+    pub fn sign_detached(&self, message: &[u8]) -> (String, String) {
+        use p256::ecdsa::signature::Signer;
+        let signature: p256::ecdsa::Signature = self.detached_signer.sign(message);
+        (
+            self.signer_kid.clone(),
+            URL_SAFE_NO_PAD.encode(signature.to_bytes()),
+        )
+    }
+
+    /// Checks a signature made by [`TokenKeys::sign_detached`] with any key loaded here.
+    pub fn verify_detached(&self, kid: &str, message: &[u8], signature: &str) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        let Some(key) = self.detached_verifiers.get(kid) else {
+            return false;
+        };
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let Ok(signature) = p256::ecdsa::Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify(message, &signature).is_ok()
     }
 
     /// `{"keys":[...]}`, newest first.
@@ -286,6 +321,16 @@ mod tests {
             Err(JwtError::Invalid(_))
         ));
         assert!(matches!(keys.verify("garbage"), Err(JwtError::Malformed)));
+    }
+
+    #[test]
+    fn detached_signatures() {
+        let keys = TokenKeys::new(&[SigningKey::generate()], "iss", "aud").unwrap();
+        let (kid, sig) = keys.sign_detached(b"checkpoint");
+        assert!(keys.verify_detached(&kid, b"checkpoint", &sig));
+        assert!(!keys.verify_detached(&kid, b"checkpoinT", &sig));
+        assert!(!keys.verify_detached("other", b"checkpoint", &sig));
+        assert!(!keys.verify_detached(&kid, b"checkpoint", "AAAA"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod keys;
 mod metrics;
 pub mod password;
 mod principal;
+pub mod rbac;
 mod state;
 pub mod tenants;
 pub mod throttle;
@@ -35,6 +36,16 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(users::router())
         .merge(tenants::router())
         .merge(jwks::router())
+}
+
+/// The platform's signing keys, for operator commands that sign or verify without a
+/// running server (`rampart audit verify`).
+pub async fn load_token_keys(
+    store: &rampart_store::Store,
+    root: &rampart_crypto::RootKey,
+    config: &rampart_config::AuthConfig,
+) -> Result<rampart_crypto::TokenKeys, IdentityError> {
+    keys::load(store, root, &config.issuer, &config.audience).await
 }
 
 /// RFC 3339 in UTC, how times leave the API.

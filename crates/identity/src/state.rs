@@ -73,6 +73,11 @@ impl Identity {
         &self.inner.config
     }
 
+    /// The platform's signing keys (access tokens, audit checkpoints).
+    pub fn token_keys(&self) -> Arc<TokenKeys> {
+        self.keys()
+    }
+
     pub(crate) fn keys(&self) -> Arc<TokenKeys> {
         match self.inner.keys.read() {
             Ok(k) => k.clone(),

@@ -32,6 +32,8 @@ pub struct App {
     pub config: Config,
     /// The OpenAPI document, as served at `/api/openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
+    /// Work that runs beside the server (audit checkpoints); stopped by `serve`.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(OpenApi)]
@@ -144,12 +146,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             rampart_edge::request_context,
         ));
 
+    let background = vec![tokio::spawn(audit_checkpoints(
+        store.clone(),
+        identity.clone(),
+        config.audit.clone(),
+    ))];
     Ok(App {
         router,
         store,
         identity,
         config,
         openapi,
+        background,
     })
 }
 
@@ -182,9 +190,35 @@ pub async fn serve(
         () = drained => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
     }
     drop(stop_rx);
+    for task in &app.background {
+        task.abort();
+    }
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Signs checkpoints of the audit chains as they grow (see `rampart_audit::chain`). Every
+/// node runs this; a checkpoint another node already made for the same head is skipped.
+async fn audit_checkpoints(store: Store, identity: Identity, config: rampart_config::AuditConfig) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let keys = identity.token_keys();
+        match rampart_audit::chain::checkpoint_due(
+            &store,
+            &keys,
+            config.checkpoint_every_events,
+            config.checkpoint_interval_secs as i64 * 1000,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(checkpoints = n, "signed audit checkpoints"),
+            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed; will retry"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -44,6 +44,18 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk every tenant's audit chain and its signed checkpoints. Exits non-zero naming
+    /// the first event that was altered, removed or reordered.
+    Verify,
+    /// Sign a checkpoint of every chain that has grown since its last one.
+    Checkpoint,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +155,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if generated {
                 eprintln!("generated password (shown once; store it now):");
                 println!("{password}");
+            }
+            Ok(())
+        }
+        Command::Audit(command) => {
+            let store = open_store(&config).await?;
+            let root =
+                rampart_crypto::RootKey::load(config.crypto.root_key.expose(), &config.data_dir)?;
+            let keys = rampart_identity::load_token_keys(&store, &root, &config.auth)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match command {
+                AuditCommand::Verify => {
+                    let report = rampart_audit::chain::verify_all(&store, &keys).await?;
+                    println!(
+                        "verified {} events in {} chains, {} signed checkpoints",
+                        report.events, report.chains, report.checkpoints
+                    );
+                }
+                AuditCommand::Checkpoint => {
+                    let made = rampart_audit::chain::checkpoint_due(&store, &keys, 1, 0).await?;
+                    println!("signed {made} checkpoints");
+                }
             }
             Ok(())
         }

@@ -95,6 +95,13 @@ impl Store {
                 run_as_role,
             }),
         };
+        let chained = store.backfill_audit_chain().await?;
+        if chained > 0 {
+            tracing::info!(
+                events = chained,
+                "chained audit events recorded before the chain existed"
+            );
+        }
         Ok((store, report))
     }
 

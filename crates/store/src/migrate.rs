@@ -17,15 +17,23 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "access_and_audit",
+        sqlite: include_str!("../migrations/sqlite/0002_access_and_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0002_access_and_audit.sql"),
+    },
+];
 
 /// The schema version this binary runs on.
-pub const LATEST_VERSION: i64 = 1;
+pub const LATEST_VERSION: i64 = 2;
 
 /// Arbitrary, fixed: the advisory lock id that serialises migrations across nodes.
 const PG_MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274; // "rampart" in ASCII

@@ -69,7 +69,7 @@ impl fmt::Display for TenantKind {
 }
 
 /// Built-in roles. The Access-control issue maps them to permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     PlatformAdmin,

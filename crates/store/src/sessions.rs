@@ -7,8 +7,8 @@
 use sqlx::Row;
 
 use crate::{
-    audit_events, new_id, now_ms, users, LoginCandidate, NewAuditEvent, RequestMeta, Store,
-    StoreError, TenantScope, User,
+    new_id, now_ms, users, LoginCandidate, NewAuditEvent, RequestMeta, Store, StoreError,
+    TenantScope, User,
 };
 
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ impl Store {
             .await?;
         }
         audit.target_id = Some(session_id.clone());
-        audit_events::append(tx.conn(), &user.tenant_id, &audit).await?;
+        tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
         Ok(SessionStarted { scope, session_id })
     }
@@ -180,7 +180,7 @@ impl Store {
             meta: meta.clone(),
             changes: serde_json::json!({}),
         };
-        audit_events::append(tx.conn(), &tenant_id, &event).await?;
+        tx.audit(&tenant_id, &event).await?;
         tx.commit().await?;
         Ok(Rotation::Rotated {
             scope: TenantScope::mint(tenant_id),
@@ -245,7 +245,7 @@ impl Store {
             == 1;
         if ended {
             audit.target_id = Some(session_id.to_string());
-            audit_events::append(tx.conn(), scope.tenant_id(), &audit).await?;
+            tx.audit(scope.tenant_id(), &audit).await?;
         }
         tx.commit().await?;
         Ok(ended)
@@ -298,7 +298,7 @@ async fn revoke_for_reuse(
         meta: meta.clone(),
         changes: serde_json::json!({ "user_id": user_id }),
     };
-    audit_events::append(tx.conn(), &tenant_id, &event).await?;
+    tx.audit(&tenant_id, &event).await?;
     tx.commit().await?;
     Ok(Rotation::Reused {
         session_id,

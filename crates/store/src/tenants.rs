@@ -43,8 +43,9 @@ impl Store {
         .bind(tenant.created_at)
         .execute(tx.conn())
         .await?;
+        audit_events::create_head(tx.conn(), &tenant.id).await?;
         audit.target_id = Some(tenant.id.clone());
-        audit_events::append(tx.conn(), &tenant.id, &audit).await?;
+        tx.audit(&tenant.id, &audit).await?;
         tx.commit().await?;
         Ok(tenant)
     }

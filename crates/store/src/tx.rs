@@ -32,6 +32,7 @@ pub struct System;
 pub struct Tx<S> {
     pub(crate) inner: Transaction<'static, Any>,
     pub(crate) scope: S,
+    pub(crate) backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
@@ -46,6 +47,16 @@ impl<S> Tx<S> {
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.inner
+    }
+
+    /// Appends an audit event to `tenant_id`'s chain inside this transaction.
+    pub(crate) async fn audit(
+        &mut self,
+        tenant_id: &str,
+        event: &crate::NewAuditEvent,
+    ) -> Result<String, StoreError> {
+        let backend = self.backend;
+        crate::audit_events::append(&mut self.inner, backend, tenant_id, event).await
     }
 }
 
@@ -116,6 +127,7 @@ impl Store {
         Ok(Tx {
             inner: tx,
             scope,
+            backend: inner.backend,
             _writer: writer,
         })
     }

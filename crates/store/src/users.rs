@@ -4,8 +4,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::{
-    audit_events, new_id, now_ms, Email, LoginCandidate, NewAuditEvent, Role, Store, StoreError,
-    TenantScope, User,
+    new_id, now_ms, Email, LoginCandidate, NewAuditEvent, Role, Store, StoreError, TenantScope,
+    User,
 };
 
 pub(crate) const COLUMNS: &str =
@@ -72,7 +72,7 @@ impl Store {
         .execute(tx.conn())
         .await?;
         audit.target_id = Some(user.id.clone());
-        audit_events::append(tx.conn(), &user.tenant_id, &audit).await?;
+        tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
         Ok(user)
     }

@@ -135,7 +135,7 @@ async fn count_users(conn: &mut sqlx::PgConnection, tenant: Option<String>) -> i
 }
 
 /// The platform tenant's scope, obtained the only way there is: a live session.
-async fn platform_scope(app: &crate::helpers::TestApp) -> rampart_store::TenantScope {
+pub async fn platform_scope(app: &crate::helpers::TestApp) -> rampart_store::TenantScope {
     let (token, _) = app.tokens("root@example.id").await;
     let claims: serde_json::Value = serde_json::from_slice(
         &base64::Engine::decode(
