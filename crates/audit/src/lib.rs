@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod security_log;
 
 use rampart_store::{Actor, NewAuditEvent, RequestMeta};
 use serde_json::Value;

@@ -61,6 +61,8 @@ pub struct AuditConfig {
     pub checkpoint_every_events: i64,
     /// ...or, if it has grown at all, once its last checkpoint is this old.
     pub checkpoint_interval_secs: u64,
+    /// Days the daily security log files (`<data_dir>/logs/security.log.*`) are kept.
+    pub security_log_retention_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -68,6 +70,7 @@ impl Default for AuditConfig {
         AuditConfig {
             checkpoint_every_events: 1000,
             checkpoint_interval_secs: 300,
+            security_log_retention_days: 90,
         }
     }
 }
@@ -366,6 +369,13 @@ impl Config {
             return Err(invalid(
                 "audit.checkpoint_every_events",
                 self.audit.checkpoint_every_events,
+                "it must be at least 1",
+            ));
+        }
+        if self.audit.security_log_retention_days < 1 {
+            return Err(invalid(
+                "audit.security_log_retention_days",
+                0,
                 "it must be at least 1",
             ));
         }

@@ -17,6 +17,8 @@ pub enum IdentityError {
     BadToken(String),
     #[error("session has ended")]
     SessionEnded,
+    #[error("API key rejected")]
+    BadApiKey,
     #[error("refresh token rejected")]
     BadRefreshToken,
     #[error("forbidden: {0}")]
@@ -60,6 +62,11 @@ impl From<IdentityError> for ApiError {
                 http::StatusCode::UNAUTHORIZED,
                 "session_ended",
                 "this session has ended; log in again",
+            ),
+            IdentityError::BadApiKey => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "API key is invalid, expired or revoked",
             ),
             IdentityError::BadRefreshToken => ApiError::new(
                 http::StatusCode::UNAUTHORIZED,

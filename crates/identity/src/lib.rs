@@ -9,6 +9,8 @@
 //! Must not: build SQL (the store does), or hold raw key material (the crypto crate does).
 #![forbid(unsafe_code)]
 
+pub mod api_keys;
+mod audit_api;
 mod auth;
 mod error;
 mod jwks;
@@ -23,7 +25,7 @@ pub mod throttle;
 pub mod users;
 
 pub use error::IdentityError;
-pub use principal::Principal;
+pub use principal::{Caller, Principal, API_KEY_PREFIX};
 pub use state::Identity;
 pub use throttle::LoginThrottle;
 
@@ -36,6 +38,8 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(users::router())
         .merge(tenants::router())
         .merge(jwks::router())
+        .merge(api_keys::router())
+        .merge(audit_api::router())
 }
 
 /// The platform's signing keys, for operator commands that sign or verify without a

@@ -1,28 +1,93 @@
 //! The authenticated caller, as an extractor.
 
+use std::collections::BTreeSet;
+
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use rampart_edge::ApiError;
-use rampart_store::{Role, TenantScope, User};
+use rampart_audit::security_log::SecurityEvent;
+use rampart_edge::{ApiError, RequestInfo};
+use rampart_store::api_keys::ApiKey;
+use rampart_store::{Actor, Role, TenantScope, User};
 
 use crate::{Identity, IdentityError};
 
-/// Who is calling: a verified access token whose session is live and whose user is
-/// active, checked on every request, so logout or disabling a user takes effect at once.
+/// API key secrets start with this, so they are told apart from JWTs and found by
+/// secret scanners.
+pub const API_KEY_PREFIX: &str = "rk_";
+
+/// Who is calling, checked on every request: a user with a verified access token whose
+/// session is live and who is active, or a live API key. Logout, revocation, disabling a
+/// user and a role change all take effect on the caller's next request.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user: User,
+    pub caller: Caller,
     pub scope: TenantScope,
-    pub session_id: String,
+    permissions: BTreeSet<String>,
+    info: RequestInfo,
+    identity: Identity,
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User { user: User, session_id: String },
+    ApiKey(ApiKey),
 }
 
 impl Principal {
+    pub fn user(&self) -> Option<&User> {
+        match &self.caller {
+            Caller::User { user, .. } => Some(user),
+            Caller::ApiKey(_) => None,
+        }
+    }
+
+    /// The caller's user, or 403 for an API key (this endpoint is for people).
+    pub fn require_user(&self) -> Result<&User, IdentityError> {
+        self.user().ok_or(IdentityError::Forbidden(
+            "this endpoint needs a user; API keys cannot use it",
+        ))
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.caller {
+            Caller::User { session_id, .. } => Some(session_id),
+            Caller::ApiKey(_) => None,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.caller {
+            Caller::User { user, .. } => Actor::User(user.id.clone()),
+            Caller::ApiKey(key) => Actor::ApiKey(key.id.clone()),
+        }
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
-        self.user.role == role
+        self.user().is_some_and(|u| u.role == role)
     }
 
     pub fn is_platform_admin(&self) -> bool {
         self.has_role(Role::PlatformAdmin)
+    }
+
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn permissions(&self) -> &BTreeSet<String> {
+        &self.permissions
+    }
+
+    /// The route-level check: 403, and a `permission_denied` security event, unless the
+    /// caller holds `permission`.
+    pub fn require(&self, permission: &'static str) -> Result<(), IdentityError> {
+        if self.can(permission) {
+            return Ok(());
+        }
+        let mut event = SecurityEvent::new("permission_denied", "warning");
+        event.detail = serde_json::json!({ "permission": permission });
+        self.identity.security_event(event, &self.info, Some(self));
+        Err(IdentityError::Forbidden("missing permission"))
     }
 }
 
@@ -35,7 +100,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let identity = Identity::from_ref(state);
+        let info = RequestInfo::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
         let token = bearer_token(parts).ok_or(IdentityError::MissingToken)?;
+        if token.starts_with(API_KEY_PREFIX) {
+            let digest = rampart_crypto::secret_digest(token);
+            let (scope, key) = identity
+                .store()
+                .authenticate_api_key(&digest)
+                .await
+                .map_err(IdentityError::from)?
+                .ok_or(IdentityError::BadApiKey)?;
+            let permissions = key.scopes.iter().cloned().collect();
+            identity.note_api_key_use(&key, &info);
+            return Ok(Principal {
+                caller: Caller::ApiKey(key),
+                scope,
+                permissions,
+                info,
+                identity,
+            });
+        }
         let claims = identity.verify(token).await?;
         let (scope, user) = identity
             .store()
@@ -43,10 +129,16 @@ where
             .await
             .map_err(IdentityError::from)?
             .ok_or(IdentityError::SessionEnded)?;
+        let permissions = identity.rbac().permissions_of(user.role);
         Ok(Principal {
-            user,
+            caller: Caller::User {
+                user,
+                session_id: claims.sid,
+            },
             scope,
-            session_id: claims.sid,
+            permissions,
+            info,
+            identity,
         })
     }
 }

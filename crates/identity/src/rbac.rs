@@ -15,6 +15,8 @@ use rampart_store::Role;
 
 pub const TENANTS_READ: &str = "tenants:read";
 pub const TENANTS_WRITE: &str = "tenants:write";
+/// List every tenant of the platform.
+pub const TENANTS_LIST: &str = "tenants:list";
 pub const USERS_READ: &str = "users:read";
 pub const USERS_WRITE: &str = "users:write";
 pub const AUDIT_READ: &str = "audit:read";
@@ -24,7 +26,7 @@ pub const SECURITY_EVENTS_READ: &str = "security_events:read";
 
 /// Permissions that act across tenants: only platform admins hold them, and no API key
 /// (keys belong to one tenant) may carry them.
-pub const PLATFORM_ONLY: &[&str] = &[TENANTS_WRITE, SECURITY_EVENTS_READ];
+pub const PLATFORM_ONLY: &[&str] = &[TENANTS_WRITE, TENANTS_LIST, SECURITY_EVENTS_READ];
 
 /// Which permissions each role has. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -50,6 +52,7 @@ impl Rbac {
             &[
                 TENANTS_READ,
                 TENANTS_WRITE,
+                TENANTS_LIST,
                 USERS_READ,
                 USERS_WRITE,
                 AUDIT_READ,

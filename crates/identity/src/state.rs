@@ -8,8 +8,17 @@ use rampart_config::AuthConfig;
 use rampart_crypto::{AccessClaims, JwtError, RootKey, TokenKeys};
 use rampart_store::Store;
 
+use rampart_audit::security_log::{SecurityEvent, SecurityLog};
+use rampart_edge::RequestInfo;
+use rampart_store::api_keys::ApiKey;
+
 use crate::metrics::IdentityMetrics;
-use crate::{keys, password, IdentityError, LoginThrottle};
+use crate::rbac::Rbac;
+use crate::{keys, password, IdentityError, LoginThrottle, Principal};
+
+/// An API key's use is a security event at most this often per key, so a busy
+/// integration does not flood the log.
+const API_KEY_USE_EVENT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A token signed by a key this node has not loaded makes it reload, at most this often.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -24,6 +33,9 @@ pub(crate) struct Inner {
     pub(crate) config: AuthConfig,
     pub(crate) throttle: LoginThrottle,
     pub(crate) metrics: IdentityMetrics,
+    rbac: Rbac,
+    security_log: SecurityLog,
+    api_key_use_noted: Mutex<std::collections::HashMap<String, Instant>>,
     root: RootKey,
     keys: RwLock<Arc<TokenKeys>>,
     last_reload: Mutex<Instant>,
@@ -32,12 +44,21 @@ pub(crate) struct Inner {
     pub(crate) dummy_hash: String,
 }
 
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
 impl Identity {
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
         root: RootKey,
         config: AuthConfig,
         throttle: LoginThrottle,
+        rbac: Rbac,
+        security_log: SecurityLog,
         registry: &mut Registry,
     ) -> Result<Identity, IdentityError> {
         let keys = keys::load(&store, &root, &config.issuer, &config.audience).await?;
@@ -52,6 +73,9 @@ impl Identity {
                 config,
                 throttle,
                 metrics: IdentityMetrics::register(registry),
+                rbac,
+                security_log,
+                api_key_use_noted: Mutex::new(std::collections::HashMap::new()),
                 root,
                 keys: RwLock::new(Arc::new(keys)),
                 // Allow a reload at once: a token from a key another node made just now.
@@ -71,6 +95,63 @@ impl Identity {
 
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config
+    }
+
+    pub fn rbac(&self) -> &Rbac {
+        &self.inner.rbac
+    }
+
+    pub fn security_log(&self) -> &SecurityLog {
+        &self.inner.security_log
+    }
+
+    /// Records a security event with the request's id and address, and the caller's
+    /// tenant, user or key when known.
+    pub(crate) fn security_event(
+        &self,
+        mut event: SecurityEvent,
+        info: &RequestInfo,
+        principal: Option<&Principal>,
+    ) {
+        event.request_id = Some(info.request_id.clone());
+        event.source_ip = info.client_ip.map(|ip| ip.to_string());
+        if let Some(p) = principal {
+            event.tenant_id = Some(p.scope.tenant_id().to_string());
+            match &p.caller {
+                crate::principal::Caller::User { user, .. } => {
+                    event.user_id = Some(user.id.clone())
+                }
+                crate::principal::Caller::ApiKey(key) => event.api_key_id = Some(key.id.clone()),
+            }
+        }
+        self.inner.security_log.record(event);
+    }
+
+    pub(crate) fn note_api_key_use(&self, key: &ApiKey, info: &RequestInfo) {
+        let due = match self.inner.api_key_use_noted.lock() {
+            Ok(mut noted) => {
+                let now = Instant::now();
+                if noted.len() > 10_000 {
+                    noted.retain(|_, t| now.duration_since(*t) < API_KEY_USE_EVENT_INTERVAL);
+                }
+                match noted.get(&key.id) {
+                    Some(t) if now.duration_since(*t) < API_KEY_USE_EVENT_INTERVAL => false,
+                    _ => {
+                        noted.insert(key.id.clone(), now);
+                        true
+                    }
+                }
+            }
+            Err(_) => false,
+        };
+        if due {
+            let mut event = SecurityEvent::new("api_key_used", "info");
+            event.tenant_id = Some(key.tenant_id.clone());
+            event.api_key_id = Some(key.id.clone());
+            event.request_id = Some(info.request_id.clone());
+            event.source_ip = info.client_ip.map(|ip| ip.to_string());
+            self.inner.security_log.record(event);
+        }
     }
 
     /// The platform's signing keys (access tokens, audit checkpoints).

@@ -3,14 +3,14 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
-use rampart_store::{Actor, Tenant, TenantKind};
+use rampart_store::{Tenant, TenantKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::request_meta;
-use crate::{rfc3339, Identity, IdentityError, Principal};
+use crate::{rbac, rfc3339, Identity, IdentityError, Principal};
 
 pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
@@ -85,12 +85,10 @@ pub async fn create(
     info: RequestInfo,
     Json(body): Json<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    if !principal.is_platform_admin() {
-        return Err(IdentityError::Forbidden("only platform admins create tenants").into());
-    }
+    principal.require(rbac::TENANTS_WRITE)?;
     let (name, kind) = parse_new_tenant(&body.name, &body.kind)?;
     let audit = rampart_audit::event(
-        Actor::User(principal.user.id.clone()),
+        principal.actor(),
         "tenant.create",
         "tenant",
         request_meta(&info),
@@ -136,9 +134,7 @@ pub async fn list(
     principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<TenantPage>, ApiError> {
-    if !principal.is_platform_admin() {
-        return Err(IdentityError::Forbidden("only platform admins list tenants").into());
-    }
+    principal.require(rbac::TENANTS_LIST)?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(IdentityError::Invalid {
@@ -180,6 +176,7 @@ pub async fn get(
     if !principal.is_platform_admin() && principal.scope.tenant_id() != tenant_id {
         return Err(IdentityError::NotFound.into());
     }
+    principal.require(rbac::TENANTS_READ)?;
     let tenant = identity
         .store()
         .get_tenant(&tenant_id)

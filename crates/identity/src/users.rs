@@ -13,12 +13,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::request_meta;
-use crate::{password, rfc3339, Identity, IdentityError, Principal};
+use crate::{password, rbac, rfc3339, Identity, IdentityError, Principal};
 
 pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(create_in_tenant))
+        .routes(routes!(update))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,8 +59,8 @@ impl From<&User> for UserView {
         (status = 401, description = "No valid access token or session", body = ErrorBody),
     )
 )]
-pub async fn me(principal: Principal) -> Json<UserView> {
-    Json(UserView::from(&principal.user))
+pub async fn me(principal: Principal) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(UserView::from(principal.require_user()?)))
 }
 
 /// A new user. Not `Debug`: it carries a password.
@@ -95,14 +96,8 @@ pub async fn create_in_tenant(
     Path(tenant_id): Path<String>,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    // Another tenant's id answers 404, exactly like an id that does not exist.
-    let own = principal.scope.tenant_id() == tenant_id;
-    if !principal.is_platform_admin() && !own {
-        return Err(IdentityError::NotFound.into());
-    }
-    if !principal.is_platform_admin() && !principal.has_role(Role::TenantAdmin) {
-        return Err(IdentityError::Forbidden("only admins create users").into());
-    }
+    scope_for(&identity, &principal, &tenant_id).await?;
+    principal.require(rbac::USERS_WRITE)?;
     let role: Role = body.role.parse().map_err(|reason| IdentityError::Invalid {
         field: "role",
         reason,
@@ -126,7 +121,7 @@ pub async fn create_in_tenant(
             role,
             password: body.password,
         },
-        Actor::User(principal.user.id.clone()),
+        principal.actor(),
         request_meta(&info),
     )
     .await?;
@@ -231,4 +226,115 @@ pub async fn insert_user(
             StoreError::Constraint { .. } => IdentityError::NotFound,
             other => IdentityError::Store(other),
         })
+}
+
+/// The scope to act in on `tenant_id`: the caller's own, or, for a platform admin,
+/// that tenant's. Another tenant's id is 404 for everyone else, exactly like an id that
+/// does not exist.
+pub(crate) async fn scope_for(
+    identity: &Identity,
+    principal: &Principal,
+    tenant_id: &str,
+) -> Result<rampart_store::TenantScope, IdentityError> {
+    if principal.scope.tenant_id() == tenant_id {
+        return Ok(principal.scope.clone());
+    }
+    match principal.user() {
+        Some(user) if principal.is_platform_admin() => identity
+            .store()
+            .scope_for_platform_admin(&user.id, tenant_id)
+            .await
+            .map_err(|_| IdentityError::NotFound),
+        _ => Err(IdentityError::NotFound),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateUserRequest {
+    /// `tenant_admin`, `member` or `auditor`.
+    pub role: Option<String>,
+    /// `active` or `disabled`; a disabled user's sessions stop working at once.
+    pub status: Option<String>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenants/{tenant_id}/users/{user_id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "Tenant id"),
+        ("user_id" = String, Path, description = "User id"),
+    ),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "Updated; takes effect on the user's next request", body = UserView),
+        (status = 403, description = "Missing users:write", body = ErrorBody),
+        (status = 404, description = "No such user in that tenant", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: RequestInfo,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+    Json(body): Json<UpdateUserRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let scope = scope_for(&identity, &principal, &tenant_id).await?;
+    principal.require(rbac::USERS_WRITE)?;
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            r.parse::<Role>()
+                .ok()
+                .filter(|r| *r != Role::PlatformAdmin)
+                .ok_or_else(|| IdentityError::Invalid {
+                    field: "role",
+                    reason: "must be tenant_admin, member or auditor".into(),
+                })
+        })
+        .transpose()?;
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(s @ ("active" | "disabled")) => Some(s.to_string()),
+        Some(_) => {
+            return Err(IdentityError::Invalid {
+                field: "status",
+                reason: "must be active or disabled".into(),
+            }
+            .into())
+        }
+    };
+    if principal.user().is_some_and(|u| u.id == user_id) {
+        return Err(IdentityError::Forbidden("you cannot change your own role or status").into());
+    }
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "user.update",
+        "user",
+        request_meta(&info),
+    )
+    .build();
+    let (before, after) = identity
+        .store()
+        .update_user(
+            &scope,
+            &user_id,
+            &rampart_store::users::UserPatch { role, status },
+            audit,
+        )
+        .await
+        .map_err(IdentityError::from)?;
+    if before.role != after.role || before.status != after.status {
+        let mut event = rampart_audit::security_log::SecurityEvent::new("role_changed", "warning");
+        event.detail = serde_json::json!({
+            "target_user_id": after.id,
+            "role": { "from": before.role.as_str(), "to": after.role.as_str() },
+            "status": { "from": before.status, "to": after.status },
+        });
+        identity.security_event(event, &info, Some(&principal));
+    }
+    Ok(Json(UserView::from(&after)))
 }

@@ -66,6 +66,11 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Roles and permissions: the one registration point where apps grant theirs.
+pub fn rbac() -> rampart_identity::rbac::Rbac {
+    rampart_identity::rbac::Rbac::builder().build()
+}
+
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         url: config.database_url(),
@@ -102,11 +107,19 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
+    let security_log = rampart_audit::security_log::SecurityLog::open(
+        &config.data_dir.join("logs"),
+        config.audit.security_log_retention_days,
+    )
+    .context("cannot open the security log")?;
+    let rbac = rbac();
     let identity = Identity::new(
         store.clone(),
         root,
         config.auth.clone(),
         throttle,
+        rbac,
+        security_log,
         &mut registry,
     )
     .await

@@ -47,6 +47,25 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeysCommand {
+    /// Create a key for a tenant and print its secret (shown this once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated permissions, e.g. payments:write,audit:read.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +175,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("generated password (shown once; store it now):");
                 println!("{password}");
             }
+            Ok(())
+        }
+        Command::ApiKeys(ApiKeysCommand::Create {
+            tenant,
+            name,
+            scopes,
+            expires_in_days,
+        }) => {
+            let store = open_store(&config).await?;
+            let rbac = app::rbac();
+            let spec = rampart_identity::api_keys::parse_key_spec(
+                &rbac,
+                &name,
+                &scopes,
+                expires_in_days,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (key, secret) = rampart_identity::api_keys::issue_key(
+                &store,
+                rampart_identity::api_keys::KeyTarget::Tenant(&tenant),
+                spec,
+                Actor::System,
+                cli_meta(),
+            )
+            .await
+            .map_err(|e| match e {
+                rampart_identity::IdentityError::NotFound => anyhow::anyhow!("no tenant {tenant}"),
+                other => anyhow::anyhow!("{other}"),
+            })?;
+            eprintln!(
+                "created API key {} ({}) for tenant {}; the secret is shown once:",
+                key.id, key.name, key.tenant_id
+            );
+            println!("{secret}");
             Ok(())
         }
         Command::Audit(command) => {

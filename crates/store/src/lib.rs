@@ -20,6 +20,7 @@ mod migrate;
 pub mod model;
 mod tx;
 
+pub mod api_keys;
 pub mod audit_events;
 pub mod sessions;
 pub mod signing_keys;

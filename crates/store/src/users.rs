@@ -123,3 +123,84 @@ impl Store {
         Ok(n)
     }
 }
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+}
+
+impl Store {
+    /// A platform admin's scope in another tenant. The admin's role is read again from the
+    /// database here rather than trusted from the caller, so a scope cannot be made for
+    /// a user who is not (or no longer) a platform admin.
+    pub async fn scope_for_platform_admin(
+        &self,
+        admin_user_id: &str,
+        tenant_id: &str,
+    ) -> Result<TenantScope, StoreError> {
+        let mut tx = self.system_read().await?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND status = 'active'")
+                .bind(admin_user_id)
+                .fetch_optional(tx.conn())
+                .await?;
+        let tenant: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(tx.conn())
+            .await?;
+        tx.commit().await?;
+        match (role.as_deref(), tenant) {
+            (Some("platform_admin"), Some(t)) => Ok(TenantScope::mint(t)),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Applies `patch` to a user of the scope's tenant, with its audit event. Returns the
+    /// user as it was and as it is now.
+    pub async fn update_user(
+        &self,
+        scope: &TenantScope,
+        user_id: &str,
+        patch: &UserPatch,
+        mut audit: NewAuditEvent,
+    ) -> Result<(User, User), StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+        ))
+        .bind(tx.tenant_id().to_string())
+        .bind(user_id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let before = from_row(&row.ok_or(StoreError::NotFound)?)?;
+        let mut after = before.clone();
+        if let Some(role) = patch.role {
+            after.role = role;
+        }
+        if let Some(status) = &patch.status {
+            after.status = status.clone();
+        }
+        after.updated_at = now_ms();
+        sqlx::query(
+            "UPDATE users SET role = $1, status = $2, updated_at = $3 WHERE id = $4 AND tenant_id = $5",
+        )
+        .bind(after.role.as_str())
+        .bind(&after.status)
+        .bind(after.updated_at)
+        .bind(user_id)
+        .bind(tx.tenant_id().to_string())
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(user_id.to_string());
+        audit.changes = serde_json::json!({
+            "role": { "from": before.role.as_str(), "to": after.role.as_str() },
+            "status": { "from": before.status, "to": after.status },
+        });
+        tx.audit(scope.tenant_id(), &audit).await?;
+        tx.commit().await?;
+        Ok((before, after))
+    }
+}

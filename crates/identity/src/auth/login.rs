@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use rampart_audit::security_log::SecurityEvent;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_store::{Actor, Email};
 use serde::Deserialize;
@@ -75,13 +76,13 @@ async fn attempt(
         .await
         .map_err(unavailable)?;
     if account.attempts > config.login_max_failures {
-        tracing::warn!(target: "rampart::security", event = "login_locked", request_id = %info.request_id);
+        identity.security_event(SecurityEvent::new("login_locked", "warning"), info, None);
         return Err(locked(account.resets_in));
     }
     if let Some(key) = &ip_key {
         let ip = throttle.hit(key, window).await.map_err(unavailable)?;
         if ip.attempts > config.login_ip_max_failures {
-            tracing::warn!(target: "rampart::security", event = "login_ip_locked", request_id = %info.request_id);
+            identity.security_event(SecurityEvent::new("login_ip_locked", "warning"), info, None);
             return Err(locked(ip.resets_in));
         }
     }
@@ -106,8 +107,12 @@ async fn attempt(
     .await
     .map_err(|e| IdentityError::Task(e.to_string()))?;
 
+    let named_user = candidate.as_ref().map(|c| c.user.id.clone());
     let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
-        tracing::warn!(target: "rampart::security", event = "login_failure", request_id = %info.request_id);
+        // The user id when the e-mail names one, never the password or the e-mail.
+        let mut event = SecurityEvent::new("login_failure", "warning");
+        event.user_id = named_user;
+        identity.security_event(event, info, None);
         return Err(IdentityError::InvalidCredentials);
     };
     throttle.clear(&account_key).await.map_err(unavailable)?;
@@ -149,7 +154,10 @@ async fn attempt(
             audit,
         )
         .await?;
-    tracing::info!(target: "rampart::security", event = "login_success", user_id = %user.id, request_id = %info.request_id);
+    let mut event = SecurityEvent::new("login_success", "info");
+    event.user_id = Some(user.id.clone());
+    event.tenant_id = Some(user.tenant_id.clone());
+    identity.security_event(event, info, None);
     token_response(
         identity,
         &user.id,

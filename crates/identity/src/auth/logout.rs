@@ -5,7 +5,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart_edge::{ApiError, ErrorBody, RequestInfo};
-use rampart_store::Actor;
 
 use super::request_meta;
 use crate::{Identity, IdentityError, Principal};
@@ -25,8 +24,14 @@ pub async fn logout(
     principal: Principal,
     info: RequestInfo,
 ) -> Result<StatusCode, ApiError> {
+    let session_id = principal
+        .session_id()
+        .ok_or(IdentityError::Forbidden(
+            "API keys have no session to end; revoke the key instead",
+        ))?
+        .to_string();
     let audit = rampart_audit::event(
-        Actor::User(principal.user.id.clone()),
+        principal.actor(),
         "session.logout",
         "session",
         request_meta(&info),
@@ -34,7 +39,7 @@ pub async fn logout(
     .build();
     identity
         .store()
-        .end_session(&principal.scope, &principal.session_id, "logout", audit)
+        .end_session(&principal.scope, &session_id, "logout", audit)
         .await
         .map_err(IdentityError::from)?;
     Ok(StatusCode::NO_CONTENT)

@@ -3,6 +3,7 @@
 //! `sessions` module).
 
 use axum::extract::State;
+use rampart_audit::security_log::SecurityEvent;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_store::sessions::Rotation;
 use serde::Deserialize;
@@ -65,14 +66,11 @@ pub async fn refresh(
             session_id,
             user_id,
         } => {
-            tracing::warn!(
-                target: "rampart::security",
-                event = "refresh_token_reuse",
-                %session_id,
-                %user_id,
-                request_id = %info.request_id,
-                "a used refresh token came back; the session is revoked"
-            );
+            let mut event = SecurityEvent::new("refresh_token_reuse", "critical");
+            event.user_id = Some(user_id);
+            event.detail =
+                serde_json::json!({ "session_id": session_id, "action": "session revoked" });
+            identity.security_event(event, &info, None);
             Err(IdentityError::BadRefreshToken.into())
         }
         Rotation::Rejected => Err(IdentityError::BadRefreshToken.into()),

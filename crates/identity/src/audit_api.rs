@@ -1,0 +1,217 @@
+//! Reading the logs: `GET /api/v1/audit-events` (the caller's tenant, `audit:read`) and
+//! `GET /api/v1/security-events` (platform admins, `security_events:read`).
+//!
+//! These live in identity rather than in the audit crate because reading them is an
+//! access-control question, and the audit crate sits below identity (identity writes
+//! audit and security events through it).
+
+use axum::extract::{Query, State};
+use rampart_edge::{ApiError, ErrorBody, Json};
+use rampart_store::audit_events::{AuditEventRow, AuditQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{rbac, rfc3339, Identity, IdentityError, Principal};
+
+pub(crate) fn router() -> OpenApiRouter<Identity> {
+    OpenApiRouter::new()
+        .routes(routes!(audit_events))
+        .routes(routes!(security_events))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AuditParams {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 500; 100 by default.
+    pub limit: Option<i64>,
+    /// Actor id (a user or API key id).
+    pub actor: Option<String>,
+    /// e.g. `user.create`, `session.login`.
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// RFC 3339; events at or after.
+    pub from: Option<String>,
+    /// RFC 3339; events before.
+    pub to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: String,
+    /// Position in the tenant's hash chain.
+    pub seq: i64,
+    pub occurred_at: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<AuditEventRow> for AuditEventView {
+    fn from(e: AuditEventRow) -> AuditEventView {
+        AuditEventView {
+            occurred_at: rfc3339(e.occurred_at),
+            changes: serde_json::from_str(&e.changes).unwrap_or(serde_json::Value::Null),
+            id: e.id,
+            seq: e.seq,
+            actor_type: e.actor_type,
+            actor_id: e.actor_id,
+            action: e.action,
+            target_type: e.target_type,
+            target_id: e.target_id,
+            outcome: e.outcome,
+            request_id: e.request_id,
+            source_ip: e.source_ip,
+            user_agent: e.user_agent,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEventView>,
+    pub next_cursor: Option<String>,
+}
+
+fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<i64>, IdentityError> {
+    value
+        .map(|v| {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| IdentityError::Invalid {
+                    field,
+                    reason: "must be an RFC 3339 time, e.g. 2026-11-23T00:00:00Z".into(),
+                })
+        })
+        .transpose()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-events",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(AuditParams),
+    responses(
+        (status = 200, description = "The caller's tenant's events, newest first", body = AuditPage),
+        (status = 403, description = "Missing audit:read", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
+    )
+)]
+pub async fn audit_events(
+    State(identity): State<Identity>,
+    principal: Principal,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    principal.require(rbac::AUDIT_READ)?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(IdentityError::Invalid {
+            field: "limit",
+            reason: "must be between 1 and 500".into(),
+        }
+        .into());
+    }
+    let before_seq = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| IdentityError::Invalid {
+                field: "cursor",
+                reason: "is not a cursor this API returned".into(),
+            })
+        })
+        .transpose()?;
+    let query = AuditQuery {
+        before_seq,
+        actor_id: params.actor,
+        action: params.action,
+        target_type: params.target_type,
+        target_id: params.target_id,
+        from_ms: parse_time("from", params.from.as_deref())?,
+        to_ms: parse_time("to", params.to.as_deref())?,
+        limit,
+    };
+    let rows = identity
+        .store()
+        .list_audit_events(&principal.scope, &query)
+        .await
+        .map_err(IdentityError::from)?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|e| e.seq.to_string()))
+        .flatten();
+    Ok(Json(AuditPage {
+        items: rows.into_iter().map(AuditEventView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SecurityParams {
+    /// A UTC day, `YYYY-MM-DD`; today by default.
+    pub date: Option<String>,
+    /// One event type, e.g. `login_failure`.
+    pub event: Option<String>,
+    /// The newest this many; 1 to 1000, 200 by default.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/security-events",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(SecurityParams),
+    responses(
+        (status = 200, description = "This node's security events of one day, oldest first", body = [Object]),
+        (status = 403, description = "Missing security_events:read", body = ErrorBody),
+    )
+)]
+pub async fn security_events(
+    State(identity): State<Identity>,
+    principal: Principal,
+    Query(params): Query<SecurityParams>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    principal.require(rbac::SECURITY_EVENTS_READ)?;
+    let limit = params.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(IdentityError::Invalid {
+            field: "limit",
+            reason: "must be between 1 and 1000".into(),
+        }
+        .into());
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = params
+        .date
+        .as_deref()
+        .map(|d| {
+            time::Date::parse(d, &format).map_err(|_| IdentityError::Invalid {
+                field: "date",
+                reason: "must be YYYY-MM-DD".into(),
+            })
+        })
+        .transpose()?;
+    let log = identity.security_log().clone();
+    let event = params.event.clone();
+    let events = tokio::task::spawn_blocking(move || log.read(day, event.as_deref(), limit))
+        .await
+        .map_err(|e| IdentityError::Task(e.to_string()))?
+        .map_err(|e| IdentityError::Task(e.to_string()))?;
+    Ok(Json(events))
+}
