@@ -256,6 +256,12 @@ pub async fn revoke(
     info: RequestInfo,
     Path(key_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // The resource first: another tenant's key is 404 whatever the caller may do.
+    identity
+        .store()
+        .get_api_key(&principal.scope, &key_id)
+        .await
+        .map_err(IdentityError::from)?;
     principal.require(rbac::API_KEYS_WRITE)?;
     let audit = rampart_audit::event(
         principal.actor(),

@@ -93,6 +93,20 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// A key of the scope's tenant; `NotFound` for another tenant's.
+    pub async fn get_api_key(&self, scope: &TenantScope, id: &str) -> Result<ApiKey, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tx.tenant_id().to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        from_row(&row.ok_or(StoreError::NotFound)?)
+    }
+
     /// Revokes a key of the scope's tenant at once. `NotFound` for another tenant's key.
     pub async fn revoke_api_key(
         &self,

@@ -1,6 +1,7 @@
 //! The API as a user meets it: HTTP against the app `main` builds. One test binary for
 //! the crate, one module per area.
 
+mod access;
 mod audit;
 mod auth;
 mod cli;
