@@ -129,6 +129,11 @@ pub struct AuthConfig {
     pub password_min_length: usize,
     /// zxcvbn score (0–4) a new password must reach.
     pub password_min_score: u8,
+    /// Platform and tenant admins must pass MFA in their session before any endpoint
+    /// that needs a permission (enrolling MFA itself needs none).
+    pub require_mfa_for_admins: bool,
+    /// The issuer name authenticator apps show next to the account.
+    pub mfa_issuer: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +217,8 @@ impl Default for AuthConfig {
             login_ip_max_failures: 50,
             password_min_length: 12,
             password_min_score: 3,
+            require_mfa_for_admins: true,
+            mfa_issuer: "Rampart".into(),
         }
     }
 }

@@ -23,6 +23,14 @@ pub enum IdentityError {
     BadRefreshToken,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    #[error("MFA required")]
+    MfaRequired,
+    #[error("invalid MFA code")]
+    BadMfaCode,
+    #[error("MFA token rejected")]
+    BadMfaToken,
+    #[error("conflict: {0}")]
+    Conflict(&'static str, &'static str),
     #[error("not found")]
     NotFound,
     #[error("invalid {field}: {reason}")]
@@ -74,6 +82,22 @@ impl From<IdentityError> for ApiError {
                 "refresh token is invalid, expired or already used",
             ),
             IdentityError::Forbidden(why) => ApiError::forbidden(why),
+            IdentityError::MfaRequired => ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "mfa_required",
+                "admins must sign in with MFA first: enrol at /api/v1/auth/mfa/totp/enroll, then log in again",
+            ),
+            IdentityError::BadMfaCode => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_mfa_code",
+                "the code is wrong, expired or already used",
+            ),
+            IdentityError::BadMfaToken => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_mfa_token",
+                "the MFA token is invalid or expired; log in again",
+            ),
+            IdentityError::Conflict(code, message) => ApiError::conflict(code, message),
             IdentityError::NotFound => ApiError::not_found("no such resource"),
             IdentityError::Invalid { field, reason } => {
                 ApiError::unprocessable("invalid_field", format!("{field}: {reason}"))

@@ -22,6 +22,7 @@ pub mod rbac;
 mod state;
 pub mod tenants;
 pub mod throttle;
+pub mod totp;
 pub mod users;
 
 pub use error::IdentityError;

@@ -29,7 +29,12 @@ pub struct Principal {
 
 #[derive(Debug, Clone)]
 pub enum Caller {
-    User { user: User, session_id: String },
+    User {
+        user: User,
+        session_id: String,
+        /// The session passed a second factor.
+        mfa: bool,
+    },
     ApiKey(ApiKey),
 }
 
@@ -79,8 +84,18 @@ impl Principal {
     }
 
     /// The route-level check: 403, and a `permission_denied` security event, unless the
-    /// caller holds `permission`.
+    /// caller holds `permission`. An admin whose session has not passed MFA is refused
+    /// (`mfa_required`) while `auth.require_mfa_for_admins` is on.
     pub fn require(&self, permission: &'static str) -> Result<(), IdentityError> {
+        if let Caller::User {
+            user, mfa: false, ..
+        } = &self.caller
+        {
+            let admin = matches!(user.role, Role::PlatformAdmin | Role::TenantAdmin);
+            if admin && self.identity.config().require_mfa_for_admins {
+                return Err(IdentityError::MfaRequired);
+            }
+        }
         if self.can(permission) {
             return Ok(());
         }
@@ -123,7 +138,7 @@ where
             });
         }
         let claims = identity.verify(token).await?;
-        let (scope, user) = identity
+        let (scope, user, mfa) = identity
             .store()
             .authenticate_session(&claims.tenant, &claims.sid, &claims.sub)
             .await
@@ -134,6 +149,7 @@ where
             caller: Caller::User {
                 user,
                 session_id: claims.sid,
+                mfa,
             },
             scope,
             permissions,

@@ -23,6 +23,10 @@ const API_KEY_USE_EVENT_INTERVAL: Duration = Duration::from_secs(300);
 /// A token signed by a key this node has not loaded makes it reload, at most this often.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
+fn mfa_context(user_id: &str) -> String {
+    format!("rampart/mfa-totp-secret/{user_id}")
+}
+
 #[derive(Clone)]
 pub struct Identity {
     pub(crate) inner: Arc<Inner>,
@@ -152,6 +156,24 @@ impl Identity {
             event.source_ip = info.client_ip.map(|ip| ip.to_string());
             self.inner.security_log.record(event);
         }
+    }
+
+    /// A TOTP secret sealed under the root key, bound to its user.
+    pub(crate) fn seal_mfa_secret(&self, user_id: &str, secret: &[u8]) -> Vec<u8> {
+        self.inner
+            .root
+            .seal(mfa_context(user_id).as_bytes(), secret)
+    }
+
+    pub(crate) fn open_mfa_secret(
+        &self,
+        user_id: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, IdentityError> {
+        self.inner
+            .root
+            .open(mfa_context(user_id).as_bytes(), sealed)
+            .map_err(|e| IdentityError::Keys(format!("MFA secret of {user_id}: {e}")))
     }
 
     /// The platform's signing keys (access tokens, audit checkpoints).

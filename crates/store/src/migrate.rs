@@ -30,10 +30,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_access_and_audit.sql"),
         postgres: include_str!("../migrations/postgres/0002_access_and_audit.sql"),
     },
+    Migration {
+        version: 3,
+        name: "mfa",
+        sqlite: include_str!("../migrations/sqlite/0003_mfa.sql"),
+        postgres: include_str!("../migrations/postgres/0003_mfa.sql"),
+    },
 ];
 
-/// The schema version this binary runs on.
-pub const LATEST_VERSION: i64 = 2;
+/// The schema version this binary runs on: the last migration's.
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Arbitrary, fixed: the advisory lock id that serialises migrations across nodes.
 const PG_MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274; // "rampart" in ASCII

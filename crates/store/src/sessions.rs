@@ -17,9 +17,8 @@ pub struct NewSession {
     pub refresh_token_hash: String,
     pub expires_at: i64,
     pub meta: RequestMeta,
-    /// Set when the stored password hash is outdated (bcrypt, weaker Argon2 parameters):
-    /// the new hash replaces it in the same transaction.
-    pub rehashed_password: Option<String>,
+    /// The login passed a second factor.
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +55,7 @@ impl Store {
         let mut tx = self.tenant_write(&scope).await?;
         sqlx::query(
             "INSERT INTO sessions (id, tenant_id, user_id, created_at, expires_at, source_ip, \
-             user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             user_agent, mfa_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&session_id)
         .bind(&user.tenant_id)
@@ -65,6 +64,7 @@ impl Store {
         .bind(new.expires_at)
         .bind(new.meta.source_ip.clone())
         .bind(new.meta.user_agent.clone())
+        .bind(new.mfa.then_some(now))
         .execute(tx.conn())
         .await?;
         insert_refresh_token(
@@ -75,18 +75,6 @@ impl Store {
             new.expires_at,
         )
         .await?;
-        if let Some(hash) = &new.rehashed_password {
-            sqlx::query(
-                "UPDATE users SET password_hash = $1, updated_at = $2 \
-                 WHERE id = $3 AND tenant_id = $4",
-            )
-            .bind(hash)
-            .bind(now)
-            .bind(&user.id)
-            .bind(&user.tenant_id)
-            .execute(tx.conn())
-            .await?;
-        }
         audit.target_id = Some(session_id.clone());
         tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
@@ -197,11 +185,11 @@ impl Store {
         tenant_id: &str,
         session_id: &str,
         user_id: &str,
-    ) -> Result<Option<(TenantScope, User)>, StoreError> {
+    ) -> Result<Option<(TenantScope, User, bool)>, StoreError> {
         let scope = TenantScope::mint(tenant_id.to_string());
         let mut tx = self.tenant_read(&scope).await?;
         let row = sqlx::query(&format!(
-            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT {}, s.mfa_at FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.id = $1 AND s.tenant_id = $2 AND s.user_id = $3 AND u.tenant_id = $2 \
              AND s.revoked_at IS NULL AND s.expires_at > $4",
             users::COLUMNS
@@ -216,7 +204,8 @@ impl Store {
         match row {
             Some(r) => {
                 let user = users::from_row(&r)?;
-                Ok(user.is_active().then_some((scope, user)))
+                let mfa = r.try_get::<Option<i64>, _>("mfa_at")?.is_some();
+                Ok(user.is_active().then_some((scope, user, mfa)))
             }
             None => Ok(None),
         }

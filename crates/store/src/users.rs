@@ -112,6 +112,31 @@ impl Store {
         from_row(&row.ok_or(StoreError::NotFound)?)
     }
 
+    /// Replaces a user's password hash (an outdated one upgraded at login), with its audit
+    /// event.
+    pub async fn set_password_hash(
+        &self,
+        user: &User,
+        password_hash: &str,
+        mut audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let scope = TenantScope::mint(user.tenant_id.clone());
+        let mut tx = self.tenant_write(&scope).await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+        )
+        .bind(password_hash)
+        .bind(now_ms())
+        .bind(&user.id)
+        .bind(&user.tenant_id)
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(user.id.clone());
+        tx.audit(&user.tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// How many users hold `role` across all tenants (e.g. "is there a platform admin").
     pub async fn count_users_with_role(&self, role: Role) -> Result<i64, StoreError> {
         let mut tx = self.system_read().await?;

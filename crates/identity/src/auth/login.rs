@@ -11,10 +11,10 @@ use axum::extract::State;
 use rampart_audit::security_log::SecurityEvent;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_store::{Actor, Email};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{new_refresh_token, refresh_expiry_ms, request_meta, token_response, TokenResponse};
+use super::{request_meta, TokenResponse};
 use crate::{password, Identity, IdentityError};
 
 /// Credentials. Deliberately not `Debug`: the password must not reach a log.
@@ -24,13 +24,31 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// Tokens, or (for a user with MFA) a challenge to complete at `/api/v1/auth/mfa`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(TokenResponse),
+    MfaRequired(MfaChallengeResponse),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MfaChallengeResponse {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Send with a TOTP or recovery code to `/api/v1/auth/mfa`.
+    pub mfa_token: String,
+    /// Seconds the token is valid.
+    pub expires_in: u64,
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 200, description = "Logged in, or an MFA challenge", body = LoginResponse),
         (status = 401, description = "E-mail or password is incorrect", body = ErrorBody),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorBody),
     )
@@ -39,10 +57,11 @@ pub async fn login(
     State(identity): State<Identity>,
     info: RequestInfo,
     Json(body): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     let outcome = attempt(&identity, &info, body).await;
     let label = match &outcome {
-        Ok(_) => "success",
+        Ok(LoginResponse::Tokens(_)) => "success",
+        Ok(LoginResponse::MfaRequired(_)) => "mfa_required",
         Err(IdentityError::InvalidCredentials) => "invalid_credentials",
         Err(IdentityError::Locked { .. }) => "locked",
         Err(_) => "unavailable",
@@ -55,7 +74,7 @@ async fn attempt(
     identity: &Identity,
     info: &RequestInfo,
     body: LoginRequest,
-) -> Result<TokenResponse, IdentityError> {
+) -> Result<LoginResponse, IdentityError> {
     let config = identity.config();
     let throttle = &identity.inner.throttle;
     let window = Duration::from_secs(config.login_window_secs);
@@ -120,49 +139,50 @@ async fn attempt(
         throttle.release(key).await.map_err(unavailable)?;
     }
 
-    let rehashed_password = if password::needs_rehash(&candidate.password_hash) {
+    let user = &candidate.user;
+    let meta = request_meta(info);
+    if password::needs_rehash(&candidate.password_hash) {
         let hashed = tokio::task::spawn_blocking(move || password::hash(&presented))
             .await
             .map_err(|e| IdentityError::Task(e.to_string()))?
             .map_err(IdentityError::Keys)?;
-        Some(hashed)
-    } else {
-        None
-    };
-    let upgraded = rehashed_password.is_some();
-    let (refresh_token, refresh_digest) = new_refresh_token();
-    let meta = request_meta(info);
-    let user = &candidate.user;
-    let audit = rampart_audit::event(
-        Actor::User(user.id.clone()),
-        "session.login",
-        "session",
-        meta.clone(),
-    )
-    .changes(serde_json::json!({ "password_rehashed": upgraded }))
-    .build();
-    let started = identity
-        .store()
-        .start_session(
-            &candidate,
-            rampart_store::sessions::NewSession {
-                refresh_token_hash: refresh_digest,
-                expires_at: refresh_expiry_ms(identity),
-                meta,
-                rehashed_password,
-            },
-            audit,
+        let audit = rampart_audit::event(
+            Actor::User(user.id.clone()),
+            "user.password_rehash",
+            "user",
+            meta.clone(),
         )
-        .await?;
+        .changes(serde_json::json!({ "algorithm": "argon2id" }))
+        .build();
+        identity
+            .store()
+            .set_password_hash(user, &hashed, audit)
+            .await?;
+    }
+
+    // A confirmed second factor turns the login into a challenge.
+    let has_mfa = identity
+        .store()
+        .mfa_factor(user)
+        .await?
+        .is_some_and(|f| f.confirmed);
+    if has_mfa {
+        let token = rampart_crypto::random_secret(super::MFA_TOKEN_PREFIX, 32);
+        let expires_at = rampart_store::now_ms() + super::MFA_TOKEN_TTL_SECS as i64 * 1000;
+        identity
+            .store()
+            .create_mfa_challenge(user, &rampart_crypto::secret_digest(&token), expires_at)
+            .await?;
+        return Ok(LoginResponse::MfaRequired(MfaChallengeResponse {
+            mfa_required: true,
+            mfa_token: token,
+            expires_in: super::MFA_TOKEN_TTL_SECS,
+        }));
+    }
+    let started = super::start_session(identity, &candidate, false, meta).await?;
     let mut event = SecurityEvent::new("login_success", "info");
     event.user_id = Some(user.id.clone());
     event.tenant_id = Some(user.tenant_id.clone());
     identity.security_event(event, info, None);
-    token_response(
-        identity,
-        &user.id,
-        started.scope.tenant_id(),
-        &started.session_id,
-        refresh_token,
-    )
+    Ok(LoginResponse::Tokens(started))
 }

@@ -2,6 +2,7 @@
 
 mod login;
 mod logout;
+mod mfa;
 mod refresh;
 
 use rampart_edge::RequestInfo;
@@ -18,6 +19,10 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(login::login))
         .routes(routes!(refresh::refresh))
         .routes(routes!(logout::logout))
+        .routes(routes!(mfa::complete))
+        .routes(routes!(mfa::enroll))
+        .routes(routes!(mfa::confirm))
+        .routes(routes!(mfa::disable))
 }
 
 /// What login and refresh return.
@@ -34,6 +39,48 @@ pub struct TokenResponse {
 }
 
 pub(crate) const REFRESH_TOKEN_PREFIX: &str = "rft_";
+pub(crate) const MFA_TOKEN_PREFIX: &str = "mfa_";
+/// Time between password and code.
+pub(crate) const MFA_TOKEN_TTL_SECS: u64 = 300;
+
+/// Starts a session for a verified user and returns its tokens.
+pub(crate) async fn start_session(
+    identity: &Identity,
+    candidate: &rampart_store::LoginCandidate,
+    mfa: bool,
+    meta: RequestMeta,
+) -> Result<TokenResponse, IdentityError> {
+    let user = &candidate.user;
+    let (refresh_token, refresh_digest) = new_refresh_token();
+    let audit = rampart_audit::event(
+        rampart_store::Actor::User(user.id.clone()),
+        "session.login",
+        "session",
+        meta.clone(),
+    )
+    .changes(serde_json::json!({ "mfa": mfa }))
+    .build();
+    let started = identity
+        .store()
+        .start_session(
+            candidate,
+            rampart_store::sessions::NewSession {
+                refresh_token_hash: refresh_digest,
+                expires_at: refresh_expiry_ms(identity),
+                meta,
+                mfa,
+            },
+            audit,
+        )
+        .await?;
+    token_response(
+        identity,
+        &user.id,
+        started.scope.tenant_id(),
+        &started.session_id,
+        refresh_token,
+    )
+}
 
 pub(crate) fn request_meta(info: &RequestInfo) -> RequestMeta {
     RequestMeta {

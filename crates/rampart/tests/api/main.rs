@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod errors;
 mod helpers;
+mod mfa;
 mod ops;
 mod storage;
 mod tenants;
