@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 
 import jwt  # PyJWT
+import pyotp  # an independent TOTP implementation
 
 ADMIN_EMAIL = "admin@smoke.example"
 ADMIN_PASSWORD = "maple orbit canvas thunder river"
@@ -433,6 +434,42 @@ class Smoke:
         r = http("GET", self.url("/api/v1/users/me"), token=token)
         expect_error(r, 401, "GET /api/v1/users/me after logout")
 
+    def check_mfa_with_pyotp(self):
+        """Enrol TOTP with codes from pyotp, log in with MFA, and see a replayed code fail."""
+        self.need("admin")
+        r = http("POST", self.url("/api/v1/auth/login"),
+                 {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        expect_status(r, 200, "login before enrolment")
+        token = r.json()["access_token"]
+        r = http("POST", self.url("/api/v1/tenants"), {"name": "NoMfa", "kind": "lpk"}, token=token)
+        expect_error(r, 403, "admin action before MFA", code="mfa_required")
+        r = http("POST", self.url("/api/v1/auth/mfa/totp/enroll"), {}, token=token)
+        expect_status(r, 200, "enrol")
+        enrolment = r.json()
+        totp = pyotp.parse_uri(enrolment["otpauth_uri"])
+        expect(totp.secret == enrolment["secret"], "otpauth URI and secret disagree")
+        now = time.time()
+        first = totp.at(now)
+        r = http("POST", self.url("/api/v1/auth/mfa/totp/confirm"), {"code": first}, token=token)
+        expect_status(r, 200, "confirm with a pyotp code")
+        expect(len(r.json()["recovery_codes"]) == 10, "ten recovery codes")
+        r = http("POST", self.url("/api/v1/auth/login"),
+                 {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        expect_status(r, 200, "login with MFA on")
+        challenge = r.json()
+        expect(challenge.get("mfa_required") is True and "access_token" not in challenge,
+               f"expected an MFA challenge, got {challenge!r}")
+        r = http("POST", self.url("/api/v1/auth/mfa"),
+                 {"mfa_token": challenge["mfa_token"], "code": first})
+        expect_error(r, 401, "replayed TOTP code", code="invalid_mfa_code")
+        # The next 30-second step's code is within the accepted drift and not yet used.
+        r = http("POST", self.url("/api/v1/auth/mfa"),
+                 {"mfa_token": challenge["mfa_token"], "code": totp.at(now + 30)})
+        expect_status(r, 200, "MFA login with a fresh pyotp code")
+        token = r.json()["access_token"]
+        r = http("POST", self.url("/api/v1/tenants"), {"name": "WithMfa", "kind": "lpk"}, token=token)
+        expect_status(r, 201, "admin action after MFA")
+
     def check_metrics(self):
         r = http("GET", self.url("/metrics"), headers={"Accept": "text/plain"})
         expect_status(r, 200, "GET /metrics")
@@ -482,6 +519,7 @@ class Smoke:
             ("refresh token reuse -> 401", self.check_refresh_reuse_rejected),
             ("reuse revokes the refresh family", self.check_refresh_family_revoked),
             ("logout -> 204, then access token -> 401", self.check_logout),
+            ("TOTP enrolment and MFA login with pyotp codes; replay fails", self.check_mfa_with_pyotp),
             ("GET /metrics", self.check_metrics),
             ("GET /api/openapi.json", self.check_openapi),
             ("SIGTERM -> exit 0", self.check_sigterm),
