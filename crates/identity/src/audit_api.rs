@@ -119,14 +119,7 @@ pub async fn audit_events(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     principal.require(rbac::AUDIT_READ)?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(IdentityError::Invalid {
-            field: "limit",
-            reason: "must be between 1 and 500".into(),
-        }
-        .into());
-    }
+    let limit = crate::page_limit(params.limit, 100, 500)?;
     let before_seq = params
         .cursor
         .as_deref()
@@ -168,7 +161,7 @@ pub struct SecurityParams {
     /// One event type, e.g. `login_failure`.
     pub event: Option<String>,
     /// The newest this many; 1 to 1000, 200 by default.
-    pub limit: Option<usize>,
+    pub limit: Option<i64>,
 }
 
 #[utoipa::path(
@@ -188,14 +181,7 @@ pub async fn security_events(
     Query(params): Query<SecurityParams>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     principal.require(rbac::SECURITY_EVENTS_READ)?;
-    let limit = params.limit.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(IdentityError::Invalid {
-            field: "limit",
-            reason: "must be between 1 and 1000".into(),
-        }
-        .into());
-    }
+    let limit = crate::page_limit(params.limit, 200, 1000)? as usize;
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let day = params
         .date

@@ -53,6 +53,19 @@ pub async fn load_token_keys(
     keys::load(store, root, &config.issuer, &config.audience).await
 }
 
+/// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.
+pub(crate) fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, IdentityError> {
+    let limit = value.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(IdentityError::Invalid {
+            field: "limit",
+            reason: format!("must be between 1 and {max}"),
+        })
+    }
+}
+
 /// RFC 3339 in UTC, how times leave the API.
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)

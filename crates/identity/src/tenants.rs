@@ -135,14 +135,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<TenantPage>, ApiError> {
     principal.require(rbac::TENANTS_LIST)?;
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(IdentityError::Invalid {
-            field: "limit",
-            reason: "must be between 1 and 200".into(),
-        }
-        .into());
-    }
+    let limit = crate::page_limit(params.limit, 50, 200)?;
     let tenants = identity
         .store()
         .list_tenants(params.after.as_deref(), limit)
