@@ -20,12 +20,22 @@ pub(crate) async fn load(
             .seal(root)
             .map_err(|e| IdentityError::Keys(e.to_string()))?;
         store
-            .insert_signing_key(&StoredSigningKey {
-                kid: key.kid().to_string(),
-                alg: "ES256".into(),
-                sealed_private_key: sealed,
-                created_at: now_ms(),
-            })
+            .insert_signing_key(
+                &StoredSigningKey {
+                    kid: key.kid().to_string(),
+                    alg: "ES256".into(),
+                    sealed_private_key: sealed,
+                    created_at: now_ms(),
+                },
+                rampart_audit::event(
+                    rampart_store::Actor::System,
+                    "signing_key.create",
+                    "signing_key",
+                    Default::default(),
+                )
+                .changes(serde_json::json!({ "alg": "ES256" }))
+                .build(),
+            )
             .await?;
         tracing::info!(
             kid = key.kid(),

@@ -68,6 +68,7 @@ impl Store {
         &self,
         user: &User,
         sealed_secret: Vec<u8>,
+        mut audit: NewAuditEvent,
     ) -> Result<(), StoreError> {
         let scope = TenantScope::mint(user.tenant_id.clone());
         let mut tx = self.tenant_write(&scope).await?;
@@ -91,6 +92,8 @@ impl Store {
             },
             other => other,
         })?;
+        audit.target_id = Some(user.id.clone());
+        tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,6 +170,7 @@ impl Store {
         &self,
         user: &User,
         code_hash: &str,
+        mut audit: NewAuditEvent,
     ) -> Result<bool, StoreError> {
         let scope = TenantScope::mint(user.tenant_id.clone());
         let mut tx = self.tenant_write(&scope).await?;
@@ -182,6 +186,10 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        if used {
+            audit.target_id = Some(user.id.clone());
+            tx.audit(&user.tenant_id, &audit).await?;
+        }
         tx.commit().await?;
         Ok(used)
     }

@@ -27,7 +27,12 @@ impl Store {
             .collect()
     }
 
-    pub async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+    /// Stores a new key, audited in the platform tenant's log.
+    pub async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        mut audit: crate::NewAuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.system_write().await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at) \
@@ -39,6 +44,8 @@ impl Store {
         .bind(key.created_at)
         .execute(tx.conn())
         .await?;
+        audit.target_id = Some(key.kid.clone());
+        tx.audit(crate::PLATFORM_TENANT_ID, &audit).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -109,7 +109,17 @@ async fn check_code(
         Some(step) => identity.store().accept_totp_step(user, step as i64).await?,
         None if allow_recovery => {
             let digest = rampart_crypto::secret_digest(&normalise_recovery(code));
-            identity.store().use_recovery_code(user, &digest).await?
+            let audit = rampart_audit::event(
+                rampart_store::Actor::User(user.id.clone()),
+                "mfa.recovery_code_use",
+                "user",
+                request_meta(info),
+            )
+            .build();
+            identity
+                .store()
+                .use_recovery_code(user, &digest, audit)
+                .await?
         }
         None => false,
     };
@@ -195,13 +205,16 @@ pub async fn complete(
 pub async fn enroll(
     State(identity): State<Identity>,
     principal: Principal,
+    info: RequestInfo,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let user = principal.require_user()?;
     let secret = totp::generate_secret();
     let sealed = identity.seal_mfa_secret(&user.id, &secret);
+    let audit =
+        rampart_audit::event(principal.actor(), "mfa.enroll", "user", request_meta(&info)).build();
     identity
         .store()
-        .save_unconfirmed_factor(user, sealed)
+        .save_unconfirmed_factor(user, sealed, audit)
         .await
         .map_err(|e| match e {
             rampart_store::StoreError::Conflict { .. } => IdentityError::Conflict(

@@ -104,7 +104,12 @@ async fn every_mutation_leaves_an_audit_event() {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    for action in ["user.create", "session.login", "session.refresh"] {
+    for action in [
+        "signing_key.create",
+        "user.create",
+        "session.login",
+        "session.refresh",
+    ] {
         assert!(
             actions.contains(&action.to_string()),
             "{action} missing: {actions:?}"
