@@ -7,6 +7,7 @@
 //! Invariant: no function here logs or formats key material or plaintext.
 #![forbid(unsafe_code)]
 
+pub mod envelope;
 mod jwt;
 mod root_key;
 mod seal;
