@@ -9,6 +9,7 @@
 
 pub mod envelope;
 mod jwt;
+pub mod keyring;
 mod root_key;
 mod seal;
 

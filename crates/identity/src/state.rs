@@ -23,8 +23,16 @@ const API_KEY_USE_EVENT_INTERVAL: Duration = Duration::from_secs(300);
 /// A token signed by a key this node has not loaded makes it reload, at most this often.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
-fn mfa_context(user_id: &str) -> String {
-    format!("rampart/mfa-totp-secret/{user_id}")
+/// The keyring key TOTP secrets are sealed under.
+const MFA_KEY: &str = "mfa";
+
+fn mfa_context(user: &rampart_store::User) -> rampart_crypto::envelope::Context {
+    rampart_crypto::envelope::Context::new(
+        &user.tenant_id,
+        "mfa_factors",
+        "sealed_secret",
+        &user.id,
+    )
 }
 
 #[derive(Clone)]
@@ -41,6 +49,7 @@ pub(crate) struct Inner {
     security_log: SecurityLog,
     api_key_use_noted: Mutex<std::collections::HashMap<String, Instant>>,
     root: RootKey,
+    keyring: Arc<rampart_crypto::keyring::Keyring>,
     keys: RwLock<Arc<TokenKeys>>,
     last_reload: Mutex<Instant>,
     /// Verified against when the e-mail is unknown, so that case costs one Argon2
@@ -59,6 +68,7 @@ impl Identity {
     pub async fn new(
         store: Store,
         root: RootKey,
+        keyring: Arc<rampart_crypto::keyring::Keyring>,
         config: AuthConfig,
         throttle: LoginThrottle,
         rbac: Rbac,
@@ -81,6 +91,7 @@ impl Identity {
                 security_log,
                 api_key_use_noted: Mutex::new(std::collections::HashMap::new()),
                 root,
+                keyring,
                 keys: RwLock::new(Arc::new(keys)),
                 // Allow a reload at once: a token from a key another node made just now.
                 last_reload: Mutex::new(
@@ -158,22 +169,42 @@ impl Identity {
         }
     }
 
-    /// A TOTP secret sealed under the root key, bound to its user.
-    pub(crate) fn seal_mfa_secret(&self, user_id: &str, secret: &[u8]) -> Vec<u8> {
-        self.inner
-            .root
-            .seal(mfa_context(user_id).as_bytes(), secret)
-    }
-
-    pub(crate) fn open_mfa_secret(
+    /// A TOTP secret sealed under the keyring's `mfa` key, bound to its user's row.
+    pub(crate) async fn seal_mfa_secret(
         &self,
-        user_id: &str,
-        sealed: &[u8],
+        user: &rampart_store::User,
+        secret: &[u8],
     ) -> Result<Vec<u8>, IdentityError> {
         self.inner
-            .root
-            .open(mfa_context(user_id).as_bytes(), sealed)
-            .map_err(|e| IdentityError::Keys(format!("MFA secret of {user_id}: {e}")))
+            .keyring
+            .seal(MFA_KEY, &mfa_context(user), secret)
+            .await
+            .map_err(|e| IdentityError::Keys(format!("sealing the MFA secret of {}: {e}", user.id)))
+    }
+
+    /// Opens a TOTP secret. Secrets sealed before the keyring existed (directly under the
+    /// root key) still open.
+    pub(crate) async fn open_mfa_secret(
+        &self,
+        user: &rampart_store::User,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, IdentityError> {
+        let opened = if sealed.starts_with(b"RSE1") {
+            self.inner
+                .keyring
+                .open(&mfa_context(user), sealed)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            self.inner
+                .root
+                .open(
+                    format!("rampart/mfa-totp-secret/{}", user.id).as_bytes(),
+                    sealed,
+                )
+                .map_err(|e| e.to_string())
+        };
+        opened.map_err(|e| IdentityError::Keys(format!("MFA secret of {}: {e}", user.id)))
     }
 
     /// The platform's signing keys (access tokens, audit checkpoints).

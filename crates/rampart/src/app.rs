@@ -71,6 +71,14 @@ pub fn rbac() -> rampart_identity::rbac::Rbac {
     rampart_identity::rbac::Rbac::builder().build()
 }
 
+/// The keyring over this deployment's store and root key.
+pub fn keyring(store: &Store, root: &RootKey) -> Arc<rampart_crypto::keyring::Keyring> {
+    Arc::new(rampart_crypto::keyring::Keyring::new(
+        root.clone(),
+        Arc::new(crate::keyring_backend::StoreKeyring(store.clone())),
+    ))
+}
+
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         url: config.database_url(),
@@ -113,9 +121,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     )
     .context("cannot open the security log")?;
     let rbac = rbac();
+    let keyring = keyring(&store, &root);
     let identity = Identity::new(
         store.clone(),
         root,
+        keyring,
         config.auth.clone(),
         throttle,
         rbac,

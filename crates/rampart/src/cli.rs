@@ -50,6 +50,29 @@ pub enum Command {
     /// API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCommand),
+    /// The keyring: named encryption keys and their versions.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Every key with its newest and minimum version.
+    List,
+    /// Add a version; new values seal under it, older versions still open.
+    Rotate { name: String },
+    /// Move every stored value sealed under NAME to its newest version (values are not
+    /// decrypted, only their data keys re-wrapped).
+    Rewrap { name: String },
+    /// Retire the versions below N: values they sealed no longer open. Refused while
+    /// stored values still use them, unless --force.
+    Retire {
+        name: String,
+        #[arg(long)]
+        below: u32,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +235,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+        Command::Keys(command) => {
+            let store = open_store(&config).await?;
+            let root =
+                rampart_crypto::RootKey::load(config.crypto.root_key.expose(), &config.data_dir)?;
+            keys_command(&store, &app::keyring(&store, &root), command).await
+        }
         Command::Audit(command) => {
             let store = open_store(&config).await?;
             let root =
@@ -333,6 +362,106 @@ async fn import_users(store: &Store, file: &std::path::Path) -> anyhow::Result<(
     eprintln!("imported {imported}, skipped {skipped}, failed {failed}");
     if failed > 0 {
         bail!("{failed} rows failed");
+    }
+    Ok(())
+}
+
+/// Sealed values of `name`'s registered columns whose key version is below `below`.
+async fn values_below(store: &Store, name: &str, below: u32) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for col in rampart_store::keyring::SEALED_COLUMNS
+        .iter()
+        .filter(|c| c.key == name)
+    {
+        let mut after = String::new();
+        loop {
+            let page = store.sealed_values(col, &after, 500).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            count += page
+                .iter()
+                .filter(|(_, v)| {
+                    rampart_crypto::envelope::key_of(v).is_ok_and(|(_, version)| version < below)
+                })
+                .count();
+        }
+    }
+    Ok(count)
+}
+
+async fn keys_command(
+    store: &Store,
+    keyring: &rampart_crypto::keyring::Keyring,
+    command: KeysCommand,
+) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List => {
+            println!(
+                "{:<24} {:>7} {:>7} {:>8}  last rotated",
+                "name", "newest", "minimum", "versions"
+            );
+            for k in store.keyring_names().await? {
+                println!(
+                    "{:<24} {:>7} {:>7} {:>8}  {}",
+                    k.name,
+                    k.current_version,
+                    k.min_version,
+                    k.versions,
+                    rampart_identity::rfc3339(k.rotated_at)
+                );
+            }
+        }
+        KeysCommand::Rotate { name } => {
+            let version = keyring.rotate(&name).await?;
+            eprintln!(
+                "{name}: new values now seal under version {version}; older versions still open"
+            );
+            println!("{version}");
+        }
+        KeysCommand::Rewrap { name } => {
+            let (mut moved, mut current, mut other) = (0usize, 0usize, 0usize);
+            for col in rampart_store::keyring::SEALED_COLUMNS
+                .iter()
+                .filter(|c| c.key == name)
+            {
+                let mut after = String::new();
+                loop {
+                    let page = store.sealed_values(col, &after, 500).await?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = last.clone();
+                    for (id, value) in page {
+                        // Values sealed before the keyring existed are not envelopes.
+                        if rampart_crypto::envelope::key_of(&value).is_err() {
+                            other += 1;
+                            continue;
+                        }
+                        let rewrapped = keyring.rewrap(&value).await?;
+                        if rewrapped == value {
+                            current += 1;
+                        } else if store
+                            .replace_sealed_value(col, &id, &value, rewrapped)
+                            .await?
+                        {
+                            moved += 1;
+                        }
+                    }
+                }
+            }
+            println!(
+                "{name}: rewrapped {moved}, already newest {current}, not keyring values {other}"
+            );
+        }
+        KeysCommand::Retire { name, below, force } => {
+            let remaining = values_below(store, &name, below).await?;
+            if remaining > 0 && !force {
+                bail!(
+                    "{remaining} stored values are still sealed under {name} versions below {below}; \
+                     run `rampart keys rewrap {name}` first (or --force to make them unreadable)"
+                );
+            }
+            keyring.retire_below(&name, below).await?;
+            println!("{name}: versions below {below} retired");
+        }
     }
     Ok(())
 }

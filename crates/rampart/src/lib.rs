@@ -6,5 +6,6 @@
 
 pub mod app;
 pub mod cli;
+mod keyring_backend;
 mod ops;
 pub mod telemetry;

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_mfa.sql"),
         postgres: include_str!("../migrations/postgres/0003_mfa.sql"),
     },
+    Migration {
+        version: 4,
+        name: "keyring",
+        sqlite: include_str!("../migrations/sqlite/0004_keyring.sql"),
+        postgres: include_str!("../migrations/postgres/0004_keyring.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

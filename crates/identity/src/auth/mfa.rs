@@ -104,7 +104,9 @@ async fn check_code(
         .await?
         .filter(|f| f.confirmed)
         .ok_or(IdentityError::BadMfaCode)?;
-    let secret = identity.open_mfa_secret(&user.id, &factor.sealed_secret)?;
+    let secret = identity
+        .open_mfa_secret(user, &factor.sealed_secret)
+        .await?;
     let accepted = match totp::verify(&secret, code, now_secs()) {
         Some(step) => identity.store().accept_totp_step(user, step as i64).await?,
         None if allow_recovery => {
@@ -209,7 +211,7 @@ pub async fn enroll(
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let user = principal.require_user()?;
     let secret = totp::generate_secret();
-    let sealed = identity.seal_mfa_secret(&user.id, &secret);
+    let sealed = identity.seal_mfa_secret(user, &secret).await?;
     let audit =
         rampart_audit::event(principal.actor(), "mfa.enroll", "user", request_meta(&info)).build();
     identity
@@ -257,7 +259,9 @@ pub async fn confirm(
         .map_err(IdentityError::from)?
         .filter(|f| !f.confirmed)
         .ok_or(IdentityError::BadMfaCode)?;
-    let secret = identity.open_mfa_secret(&user.id, &factor.sealed_secret)?;
+    let secret = identity
+        .open_mfa_secret(user, &factor.sealed_secret)
+        .await?;
     let step = totp::verify(&secret, &body.code, now_secs()).ok_or(IdentityError::BadMfaCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     let digests: Vec<String> = codes

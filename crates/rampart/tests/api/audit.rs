@@ -1,34 +1,14 @@
 //! The audit log as a tamper-evident hash chain, checked by `rampart audit verify`.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
 
 use crate::helpers::{spawn_app, TestApp, STRONG_PASSWORD};
 
-/// Runs the real binary against the test app's database and data dir.
-fn rampart(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    cmd.args(args)
-        .env("RAMPART_DATA_DIR", app.dir.path())
-        .env("RAMPART_LOG_LEVEL", "warn")
-        .env_remove("RAMPART_DATABASE_URL");
-    if let Some(url) = &app.database_url {
-        cmd.env("RAMPART_DATABASE_URL", url);
-    }
-    let out = cmd.output().expect("run rampart");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Runs one statement directly against the app's database, as an attacker with database
 /// access would.
-async fn tamper(app: &TestApp, sql: &str, id: &str) {
+pub async fn tamper(app: &TestApp, sql: &str, id: &str) {
     sqlx::any::install_default_drivers();
     let url = match &app.database_url {
         Some(url) => url.clone(),
@@ -80,10 +60,10 @@ async fn verify_passes_then_names_the_altered_event() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
 
-    let (ok, out, err) = rampart(&app, &["audit", "checkpoint"]);
+    let (ok, out, err) = app.cli(&["audit", "checkpoint"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("signed "), "{out}");
-    let (ok, out, err) = rampart(&app, &["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]);
     assert!(ok, "{err}");
     assert!(verified_count(&out) >= 10, "{out}");
     assert!(
@@ -98,7 +78,7 @@ async fn verify_passes_then_names_the_altered_event() {
         &victim,
     )
     .await;
-    let (ok, _, err) = rampart(&app, &["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]);
     assert!(!ok, "verify must fail after tampering");
     assert!(err.contains(&victim), "names the event: {err}");
     assert!(err.contains("altered"), "{err}");
@@ -109,7 +89,7 @@ async fn a_removed_event_is_reported() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
     tamper(&app, "DELETE FROM audit_events WHERE id = $1", &victim).await;
-    let (ok, _, err) = rampart(&app, &["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]);
     assert!(!ok);
     assert!(err.contains("missing") || err.contains("removed"), "{err}");
 }
@@ -118,7 +98,7 @@ async fn a_removed_event_is_reported() {
 async fn a_rewritten_chain_contradicts_its_signed_checkpoint() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
-    let (ok, _, err) = rampart(&app, &["audit", "checkpoint"]);
+    let (ok, _, err) = app.cli(&["audit", "checkpoint"]);
     assert!(ok, "{err}");
     // Alter an event *and* fix up its hash: only the signed checkpoint can tell.
     tamper(
@@ -127,7 +107,7 @@ async fn a_rewritten_chain_contradicts_its_signed_checkpoint() {
         &victim,
     )
     .await;
-    let (ok, _, err) = rampart(&app, &["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]);
     assert!(!ok);
     assert!(err.contains(&victim) || err.contains("checkpoint"), "{err}");
 }
@@ -151,7 +131,7 @@ async fn concurrent_writers_leave_one_valid_chain() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
-    let (ok, out, err) = rampart(&app, &["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]);
     assert!(ok, "{err}");
     assert!(verified_count(&out) >= 17, "{out}");
 }

@@ -138,6 +138,25 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// Runs the real binary against this app's database and data dir:
+    /// (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args(args)
+            .env("RAMPART_DATA_DIR", self.dir.path())
+            .env("RAMPART_LOG_LEVEL", "warn")
+            .env_remove("RAMPART_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            cmd.env("RAMPART_DATABASE_URL", url);
+        }
+        let out = cmd.output().expect("run rampart");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Creates a user directly through the same path the CLI uses.
     pub async fn create_user(&self, tenant_id: &str, email: &str, role: Role) -> String {
         rampart_identity::users::create_user(

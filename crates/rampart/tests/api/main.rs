@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod errors;
 mod helpers;
+mod keys;
 mod mfa;
 mod ops;
 mod storage;

@@ -1,0 +1,63 @@
+//! The keyring's storage: the crypto crate's `KeyringBackend` over the store, with an
+//! audit event for every new key version and retirement.
+
+use rampart_crypto::keyring::{BoxFuture, KeyringBackend, StoredKey};
+use rampart_store::{Actor, Store};
+
+pub struct StoreKeyring(pub Store);
+
+fn audit(action: &str, changes: serde_json::Value) -> rampart_store::NewAuditEvent {
+    rampart_audit::event(Actor::System, action, "key", Default::default())
+        .changes(changes)
+        .build()
+}
+
+impl KeyringBackend for StoreKeyring {
+    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<StoredKey>, String>> {
+        Box::pin(async move {
+            let loaded = self.0.keyring_load(name).await.map_err(|e| {
+                tracing::error!(error = %e, key = name, "cannot load key");
+                e.to_string()
+            })?;
+            Ok(loaded.map(|(min, versions)| StoredKey {
+                min_version: min as u32,
+                versions: versions.into_iter().map(|(v, w)| (v as u32, w)).collect(),
+            }))
+        })
+    }
+
+    fn add_version<'a>(
+        &'a self,
+        name: &'a str,
+        version: u32,
+        wrapped: Vec<u8>,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let event = audit(
+                "key.version_create",
+                serde_json::json!({ "name": name, "version": version }),
+            );
+            self.0
+                .keyring_add_version(name, i64::from(version), wrapped, event)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn retire_below<'a>(
+        &'a self,
+        name: &'a str,
+        min_version: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let event = audit(
+                "key.retire",
+                serde_json::json!({ "name": name, "below": min_version }),
+            );
+            self.0
+                .keyring_retire_below(name, i64::from(min_version), event)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

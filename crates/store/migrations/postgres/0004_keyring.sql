@@ -1,0 +1,24 @@
+-- The keyring: named key-encryption keys with versions. Each version's material is
+-- stored sealed under the root key; versions below a name's min_version are retired.
+
+CREATE TABLE keyring_names (
+    name        TEXT PRIMARY KEY,
+    min_version BIGINT NOT NULL DEFAULT 1,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE keyring_versions (
+    name             TEXT NOT NULL REFERENCES keyring_names(name),
+    version          BIGINT NOT NULL,
+    wrapped_material BYTEA NOT NULL,
+    created_at       BIGINT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+
+-- Platform data: only system transactions see key material, even wrapped.
+ALTER TABLE keyring_names ENABLE ROW LEVEL SECURITY;
+ALTER TABLE keyring_names FORCE ROW LEVEL SECURITY;
+CREATE POLICY system_only ON keyring_names USING (current_setting('rampart.system', true) = 'on');
+ALTER TABLE keyring_versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE keyring_versions FORCE ROW LEVEL SECURITY;
+CREATE POLICY system_only ON keyring_versions USING (current_setting('rampart.system', true) = 'on');
