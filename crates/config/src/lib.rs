@@ -52,6 +52,22 @@ pub struct Config {
     pub log: LogConfig,
     pub crypto: CryptoConfig,
     pub audit: AuditConfig,
+    pub vault: VaultConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    /// Detokenizations one caller (user or API key) may make per minute.
+    pub detokenize_per_minute: u32,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            detokenize_per_minute: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +187,7 @@ impl Default for Config {
             log: LogConfig::default(),
             crypto: CryptoConfig::default(),
             audit: AuditConfig::default(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -376,6 +393,13 @@ impl Config {
             return Err(invalid(
                 "audit.checkpoint_every_events",
                 self.audit.checkpoint_every_events,
+                "it must be at least 1",
+            ));
+        }
+        if self.vault.detokenize_per_minute < 1 {
+            return Err(invalid(
+                "vault.detokenize_per_minute",
+                0,
                 "it must be at least 1",
             ));
         }

@@ -97,6 +97,10 @@ impl KeyVersions {
         self.versions.insert(version, key);
     }
 
+    pub fn oldest(&self) -> Option<(u32, &[u8; 32])> {
+        self.versions.iter().next().map(|(v, k)| (*v, k))
+    }
+
     pub fn current(&self) -> Option<(u32, &[u8; 32])> {
         self.versions.iter().next_back().map(|(v, k)| (*v, k))
     }

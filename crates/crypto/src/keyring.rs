@@ -115,6 +115,23 @@ impl Keyring {
         Ok(envelope::open(&key, context, sealed)?)
     }
 
+    /// A keyed hash (HMAC-SHA256) of `data` under key `name`, created on first use. Always
+    /// the key's first version: a MAC key is never rotated, so the same input keeps the
+    /// same hash (card fingerprints must stay stable for fraud checks). Use a name of its
+    /// own for MACs, never one that also seals.
+    pub async fn mac(&self, name: &str, data: &[u8]) -> Result<[u8; 32], KeyringError> {
+        use hmac::{Hmac, Mac};
+        let key = self.versions(name, true, false).await?;
+        let (_, material) = key
+            .oldest()
+            .ok_or_else(|| KeyringError::Envelope(EnvelopeError::UnknownKey(name.to_string())))?;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(material)
+            .map_err(|_| KeyringError::BadName(name.to_string()))?;
+        mac.update(b"rampart/mac/v1/");
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().into())
+    }
+
     /// Moves a sealed value to its key's newest version without decrypting the value.
     pub async fn rewrap(&self, sealed: &[u8]) -> Result<Vec<u8>, KeyringError> {
         let (name, _) = envelope::key_of(sealed)?;

@@ -25,6 +25,7 @@ pub mod throttle;
 pub mod totp;
 pub mod users;
 
+pub use auth::request_meta;
 pub use error::IdentityError;
 pub use principal::{Caller, Principal, API_KEY_PREFIX};
 pub use state::Identity;

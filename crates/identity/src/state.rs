@@ -122,7 +122,11 @@ impl Identity {
 
     /// Records a security event with the request's id and address, and the caller's
     /// tenant, user or key when known.
-    pub(crate) fn security_event(
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.inner.throttle
+    }
+
+    pub fn security_event(
         &self,
         mut event: SecurityEvent,
         info: &RequestInfo,

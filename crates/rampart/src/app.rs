@@ -68,7 +68,9 @@ impl utoipa::Modify for BearerAuth {
 
 /// Roles and permissions: the one registration point where apps grant theirs.
 pub fn rbac() -> rampart_identity::rbac::Rbac {
-    rampart_identity::rbac::Rbac::builder().build()
+    let mut builder = rampart_identity::rbac::Rbac::builder();
+    rampart_vault::register_permissions(&mut builder);
+    builder.build()
 }
 
 /// The keyring over this deployment's store and root key.
@@ -125,7 +127,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let identity = Identity::new(
         store.clone(),
         root,
-        keyring,
+        keyring.clone(),
         config.auth.clone(),
         throttle,
         rbac,
@@ -141,6 +143,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .split_for_parts();
     let (ops_routes, ops_api) = ops::router().split_for_parts();
     openapi.merge(ops_api);
+    let (vault_routes, vault_api) = rampart_vault::router().split_for_parts();
+    openapi.merge(vault_api);
+    let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
 
     let ops_state = OpsState {
         store: store.clone(),
@@ -151,6 +156,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let router = Router::new()
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
+        .merge(vault_routes.with_state(vault))
         .fallback(rampart_edge::not_found)
         .route_layer(from_fn(rampart_edge::request::route_tag))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))

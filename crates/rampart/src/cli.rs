@@ -371,7 +371,7 @@ async fn values_below(store: &Store, name: &str, below: u32) -> anyhow::Result<u
     let mut count = 0;
     for col in rampart_store::keyring::SEALED_COLUMNS
         .iter()
-        .filter(|c| c.key == name)
+        .filter(|c| c.holds(name))
     {
         let mut after = String::new();
         loop {
@@ -381,7 +381,8 @@ async fn values_below(store: &Store, name: &str, below: u32) -> anyhow::Result<u
             count += page
                 .iter()
                 .filter(|(_, v)| {
-                    rampart_crypto::envelope::key_of(v).is_ok_and(|(_, version)| version < below)
+                    rampart_crypto::envelope::key_of(v)
+                        .is_ok_and(|(key, version)| key == name && version < below)
                 })
                 .count();
         }
@@ -422,7 +423,7 @@ async fn keys_command(
             let (mut moved, mut current, mut other) = (0usize, 0usize, 0usize);
             for col in rampart_store::keyring::SEALED_COLUMNS
                 .iter()
-                .filter(|c| c.key == name)
+                .filter(|c| c.holds(&name))
             {
                 let mut after = String::new();
                 loop {
@@ -430,10 +431,15 @@ async fn keys_command(
                     let Some((last, _)) = page.last() else { break };
                     after = last.clone();
                     for (id, value) in page {
-                        // Values sealed before the keyring existed are not envelopes.
-                        if rampart_crypto::envelope::key_of(&value).is_err() {
-                            other += 1;
-                            continue;
+                        // Values sealed before the keyring existed are not envelopes; a
+                        // shared column also holds values of other keys.
+                        match rampart_crypto::envelope::key_of(&value) {
+                            Ok((key, _)) if key == name => {}
+                            Ok(_) => continue,
+                            Err(_) => {
+                                other += 1;
+                                continue;
+                            }
                         }
                         let rewrapped = keyring.rewrap(&value).await?;
                         if rewrapped == value {

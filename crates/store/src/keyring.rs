@@ -171,12 +171,33 @@ pub struct SealedColumn {
 
 /// Every sealed column. A feature that seals a new column adds it here, so rewrap and
 /// retirement cover it.
-pub const SEALED_COLUMNS: &[SealedColumn] = &[SealedColumn {
-    key: "mfa",
-    table: "mfa_factors",
-    column: "sealed_secret",
-    id: "user_id",
-}];
+pub const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        key: "mfa",
+        table: "mfa_factors",
+        column: "sealed_secret",
+        id: "user_id",
+    },
+    // Card numbers seal under one key per tenant (`vault-<tenant id>`); `key` here names
+    // the prefix, and rewrap/retire match `vault-*` keys against it.
+    SealedColumn {
+        key: "vault-",
+        table: "vault_tokens",
+        column: "sealed_pan",
+        id: "token",
+    },
+];
+
+impl SealedColumn {
+    /// Whether values of keyring key `name` live in this column.
+    pub fn holds(&self, name: &str) -> bool {
+        if self.key.ends_with('-') {
+            name.starts_with(self.key)
+        } else {
+            name == self.key
+        }
+    }
+}
 
 impl Store {
     /// One page of a sealed column, in id order after `after`.

@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 pub mod users;
+pub mod vault;
 
 pub use connect::{Backend, PoolStats, Store, StoreOptions};
 pub use error::StoreError;

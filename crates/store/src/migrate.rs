@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_keyring.sql"),
         postgres: include_str!("../migrations/postgres/0004_keyring.sql"),
     },
+    Migration {
+        version: 5,
+        name: "token_vault",
+        sqlite: include_str!("../migrations/sqlite/0005_token_vault.sql"),
+        postgres: include_str!("../migrations/postgres/0005_token_vault.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -82,7 +82,8 @@ pub(crate) async fn start_session(
     )
 }
 
-pub(crate) fn request_meta(info: &RequestInfo) -> RequestMeta {
+/// What an audit event records about a request.
+pub fn request_meta(info: &RequestInfo) -> RequestMeta {
     RequestMeta {
         request_id: Some(info.request_id.clone()),
         source_ip: info.client_ip.map(|ip| ip.to_string()),

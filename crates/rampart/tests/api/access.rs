@@ -15,6 +15,7 @@ struct World {
     member_ids: [String; 2],
     keys: [String; 2],
     key_ids: [String; 2],
+    card_tokens: [String; 2],
 }
 
 async fn create_key(app: &TestApp, token: &str, scopes: &[&str]) -> (String, String) {
@@ -44,6 +45,7 @@ async fn world(app: &TestApp) -> World {
         member_ids: Default::default(),
         keys: Default::default(),
         key_ids: Default::default(),
+        card_tokens: Default::default(),
     };
     for (i, name) in ["a", "b"].iter().enumerate() {
         let t = app.create_tenant(&root, name, "merchant").await;
@@ -76,6 +78,11 @@ async fn world(app: &TestApp) -> World {
         .await;
         w.keys[i] = key;
         w.key_ids[i] = key_id;
+        w.card_tokens[i] = crate::vault::tokenize(app, &w.admins[i], "4242424242424242").await
+            ["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         w.tenants[i] = t;
     }
     w
@@ -347,12 +354,18 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .json()
         .await
         .unwrap();
-    let b_ids = [&w.tenants[1], &w.member_ids[1], &w.key_ids[1]];
+    let b_ids = [
+        &w.tenants[1],
+        &w.member_ids[1],
+        &w.key_ids[1],
+        &w.card_tokens[1],
+    ];
     // A body every route's extractor accepts, so the handler (not the JSON parser) answers.
     let body = json!({
         "email": "sweep@b.example", "password": STRONG_PASSWORD, "role": "member",
         "name": "sweep", "kind": "merchant", "scopes": ["audit:read"], "status": "active",
         "refresh_token": "rft_x", "mfa_token": "x", "code": "000000",
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
     });
     let mut swept = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -368,6 +381,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{tenant_id}", &w.tenants[1]),
                 ("{user_id}", &w.member_ids[1]),
                 ("{key_id}", &w.key_ids[1]),
+                ("{token}", &w.card_tokens[1]),
             ] {
                 concrete = concrete.replace(param, value);
             }

@@ -12,3 +12,4 @@ mod mfa;
 mod ops;
 mod storage;
 mod tenants;
+mod vault;

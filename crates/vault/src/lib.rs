@@ -1,0 +1,321 @@
+//! The card token vault (PCI DSS): `POST /api/v1/tokens` turns a card number into a
+//! random token, `POST /api/v1/tokens/{token}/detokenize` turns it back for a caller with
+//! `tokens:detokenize`, audited and rate-limited.
+//!
+//! The number is sealed under the tenant's own vault key (`vault-<tenant id>`) with the
+//! tenant, table, column and token as context, so a sealed number copied to another row
+//! or tenant does not open. The fingerprint is an HMAC under the tenant's own
+//! fingerprint key (`fp-<tenant id>`): the same card gives the same fingerprint within a
+//! tenant (for fraud velocity), different ones across tenants, and cannot be reversed.
+//! The token is random, not derived from the number, and looks nothing like one. The CVC
+//! is never accepted here, so it is never stored.
+//!
+//! Invariant: a card number appears only in a request to tokenize and a response to
+//! detokenize; never in a log, an audit event, an error message or the database in clear.
+#![forbid(unsafe_code)]
+
+pub mod pan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use rampart_crypto::envelope::Context;
+use rampart_crypto::keyring::Keyring;
+use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
+use rampart_identity::{Identity, IdentityError, Principal};
+use rampart_store::vault::VaultToken;
+use rampart_store::StoreError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::pan::Pan;
+
+pub const TOKENS_WRITE: &str = "tokens:write";
+pub const TOKENS_DETOKENIZE: &str = "tokens:detokenize";
+pub const TOKEN_PREFIX: &str = "tok_";
+
+#[derive(Clone)]
+pub struct Vault {
+    identity: Identity,
+    keyring: Arc<Keyring>,
+    detokenize_per_minute: u32,
+}
+
+impl FromRef<Vault> for Identity {
+    fn from_ref(vault: &Vault) -> Identity {
+        vault.identity.clone()
+    }
+}
+
+impl Vault {
+    pub fn new(
+        identity: Identity,
+        keyring: Arc<Keyring>,
+        config: &rampart_config::VaultConfig,
+    ) -> Vault {
+        Vault {
+            identity,
+            keyring,
+            detokenize_per_minute: config.detokenize_per_minute,
+        }
+    }
+}
+
+/// Grants the vault's permissions: tenant and platform admins hold both, so they can
+/// give them to API keys.
+pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
+    use rampart_store::Role;
+    rbac.grant(Role::TenantAdmin, &[TOKENS_WRITE, TOKENS_DETOKENIZE]);
+    rbac.grant(Role::PlatformAdmin, &[TOKENS_WRITE, TOKENS_DETOKENIZE]);
+}
+
+pub fn router() -> OpenApiRouter<Vault> {
+    OpenApiRouter::new()
+        .routes(routes!(tokenize))
+        .routes(routes!(detokenize))
+}
+
+fn vault_key(tenant: &str) -> String {
+    format!("vault-{tenant}")
+}
+
+fn fingerprint_key(tenant: &str) -> String {
+    format!("fp-{tenant}")
+}
+
+fn pan_context(tenant: &str, token: &str) -> Context {
+    Context::new(tenant, "vault_tokens", "sealed_pan", token)
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
+    IdentityError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn keyring_error(e: rampart_crypto::keyring::KeyringError) -> IdentityError {
+    IdentityError::Keys(e.to_string())
+}
+
+/// A card to tokenize. Fields are read as raw JSON and parsed here, so a malformed value
+/// is refused with a message that never repeats it.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenizeRequest {
+    /// The card number, as a string of digits (spaces and dashes allowed).
+    #[schema(value_type = String)]
+    pub number: Value,
+    #[schema(value_type = i64)]
+    pub exp_month: Value,
+    #[schema(value_type = i64)]
+    pub exp_year: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    /// `tok_…`: random, meaningless outside this tenant.
+    pub token: String,
+    pub last4: String,
+    pub brand: String,
+    /// The first six digits (issuer identification).
+    pub bin: String,
+    /// Keyed hash: the same card gives the same value within this tenant.
+    pub fingerprint: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+}
+
+impl From<&VaultToken> for TokenView {
+    fn from(t: &VaultToken) -> TokenView {
+        TokenView {
+            token: t.token.clone(),
+            last4: t.last4.clone(),
+            brand: t.brand.clone(),
+            bin: t.bin.clone(),
+            fingerprint: t.fingerprint.clone(),
+            exp_month: t.exp_month,
+            exp_year: t.exp_year,
+        }
+    }
+}
+
+fn whole_number(field: &'static str, value: &Value) -> Result<i64, IdentityError> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+        .ok_or_else(|| invalid(field, "must be a whole number"))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "vault",
+    security(("bearer" = [])),
+    request_body = TokenizeRequest,
+    responses(
+        (status = 201, description = "Tokenized", body = TokenView),
+        (status = 403, description = "Missing tokens:write", body = ErrorBody),
+        (status = 422, description = "Invalid number or expiry (never echoed)", body = ErrorBody),
+    )
+)]
+pub async fn tokenize(
+    State(vault): State<Vault>,
+    principal: Principal,
+    info: RequestInfo,
+    Json(body): Json<TokenizeRequest>,
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
+    principal.require(TOKENS_WRITE)?;
+    let pan = match &body.number {
+        Value::String(s) => Pan::parse(s).map_err(|e| invalid("number", e.to_string()))?,
+        _ => return Err(invalid("number", "must be a string of digits").into()),
+    };
+    let exp_month = whole_number("exp_month", &body.exp_month)?;
+    let exp_year = whole_number("exp_year", &body.exp_year)?;
+    pan::check_expiry(exp_month, exp_year, time::OffsetDateTime::now_utc())
+        .map_err(|reason| invalid("exp_month", reason))?;
+
+    let tenant = principal.scope.tenant_id().to_string();
+    let token = rampart_crypto::random_secret(TOKEN_PREFIX, 24);
+    let fingerprint = vault
+        .keyring
+        .mac(&fingerprint_key(&tenant), pan.expose().as_bytes())
+        .await
+        .map_err(keyring_error)?;
+    let sealed_pan = vault
+        .keyring
+        .seal(
+            &vault_key(&tenant),
+            &pan_context(&tenant, &token),
+            pan.expose().as_bytes(),
+        )
+        .await
+        .map_err(keyring_error)?;
+    let brand = pan.brand().as_str();
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "token.create",
+        "card_token",
+        rampart_identity::request_meta(&info),
+    )
+    .changes(serde_json::json!({ "last4": pan.last4(), "brand": brand }))
+    .build();
+    let stored = vault
+        .identity
+        .store()
+        .insert_vault_token(
+            &principal.scope,
+            VaultToken {
+                token,
+                tenant_id: tenant,
+                sealed_pan,
+                bin: pan.bin().to_string(),
+                last4: pan.last4().to_string(),
+                brand: brand.to_string(),
+                fingerprint: fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+                exp_month,
+                exp_year,
+                created_at: 0,
+            },
+            audit,
+        )
+        .await
+        .map_err(IdentityError::from)?;
+    Ok((StatusCode::CREATED, Json(TokenView::from(&stored))))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Detokenized {
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The card number, digits only.
+    pub number: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{token}/detokenize",
+    tag = "vault",
+    security(("bearer" = [])),
+    params(("token" = String, Path, description = "A token of the caller's tenant")),
+    responses(
+        (status = 200, description = "The card number; audited", body = Detokenized),
+        (status = 403, description = "Missing tokens:detokenize", body = ErrorBody),
+        (status = 404, description = "No such token in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "Detokenization rate limit", body = ErrorBody),
+    )
+)]
+pub async fn detokenize(
+    State(vault): State<Vault>,
+    principal: Principal,
+    info: RequestInfo,
+    Path(token): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    // The resource first: another tenant's token is 404 whatever the caller may do.
+    let stored = vault
+        .identity
+        .store()
+        .vault_token(&principal.scope, &token)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => IdentityError::NotFound,
+            other => IdentityError::Store(other),
+        })?;
+    principal.require(TOKENS_DETOKENIZE)?;
+    let caller = principal.actor();
+    let hit = vault
+        .identity
+        .throttle()
+        .hit(
+            &format!(
+                "detokenize:{}:{}",
+                caller.kind(),
+                caller.id().unwrap_or("-")
+            ),
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| IdentityError::ThrottleUnavailable(e.to_string()))?;
+    if hit.attempts > vault.detokenize_per_minute {
+        return Err(IdentityError::Locked {
+            retry_after_secs: hit.resets_in.as_secs().max(1),
+        }
+        .into());
+    }
+    let tenant = principal.scope.tenant_id();
+    let number = vault
+        .keyring
+        .open(&pan_context(tenant, &stored.token), &stored.sealed_pan)
+        .await
+        .map_err(keyring_error)?;
+    let number = String::from_utf8(number)
+        .map_err(|_| IdentityError::Keys("sealed card number is not text".into()))?;
+    // Audited before anything is revealed: no audit, no number.
+    let audit = rampart_audit::event(
+        caller,
+        "token.detokenize",
+        "card_token",
+        rampart_identity::request_meta(&info),
+    )
+    .target(stored.token.clone())
+    .changes(serde_json::json!({ "last4": stored.last4 }))
+    .build();
+    vault
+        .identity
+        .store()
+        .audit_in_tenant(&principal.scope, audit)
+        .await
+        .map_err(IdentityError::from)?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(Detokenized {
+            token: TokenView::from(&stored),
+            number,
+        }),
+    ))
+}
