@@ -101,13 +101,18 @@ pub fn parse_key_spec(
     let mut clean: Vec<String> = Vec::new();
     for scope in scopes {
         let scope = scope.trim();
-        if !rbac.is_known(scope) || rbac::PLATFORM_ONLY.contains(&scope) {
+        // A narrowed scope (`transit:decrypt:payments`) is judged by its base permission.
+        let base = match scope.matches(':').count() {
+            2 => scope.rsplit_once(':').map_or(scope, |(b, _)| b),
+            _ => scope,
+        };
+        if !rbac.is_known(scope) || rbac::PLATFORM_ONLY.contains(&base) {
             return Err(IdentityError::Invalid {
                 field: "scopes",
                 reason: format!("{scope:?} is not a permission an API key can have"),
             });
         }
-        if holder.is_some_and(|p| !p.can(scope)) {
+        if holder.is_some_and(|p| !p.can(base)) {
             return Err(IdentityError::Invalid {
                 field: "scopes",
                 reason: format!("you do not hold {scope:?}, so your keys cannot"),

@@ -79,6 +79,40 @@ impl Principal {
         self.permissions.contains(permission)
     }
 
+    /// Holds `permission` for all resources, or narrowed to `resource`
+    /// (`transit:decrypt:payments`).
+    pub fn can_on(&self, permission: &str, resource: &str) -> bool {
+        self.can(permission)
+            || self
+                .permissions
+                .contains(&format!("{permission}:{resource}"))
+    }
+
+    /// `require`, satisfied by a permission narrowed to `resource` too.
+    pub fn require_on(
+        &self,
+        permission: &'static str,
+        resource: &str,
+    ) -> Result<(), IdentityError> {
+        if self.can_on(permission, resource) {
+            return self.require_mfa_if_admin();
+        }
+        self.require(permission)
+    }
+
+    fn require_mfa_if_admin(&self) -> Result<(), IdentityError> {
+        if let Caller::User {
+            user, mfa: false, ..
+        } = &self.caller
+        {
+            let admin = matches!(user.role, Role::PlatformAdmin | Role::TenantAdmin);
+            if admin && self.identity.config().require_mfa_for_admins {
+                return Err(IdentityError::MfaRequired);
+            }
+        }
+        Ok(())
+    }
+
     pub fn permissions(&self) -> &BTreeSet<String> {
         &self.permissions
     }

@@ -90,8 +90,18 @@ impl Rbac {
         self.grants.get(&role).cloned().unwrap_or_default()
     }
 
+    /// A registered permission, or one narrowed to a single resource:
+    /// `transit:decrypt:payments` is known when `transit:decrypt` is.
     pub fn is_known(&self, permission: &str) -> bool {
-        self.known.contains(permission)
+        if self.known.contains(permission) {
+            return true;
+        }
+        match permission.rsplit_once(':') {
+            Some((base, resource)) if base.contains(':') => {
+                self.known.contains(base) && is_resource_name(resource)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -114,6 +124,14 @@ impl RbacBuilder {
             known: Arc::new(self.known),
         }
     }
+}
+
+/// The narrowing part of `resource:action:name`: 1-32 of a-z, 0-9, `_`, `-`.
+pub fn is_resource_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// `resource:action`, both lowercase words with `_`.
@@ -144,6 +162,9 @@ mod tests {
         assert!(rbac.role_has(Role::TenantAdmin, "payments:write"));
         assert!(rbac.is_known("payments:write"));
         assert!(!rbac.is_known("payments:delete"));
+        assert!(rbac.is_known("payments:write:acme-1"));
+        assert!(!rbac.is_known("payments:write:Acme"));
+        assert!(!rbac.is_known("payments:delete:acme"));
     }
 
     #[test]

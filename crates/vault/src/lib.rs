@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pan;
+pub mod transit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,14 +72,24 @@ impl Vault {
 /// give them to API keys.
 pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
     use rampart_store::Role;
-    rbac.grant(Role::TenantAdmin, &[TOKENS_WRITE, TOKENS_DETOKENIZE]);
-    rbac.grant(Role::PlatformAdmin, &[TOKENS_WRITE, TOKENS_DETOKENIZE]);
+    use transit::{TRANSIT_DATAKEY, TRANSIT_DECRYPT, TRANSIT_ENCRYPT, TRANSIT_REWRAP};
+    let all = [
+        TOKENS_WRITE,
+        TOKENS_DETOKENIZE,
+        TRANSIT_ENCRYPT,
+        TRANSIT_DECRYPT,
+        TRANSIT_REWRAP,
+        TRANSIT_DATAKEY,
+    ];
+    rbac.grant(Role::TenantAdmin, &all);
+    rbac.grant(Role::PlatformAdmin, &all);
 }
 
 pub fn router() -> OpenApiRouter<Vault> {
     OpenApiRouter::new()
         .routes(routes!(tokenize))
         .routes(routes!(detokenize))
+        .merge(transit::router())
 }
 
 fn vault_key(tenant: &str) -> String {

@@ -366,6 +366,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         "name": "sweep", "kind": "merchant", "scopes": ["audit:read"], "status": "active",
         "refresh_token": "rft_x", "mfa_token": "x", "code": "000000",
         "number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
+        "plaintext": "c3dlZXA=", "ciphertext": "rampart:v1:AAAA", "context": "",
     });
     let mut swept = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -385,6 +386,11 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
             ] {
                 concrete = concrete.replace(param, value);
             }
+            // A transit `{key}` names a key in the caller's own namespace (each tenant's
+            // `payments` is a different key), not another tenant's resource; transit.rs
+            // shows B's ciphertexts do not open for A. The no-leak check still applies.
+            let own_namespace = path.contains("{key}");
+            concrete = concrete.replace("{key}", "sweep");
             assert!(
                 !concrete.contains('{'),
                 "no B resource for a parameter of {path}; add one to this test"
@@ -404,7 +410,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                     .unwrap();
                 let status = res.status();
                 let text = res.text().await.unwrap();
-                if path.contains('{') {
+                if path.contains('{') && !own_namespace {
                     assert_eq!(
                         status,
                         StatusCode::NOT_FOUND,

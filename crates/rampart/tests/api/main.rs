@@ -12,4 +12,5 @@ mod mfa;
 mod ops;
 mod storage;
 mod tenants;
+mod transit;
 mod vault;
