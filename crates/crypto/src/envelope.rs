@@ -75,10 +75,11 @@ pub enum EnvelopeError {
     UnknownKey(String),
 }
 
-/// The versions of one named key, unwrapped, in memory.
+/// The versions of one named key, unwrapped, in memory, each with its AES key schedule
+/// expanded once (a seal or open then expands only its data key's).
 #[derive(Clone, Default)]
 pub struct KeyVersions {
-    versions: BTreeMap<u32, [u8; 32]>,
+    versions: BTreeMap<u32, ([u8; 32], Aes256Gcm)>,
     /// Versions below this are retired.
     pub min_version: u32,
 }
@@ -94,18 +95,23 @@ impl std::fmt::Debug for KeyVersions {
 
 impl KeyVersions {
     pub fn insert(&mut self, version: u32, key: [u8; 32]) {
-        self.versions.insert(version, key);
+        let cipher = Aes256Gcm::new((&key).into());
+        self.versions.insert(version, (key, cipher));
     }
 
     pub fn oldest(&self) -> Option<(u32, &[u8; 32])> {
-        self.versions.iter().next().map(|(v, k)| (*v, k))
+        self.versions.iter().next().map(|(v, (k, _))| (*v, k))
     }
 
     pub fn current(&self) -> Option<(u32, &[u8; 32])> {
-        self.versions.iter().next_back().map(|(v, k)| (*v, k))
+        self.versions.iter().next_back().map(|(v, (k, _))| (*v, k))
     }
 
-    fn get(&self, name: &str, version: u32) -> Result<&[u8; 32], EnvelopeError> {
+    fn current_cipher(&self) -> Option<(u32, &Aes256Gcm)> {
+        self.versions.iter().next_back().map(|(v, (_, c))| (*v, c))
+    }
+
+    fn get(&self, name: &str, version: u32) -> Result<&Aes256Gcm, EnvelopeError> {
         if version < self.min_version {
             return Err(EnvelopeError::Retired {
                 name: name.into(),
@@ -115,6 +121,7 @@ impl KeyVersions {
         }
         self.versions
             .get(&version)
+            .map(|(_, cipher)| cipher)
             .ok_or_else(|| EnvelopeError::UnknownVersion {
                 name: name.into(),
                 version,
@@ -123,15 +130,19 @@ impl KeyVersions {
 }
 
 /// A new random 256-bit key (a key version's material, or a data key).
+///
+/// From `thread_rng`: a ChaCha12 CSPRNG per thread, seeded and periodically reseeded from
+/// the OS. Asking the OS for every key and nonce costs a system call each, which made a
+/// seal twenty times slower than the AES work in it (see `examples/seal_throughput.rs`).
 pub fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
+    rand::thread_rng().fill_bytes(&mut key);
     key
 }
 
 fn random_nonce() -> [u8; NONCE] {
     let mut nonce = [0u8; NONCE];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    rand::thread_rng().fill_bytes(&mut nonce);
     nonce
 }
 
@@ -139,15 +150,20 @@ fn wrap_aad(name: &str, version: u32) -> Vec<u8> {
     format!("rampart/envelope/v1/{name}/{version}").into_bytes()
 }
 
-fn encrypt(key: &[u8; 32], nonce: &[u8; NONCE], msg: &[u8], aad: &[u8]) -> Vec<u8> {
+fn encrypt(cipher: &Aes256Gcm, nonce: &[u8; NONCE], msg: &[u8], aad: &[u8]) -> Vec<u8> {
     // AES-GCM encryption fails only for messages over 64 GiB.
-    Aes256Gcm::new(key.into())
+    cipher
         .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
         .unwrap_or_default()
 }
 
-fn decrypt(key: &[u8; 32], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    Aes256Gcm::new(key.into())
+fn decrypt(
+    cipher: &Aes256Gcm,
+    nonce: &[u8],
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    cipher
         .decrypt(Nonce::from_slice(nonce), Payload { msg, aad })
         .map_err(|_| EnvelopeError::Open)
 }
@@ -222,13 +238,14 @@ pub fn seal(
         return Err(EnvelopeError::UnknownKey(name.into()));
     }
     let (version, kek) = key
-        .current()
+        .current_cipher()
         .ok_or_else(|| EnvelopeError::UnknownKey(name.into()))?;
     let data_key = random_key();
     let data_nonce = random_nonce();
     let mut rest = data_nonce.to_vec();
+    let data_cipher = Aes256Gcm::new((&data_key).into());
     rest.extend_from_slice(&encrypt(
-        &data_key,
+        &data_cipher,
         &data_nonce,
         plaintext,
         &context.encode(),
@@ -250,7 +267,12 @@ pub fn open(key: &KeyVersions, context: &Context, sealed: &[u8]) -> Result<Vec<u
     )?;
     let data_key: [u8; 32] = data_key.try_into().map_err(|_| EnvelopeError::Format)?;
     let (data_nonce, ciphertext) = p.rest.split_at(NONCE);
-    decrypt(&data_key, data_nonce, ciphertext, &context.encode())
+    decrypt(
+        &Aes256Gcm::new((&data_key).into()),
+        data_nonce,
+        ciphertext,
+        &context.encode(),
+    )
 }
 
 /// Moves a sealed value to the newest version of its key: unwraps the data key with the
@@ -259,7 +281,7 @@ pub fn open(key: &KeyVersions, context: &Context, sealed: &[u8]) -> Result<Vec<u
 pub fn rewrap(key: &KeyVersions, sealed: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let p = parse(sealed)?;
     let (newest, new_kek) = key
-        .current()
+        .current_cipher()
         .ok_or_else(|| EnvelopeError::UnknownKey(p.name.into()))?;
     if p.version == newest {
         return Ok(sealed.to_vec());
