@@ -28,25 +28,59 @@ impl TenantScope {
 pub struct System;
 
 /// A database transaction acting for a scope: `Tx<TenantScope>` for tenant work,
-/// `Tx<System>` for the cross-tenant operations. Dropped without `commit`, it rolls back.
+/// `Tx<System>` for the cross-tenant operations.
+///
+/// Dropped without `commit` (an early return, an error), it rolls back, and it keeps
+/// SQLite's writer lock until the rollback has actually run. sqlx alone only queues the
+/// rollback for the connection's next use; releasing the lock at drop let the next writer
+/// wait on a write transaction still open on an idle pooled connection, and fail with
+/// "database is locked" after the busy timeout (found by `bench/crypto.sh`). On PostgreSQL
+/// the same would hold row locks (the audit chain head) on an idle connection.
 pub struct Tx<S> {
-    pub(crate) inner: Transaction<'static, Any>,
+    /// `Some` until `commit` or drop; only those take it.
+    inner: Option<Transaction<'static, Any>>,
     pub(crate) scope: S,
     pub(crate) backend: Backend,
-    _writer: Option<OwnedMutexGuard<()>>,
+    writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl<S> Drop for Tx<S> {
+    fn drop(&mut self) {
+        let Some(tx) = self.inner.take() else { return };
+        let writer = self.writer.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
+                    }
+                    drop(writer);
+                });
+            }
+            // No runtime (process exit): sqlx's own drop queues the rollback.
+            Err(_) => drop(tx),
+        }
+    }
 }
 
 pub type TenantTx = Tx<TenantScope>;
 pub type SystemTx = Tx<System>;
 
 impl<S> Tx<S> {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.inner.commit().await?;
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(tx) = self.inner.take() {
+            tx.commit().await?;
+        }
+        // The writer lock goes with `self`, after the commit.
         Ok(())
     }
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.inner
+        match self.inner.as_mut() {
+            Some(tx) => tx,
+            // `inner` is taken only by `commit` (which consumes the Tx) and by drop.
+            None => unreachable!("transaction used after commit"),
+        }
     }
 
     /// Appends an audit event to `tenant_id`'s chain inside this transaction.
@@ -56,7 +90,7 @@ impl<S> Tx<S> {
         event: &crate::NewAuditEvent,
     ) -> Result<String, StoreError> {
         let backend = self.backend;
-        crate::audit_events::append(&mut self.inner, backend, tenant_id, event).await
+        crate::audit_events::append(self.conn(), backend, tenant_id, event).await
     }
 }
 
@@ -125,10 +159,10 @@ impl Store {
             .await?;
         }
         Ok(Tx {
-            inner: tx,
+            inner: Some(tx),
             scope,
             backend: inner.backend,
-            _writer: writer,
+            writer,
         })
     }
 }
