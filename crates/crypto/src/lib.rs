@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod envelope;
+pub mod hsm;
 mod jwt;
 pub mod keyring;
 mod root_key;
