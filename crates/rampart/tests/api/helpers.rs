@@ -243,3 +243,24 @@ pub async fn error_code(res: Response, status: StatusCode) -> String {
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
     error["code"].as_str().unwrap().to_string()
 }
+
+/// RFC 4648 base32 (no padding), as TOTP secrets are shown: decoded here so the tests
+/// do not use the implementation under test.
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {text}"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}

@@ -5,7 +5,7 @@ use rampart_identity::totp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{base32_decode, spawn_app, TestApp};
 
 /// Enrols MFA for a fresh user of the platform tenant; returns (user id, TOTP secret).
 async fn enrolled_user(app: &TestApp, email: &str) -> (String, Vec<u8>) {
@@ -31,7 +31,7 @@ async fn enrolled_user(app: &TestApp, email: &str) -> (String, Vec<u8>) {
         .split('&')
         .next()
         .unwrap();
-    let secret = base32(b32);
+    let secret = base32_decode(b32);
     let step = jsonwebtoken::get_current_timestamp() / totp::STEP_SECS;
     let res = app
         .post(
@@ -42,24 +42,6 @@ async fn enrolled_user(app: &TestApp, email: &str) -> (String, Vec<u8>) {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     (id, secret)
-}
-
-fn base32(text: &str) -> Vec<u8> {
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0);
-    for c in text.bytes() {
-        let v = if c.is_ascii_uppercase() {
-            c - b'A'
-        } else {
-            c - b'2' + 26
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
 }
 
 async fn stored_secret(app: &TestApp, user_id: &str) -> Vec<u8> {

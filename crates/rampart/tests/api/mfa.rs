@@ -4,29 +4,10 @@ use rampart_identity::totp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app_with, TestApp, STRONG_PASSWORD};
+use crate::helpers::{base32_decode, error_code, spawn_app_with, TestApp, STRONG_PASSWORD};
 
 async fn mfa_app() -> TestApp {
     spawn_app_with(|c| c.auth.require_mfa_for_admins = true).await
-}
-
-fn base32_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {text}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
 }
 
 fn step_now() -> u64 {
