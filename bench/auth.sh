@@ -20,131 +20,27 @@
 # answers with errors, never because a number is low.
 set -euo pipefail
 
-readonly THREADS=2
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 readonly EMAIL=admin@bench.example
 # Strong enough for the default zxcvbn policy; it only ever exists on a throwaway data dir.
 readonly PASSWORD='maple orbit canvas thunder river'
 
-DURATION=${BENCH_DURATION:-10}
-CONNECTIONS=${BENCH_CONNECTIONS:-32}
-WARMUP=${BENCH_WARMUP:-1}
+read_load_settings
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-die() {
-    echo "bench/auth.sh: $*" >&2
-    exit 1
-}
-
-for pair in "BENCH_DURATION:$DURATION" "BENCH_CONNECTIONS:$CONNECTIONS" "BENCH_WARMUP:$WARMUP"; do
-    [[ ${pair#*:} =~ ^[0-9]+$ ]] || die "${pair%%:*} must be a whole number, got '${pair#*:}'"
-done
-# Bounded on purpose: a typo must not turn into an hour of load on a 2-core machine.
-((DURATION >= 1 && DURATION <= 300)) || die "BENCH_DURATION must be 1..300 seconds"
-((CONNECTIONS >= THREADS && CONNECTIONS <= 1000)) || die "BENCH_CONNECTIONS must be $THREADS..1000"
-((WARMUP <= 60)) || die "BENCH_WARMUP must be 0..60 seconds"
-
-# --- tools -------------------------------------------------------------------------------
-# wrk and curl come from Debian packages. As root we can install them (what CI and the dev
-# machines are); otherwise say exactly what is missing instead of failing half-way through.
-need_tool() {
-    local tool=$1 package=$2
-    command -v "$tool" >/dev/null 2>&1 && return 0
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing $package (needed: $tool)..." >&2
-        # The package lists may be empty on a fresh machine; update once, quietly.
-        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
-            || die "could not install $package; install it and run again"
-    else
-        die "'$tool' is not installed; install it (Debian/Ubuntu: sudo apt-get install $package) and run again"
-    fi
-}
 need_tool wrk wrk
 need_tool curl curl
 
-# --- binary ------------------------------------------------------------------------------
-# Numbers from a debug build say little about production, so the default is a release build.
-if [[ -n ${RAMPART_BIN:-} ]]; then
-    bin=$RAMPART_BIN
-else
-    echo "RAMPART_BIN not set: building the release binary (cargo build --release --bin rampart)..." >&2
-    (cd "$repo_root" && cargo build --release --bin rampart) >&2
-    bin=$repo_root/target/release/rampart
-fi
-# Accept a bare name on PATH too; print an absolute path so the report says what ran.
-[[ $bin == */* ]] || bin=$(command -v "$bin") || die "not found on PATH: $RAMPART_BIN"
-[[ -f $bin && -x $bin ]] || die "not an executable: $bin"
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-
-# Every RAMPART_* variable is configuration to the server, and an unknown key (RAMPART_BIN
-# itself) stops it at start-up. A fresh, default-configured server is also the point of the
-# benchmark, so none of the caller's RAMPART_* settings (a PostgreSQL URL, say) leak in.
-while IFS= read -r name; do
-    unset "$name"
-done < <(compgen -e | grep '^RAMPART_' || true)
-
-# --- temporary server --------------------------------------------------------------------
-work=$(mktemp -d "${TMPDIR:-/tmp}/rampart-bench.XXXXXX")
-server_pid=
-cleanup() {
-    local status=$?
-    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        # The grace period is set to 2 s below; don't wait forever if it hangs anyway.
-        for _ in $(seq 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if ((status != 0)) && [[ -s $work/server.log ]]; then
-        echo "--- last lines of the server log ---" >&2
-        tail -n 20 "$work/server.log" >&2
-    fi
-    cd /
-    rm -rf "$work"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-export RAMPART_DATA_DIR=$work/data
-export RAMPART_LOG_LEVEL=warn            # per-request logging would be measured too
-export RAMPART_HTTP_SHUTDOWN_GRACE_SECS=2 # so the trap's SIGTERM ends it quickly
-mkdir -p "$RAMPART_DATA_DIR"
-# The server reads ./rampart.toml when there is one; run from an empty directory instead.
-cd "$work"
+resolve_bin
+clear_rampart_env
+prepare_workdir
 
 # Before serve, so the admin is in the SQLite file when the server opens it.
 printf '%s' "$PASSWORD" | "$bin" admin create --email "$EMAIL" >"$work/admin.log" 2>&1 \
     || { cat "$work/admin.log" >&2; die "admin create failed"; }
 
-# A free port: pick a random high one nobody listens on; if something grabs it between the
-# check and the bind, the server exits ("cannot listen") and we try another.
-port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-base=
-for attempt in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 40000))
-    port_in_use "$port" && continue
-    RAMPART_HTTP_LISTEN=127.0.0.1:$port "$bin" serve >>"$work/server.log" 2>&1 &
-    server_pid=$!
-    # Migrations and the root key are created on first start; give a slow build 30 s.
-    for _ in $(seq 300); do
-        kill -0 "$server_pid" 2>/dev/null || break
-        if curl -fsS --max-time 1 "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
-            base=http://127.0.0.1:$port
-            break
-        fi
-        sleep 0.1
-    done
-    [[ -n $base ]] && break
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-done
-[[ -n $base ]] || die "the server did not come up (5 attempts)"
+start_server
 
 # --- one login -----------------------------------------------------------------------------
 login=$(curl -fsS --max-time 10 -H 'content-type: application/json' \
@@ -166,66 +62,16 @@ me=$(curl -fsS --max-time 10 -H "$auth" "$base/api/v1/users/me") || die "GET /ap
 [[ $(curl -fsS --max-time 10 "$base/health") == *'"status":"ok"'* ]] || die "GET /health is not ok"
 
 # --- load --------------------------------------------------------------------------------
-# wrk calls done() once at the end; print one machine-readable line rather than parsing its
-# human report. Latencies come in microseconds.
-cat >"$work/report.lua" <<'LUA'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH_RESULT rps=%.1f requests=%d p50_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d\n",
-    summary.requests / (summary.duration / 1e6), summary.requests,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    e.status, e.connect + e.read + e.write + e.timeout))
-end
-LUA
+write_report_lua
 
-cpu_model=$(grep -m1 -E '^(model name|Model|cpu model)' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-echo "machine:  $(nproc) CPUs, ${cpu_model:-unknown CPU model}"
-echo "binary:   $bin ($("$bin" --version 2>/dev/null || echo 'version unknown'))"
-[[ $bin == */debug/* ]] && echo "          (a debug build: numbers are not representative of release)"
-echo "server:   $base, SQLite in a fresh temp dir, log level warn"
-echo "load:     $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2), $THREADS threads, $CONNECTIONS connections, ${DURATION}s per endpoint (+${WARMUP}s warm-up)"
-echo "          wrk and the server share this machine's CPUs"
+print_machine
+print_load
 echo
 
 # Both endpoints get the same Authorization header, so the requests on the wire are the same
 # size and the difference is what the server does with them. /health ignores it.
-declare -A rps
-run() {
-    local name=$1 path=$2 out
-    if ((WARMUP > 0)); then
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "$auth" "$base$path" >/dev/null
-    fi
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -H "$auth" -s "$work/report.lua" "$base$path") \
-        || { echo "$out" >&2; die "wrk failed on $path"; }
-    local line
-    line=$(grep '^BENCH_RESULT ' <<<"$out") || { echo "$out" >&2; die "no result from wrk for $path"; }
-    # Turn "key=value ..." into local variables.
-    local rps_v requests p50_ms p99_ms non2xx socket_errors
-    for kv in ${line#BENCH_RESULT }; do
-        case ${kv%%=*} in
-            rps) rps_v=${kv#*=} ;;
-            requests) requests=${kv#*=} ;;
-            p50_ms) p50_ms=${kv#*=} ;;
-            p99_ms) p99_ms=${kv#*=} ;;
-            non2xx) non2xx=${kv#*=} ;;
-            socket_errors) socket_errors=${kv#*=} ;;
-        esac
-    done
-    printf '%-10s %10s req/s  p50 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
-        "$name:" "$rps_v" "$p50_ms" "$p99_ms" "$requests" "$non2xx" "$socket_errors"
-    # Error responses and failed connections are cheap and would flatter the numbers: a run
-    # with any of them is not a result.
-    kill -0 "$server_pid" 2>/dev/null || die "the server died during the run on $path"
-    ((non2xx == 0)) || die "$path answered $non2xx requests with a non-2xx status"
-    ((socket_errors == 0)) || die "$socket_errors socket errors or timeouts on $path"
-    rps[$name]=$rps_v
-}
-
 run health /health
 run users/me /api/v1/users/me
 
 echo
-awk -v me="${rps[users/me]}" -v health="${rps[health]}" 'BEGIN {
-    printf "users/me: %.0f req/s, health: %.0f req/s, ratio users/me ÷ health = %.2f\n", me, health, me / health
-}'
+print_ratio users/me
