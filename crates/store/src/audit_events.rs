@@ -423,10 +423,12 @@ impl Store {
     pub(crate) async fn backfill_audit_chain(&self) -> Result<u64, StoreError> {
         let mut tx = self.system_write().await?;
         let backend = tx.backend;
+        // ON CONFLICT: nodes starting together on PostgreSQL both find the head missing.
         sqlx::query(
             "INSERT INTO audit_heads (tenant_id, seq, hash) \
              SELECT t.id, 0, $1 FROM tenants t \
-             WHERE NOT EXISTS (SELECT 1 FROM audit_heads h WHERE h.tenant_id = t.id)",
+             WHERE NOT EXISTS (SELECT 1 FROM audit_heads h WHERE h.tenant_id = t.id) \
+             ON CONFLICT (tenant_id) DO NOTHING",
         )
         .bind(GENESIS_HASH)
         .execute(tx.conn())

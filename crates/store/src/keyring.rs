@@ -59,35 +59,32 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.system_write().await?;
         let now = now_ms();
+        // ON CONFLICT DO NOTHING (both backends): two nodes or requests creating the same
+        // name or version at once is a race one of them wins, not an error. A plain
+        // insert raised a unique violation on PostgreSQL, where writers run concurrently.
         if version == 1 {
-            let created = sqlx::query(
-                "INSERT INTO keyring_names (name, min_version, created_at) SELECT $1, 1, $2 \
-                 WHERE NOT EXISTS (SELECT 1 FROM keyring_names WHERE name = $1)",
+            sqlx::query(
+                "INSERT INTO keyring_names (name, min_version, created_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
             )
             .bind(name)
             .bind(now)
             .execute(tx.conn())
-            .await?
-            .rows_affected();
-            if created == 0 {
-                return Ok(false);
-            }
+            .await?;
         }
         let inserted = sqlx::query(
-            "INSERT INTO keyring_versions (name, version, wrapped_material, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO keyring_versions (name, version, wrapped_material, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name, version) DO NOTHING",
         )
         .bind(name)
         .bind(version)
         .bind(wrapped)
         .bind(now)
         .execute(tx.conn())
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) => match StoreError::from(e) {
-                StoreError::Conflict { .. } => return Ok(false),
-                other => return Err(other),
-            },
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
         }
         audit.target_id = Some(format!("{name}/v{version}"));
         tx.audit(PLATFORM_TENANT_ID, &audit).await?;

@@ -247,11 +247,13 @@ async fn the_card_number_never_reaches_the_data_dir_in_clear() {
     );
 }
 
-/// Concurrent first use of a tenant's vault keys: all but one key creation return early,
-/// abandoning their write transactions. Under `bench/crypto.sh`'s sustained load that left
-/// a write transaction open on an idle connection and SQLite writers failed with
-/// "database is locked" (fixed in `store::tx`). This test walks the same path but, at
-/// this concurrency, also passed before the fix; the benchmark is the reproduction.
+/// Concurrent first use of a tenant's vault keys: all but one key creation lose a race.
+/// On PostgreSQL the losers' inserts raised unique violations (500s) until the keyring
+/// used ON CONFLICT DO NOTHING: this test reproduced that every time. On SQLite the
+/// losers abandoned write transactions, which under `bench/crypto.sh`'s sustained load
+/// left one open on an idle connection ("database is locked", fixed in `store::tx`); at
+/// this test's concurrency SQLite passed before that fix, so the benchmark is the
+/// reproduction there.
 #[tokio::test]
 async fn concurrent_first_use_of_a_tenants_keys() {
     let app = spawn_app().await;
