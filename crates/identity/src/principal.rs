@@ -1,6 +1,7 @@
 //! The authenticated caller, as an extractor.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -22,7 +23,8 @@ pub const API_KEY_PREFIX: &str = "rk_";
 pub struct Principal {
     pub caller: Caller,
     pub scope: TenantScope,
-    permissions: BTreeSet<String>,
+    /// Shared with the role map (users) or built once per key lookup (API keys).
+    permissions: Arc<BTreeSet<String>>,
     info: RequestInfo,
     identity: Identity,
 }
@@ -121,15 +123,7 @@ impl Principal {
     /// caller holds `permission`. An admin whose session has not passed MFA is refused
     /// (`mfa_required`) while `auth.require_mfa_for_admins` is on.
     pub fn require(&self, permission: &'static str) -> Result<(), IdentityError> {
-        if let Caller::User {
-            user, mfa: false, ..
-        } = &self.caller
-        {
-            let admin = matches!(user.role, Role::PlatformAdmin | Role::TenantAdmin);
-            if admin && self.identity.config().require_mfa_for_admins {
-                return Err(IdentityError::MfaRequired);
-            }
-        }
+        self.require_mfa_if_admin()?;
         if self.can(permission) {
             return Ok(());
         }
@@ -161,7 +155,7 @@ where
                 .await
                 .map_err(IdentityError::from)?
                 .ok_or(IdentityError::BadApiKey)?;
-            let permissions = key.scopes.iter().cloned().collect();
+            let permissions = Arc::new(key.scopes.iter().cloned().collect());
             identity.note_api_key_use(&key, &info);
             return Ok(Principal {
                 caller: Caller::ApiKey(key),

@@ -31,7 +31,8 @@ pub const PLATFORM_ONLY: &[&str] = &[TENANTS_WRITE, TENANTS_LIST, SECURITY_EVENT
 /// Which permissions each role has. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Rbac {
-    grants: Arc<HashMap<Role, BTreeSet<String>>>,
+    /// Each role's set is shared by every request of that role, never copied.
+    grants: Arc<HashMap<Role, Arc<BTreeSet<String>>>>,
     known: Arc<BTreeSet<String>>,
 }
 
@@ -86,7 +87,7 @@ impl Rbac {
             .is_some_and(|set| set.contains(permission))
     }
 
-    pub fn permissions_of(&self, role: Role) -> BTreeSet<String> {
+    pub fn permissions_of(&self, role: Role) -> Arc<BTreeSet<String>> {
         self.grants.get(&role).cloned().unwrap_or_default()
     }
 
@@ -120,7 +121,12 @@ impl RbacBuilder {
 
     pub fn build(self) -> Rbac {
         Rbac {
-            grants: Arc::new(self.grants),
+            grants: Arc::new(
+                self.grants
+                    .into_iter()
+                    .map(|(role, set)| (role, Arc::new(set)))
+                    .collect(),
+            ),
             known: Arc::new(self.known),
         }
     }

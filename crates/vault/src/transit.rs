@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{keyring_error, Vault};
+use crate::{invalid, keyring_error, Vault};
 
 pub const TRANSIT_ENCRYPT: &str = "transit:encrypt";
 pub const TRANSIT_DECRYPT: &str = "transit:decrypt";
@@ -84,10 +84,12 @@ pub struct DatakeyResponse {
     pub ciphertext: String,
 }
 
-fn invalid(field: &'static str, reason: &str) -> IdentityError {
-    IdentityError::Invalid {
-        field,
-        reason: reason.to_string(),
+/// A ciphertext that does not open (other context, altered, retired version) is the
+/// caller's input problem; anything else is ours.
+fn ciphertext_error(e: rampart_crypto::keyring::KeyringError) -> IdentityError {
+    match e {
+        rampart_crypto::keyring::KeyringError::Envelope(e) => invalid("ciphertext", e.to_string()),
+        other => keyring_error(other),
     }
 }
 
@@ -213,13 +215,7 @@ pub async fn decrypt(
         .keyring
         .open(&context(&principal, &key, &body.context)?, &sealed)
         .await
-        .map_err(|e| match e {
-            rampart_crypto::keyring::KeyringError::Envelope(e) => IdentityError::Invalid {
-                field: "ciphertext",
-                reason: e.to_string(),
-            },
-            other => keyring_error(other),
-        })?;
+        .map_err(ciphertext_error)?;
     audit(&vault, &principal, &info, "transit.decrypt", &key).await?;
     Ok(Json(PlaintextResponse {
         plaintext: STANDARD.encode(plaintext),
@@ -240,13 +236,11 @@ pub async fn rewrap(
     let name = authorize(&principal, &key, TRANSIT_REWRAP)?;
     let sealed = decode_ciphertext(&body.ciphertext)?;
     check_key_of(&sealed, &name)?;
-    let rewrapped = vault.keyring.rewrap(&sealed).await.map_err(|e| match e {
-        rampart_crypto::keyring::KeyringError::Envelope(e) => IdentityError::Invalid {
-            field: "ciphertext",
-            reason: e.to_string(),
-        },
-        other => keyring_error(other),
-    })?;
+    let rewrapped = vault
+        .keyring
+        .rewrap(&sealed)
+        .await
+        .map_err(ciphertext_error)?;
     audit(&vault, &principal, &info, "transit.rewrap", &key).await?;
     Ok(Json(CiphertextResponse {
         ciphertext: format!("{CIPHERTEXT_PREFIX}{}", STANDARD.encode(rewrapped)),

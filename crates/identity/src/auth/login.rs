@@ -179,10 +179,6 @@ async fn attempt(
             expires_in: super::MFA_TOKEN_TTL_SECS,
         }));
     }
-    let started = super::start_session(identity, &candidate, false, meta).await?;
-    let mut event = SecurityEvent::new("login_success", "info");
-    event.user_id = Some(user.id.clone());
-    event.tenant_id = Some(user.tenant_id.clone());
-    identity.security_event(event, info, None);
+    let started = super::start_session(identity, &candidate, false, info).await?;
     Ok(LoginResponse::Tokens(started))
 }

@@ -185,12 +185,7 @@ pub async fn complete(
         .await
         .map_err(IdentityError::from)?
         .ok_or(IdentityError::BadMfaToken)?;
-    let tokens = start_session(&identity, &candidate, true, request_meta(&info)).await?;
-    let mut event = SecurityEvent::new("login_success", "info");
-    event.user_id = Some(user.id.clone());
-    event.tenant_id = Some(user.tenant_id.clone());
-    event.detail = serde_json::json!({ "mfa": true });
-    identity.security_event(event, &info, None);
+    let tokens = start_session(&identity, &candidate, true, &info).await?;
     Ok(Json(tokens))
 }
 

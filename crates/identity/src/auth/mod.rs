@@ -43,14 +43,15 @@ pub(crate) const MFA_TOKEN_PREFIX: &str = "mfa_";
 /// Time between password and code.
 pub(crate) const MFA_TOKEN_TTL_SECS: u64 = 300;
 
-/// Starts a session for a verified user and returns its tokens.
+/// Starts a session for a verified user, records the login, and returns its tokens.
 pub(crate) async fn start_session(
     identity: &Identity,
     candidate: &rampart_store::LoginCandidate,
     mfa: bool,
-    meta: RequestMeta,
+    info: &RequestInfo,
 ) -> Result<TokenResponse, IdentityError> {
     let user = &candidate.user;
+    let meta = request_meta(info);
     let (refresh_token, refresh_digest) = new_refresh_token();
     let audit = rampart_audit::event(
         rampart_store::Actor::User(user.id.clone()),
@@ -73,6 +74,11 @@ pub(crate) async fn start_session(
             audit,
         )
         .await?;
+    let mut event = rampart_audit::security_log::SecurityEvent::new("login_success", "info");
+    event.user_id = Some(user.id.clone());
+    event.tenant_id = Some(user.tenant_id.clone());
+    event.detail = serde_json::json!({ "mfa": mfa });
+    identity.security_event(event, info, None);
     token_response(
         identity,
         &user.id,
