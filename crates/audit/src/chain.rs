@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-use rampart_crypto::TokenKeys;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rampart_crypto::signing::{Purpose, SigningKeys};
 use rampart_store::audit_events::{canonical_hash, Checkpoint, GENESIS_HASH};
 use rampart_store::{new_id, now_ms, Store, StoreError};
 
@@ -55,10 +57,20 @@ pub enum VerifyError {
     Broken(ChainBreak),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Signing(#[from] rampart_crypto::signing::SigningError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot sign a checkpoint: {0}")]
+    Signing(#[from] rampart_crypto::signing::SigningError),
 }
 
 /// Verifies every tenant's chain and every checkpoint.
-pub async fn verify_all(store: &Store, keys: &TokenKeys) -> Result<VerifyReport, VerifyError> {
+pub async fn verify_all(store: &Store, keys: &SigningKeys) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport::default();
     for head in store.audit_chain_heads().await? {
         let tenant = head.tenant_id.clone();
@@ -132,14 +144,37 @@ pub async fn verify_all(store: &Store, keys: &TokenKeys) -> Result<VerifyReport,
                 format!("the chain head says {} events but the chain has {last} (events removed from the end, or the head altered)", head.seq),
             ));
         }
+        let kind = store.get_tenant(&tenant).await?.kind;
+        // Either scope: the deployment may have switched between per-kind and per-tenant
+        // keys since a checkpoint was signed.
+        let scopes = [
+            format!("kind:{}", kind.as_str()),
+            format!("tenant:{tenant}"),
+        ];
         for c in &checkpoints {
             let message =
                 Checkpoint::signed_message(&c.tenant_id, c.seq, &c.head_hash, c.created_at);
-            if !keys.verify_detached(&c.kid, &message, &c.signature) {
+            let key = keys.verifier(&c.kid).await?;
+            let problem = match &key {
+                None => Some("is signed by an unknown key"),
+                Some(k) if !k.serves(Purpose::AuditCheckpoint) => {
+                    Some("is signed by a key that does not sign checkpoints")
+                }
+                Some(k) if k.purpose != Purpose::Legacy && !scopes.contains(&k.scope) => {
+                    Some("is signed by another tenant's key")
+                }
+                Some(k) => {
+                    let valid = URL_SAFE_NO_PAD
+                        .decode(&c.signature)
+                        .is_ok_and(|sig| k.verify(&message, &sig));
+                    (!valid).then_some("has an invalid signature")
+                }
+            };
+            if let Some(problem) = problem {
                 return Err(broken(
                     None,
                     c.seq,
-                    format!("checkpoint {} has an invalid signature", c.id),
+                    format!("checkpoint {} {problem}", c.id),
                 ));
             }
             match hash_at.get(&c.seq) {
@@ -165,10 +200,10 @@ pub async fn verify_all(store: &Store, keys: &TokenKeys) -> Result<VerifyReport,
 /// that has anything new (`rampart audit checkpoint`).
 pub async fn checkpoint_due(
     store: &Store,
-    keys: &TokenKeys,
+    keys: &SigningKeys,
     every_events: i64,
     every_ms: i64,
-) -> Result<usize, StoreError> {
+) -> Result<usize, CheckpointError> {
     let now = now_ms();
     let mut made = 0;
     for head in store.audit_chain_heads().await? {
@@ -179,7 +214,11 @@ pub async fn checkpoint_due(
             continue;
         }
         let message = Checkpoint::signed_message(&head.tenant_id, head.seq, &head.hash, now);
-        let (kid, signature) = keys.sign_detached(&message);
+        let kind = store.get_tenant(&head.tenant_id).await?.kind;
+        let scope = keys.policy().scope_for(&head.tenant_id, kind.as_str());
+        let key = keys.signer(Purpose::AuditCheckpoint, &scope).await?;
+        let signature = key.sign(&message)?;
+        let (kid, signature) = (key.kid.clone(), URL_SAFE_NO_PAD.encode(signature));
         let checkpoint = Checkpoint {
             id: new_id(),
             tenant_id: head.tenant_id.clone(),
@@ -193,7 +232,7 @@ pub async fn checkpoint_due(
             Ok(()) => made += 1,
             // Another node checkpointed the same head first.
             Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(made)

@@ -174,6 +174,58 @@ pub struct CryptoConfig {
     /// created on first start with mode 0600. Every node of one deployment needs the
     /// same root key.
     pub root_key: Secret<String>,
+    /// `auto`: `root_key` if set, otherwise the key file. `pkcs11`: an AES-256 key object
+    /// in the PKCS#11 token (`pkcs11_module`), created there on first start; it never
+    /// leaves the token.
+    pub root_key_source: RootKeySourceSetting,
+    /// Path of a PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`). When set, new
+    /// signing keys are generated in its token and never leave it.
+    pub pkcs11_module: String,
+    /// Label of the token to use in that module.
+    pub pkcs11_token: String,
+    pub pkcs11_pin: Secret<String>,
+    /// Label of the root key object in the token (`root_key_source = "pkcs11"`).
+    pub pkcs11_root_key_label: String,
+    /// Algorithm of new access-token keys: `ES256` (default: every JWT library has it),
+    /// `EdDSA` or `PS256`.
+    pub access_token_alg: SigningAlgSetting,
+    /// Algorithm of new audit-checkpoint keys (default `EdDSA`).
+    pub audit_checkpoint_alg: SigningAlgSetting,
+    /// A key set's newest key older than this is replaced at its next use (quarterly).
+    pub signing_key_rotation_days: u32,
+    /// `kind`: one key set per tenant kind; `tenant`: one per tenant.
+    pub signing_key_scope: SigningKeyScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootKeySourceSetting {
+    Auto,
+    Pkcs11,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlgSetting {
+    ES256,
+    EdDSA,
+    PS256,
+}
+
+impl SigningAlgSetting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgSetting::ES256 => "ES256",
+            SigningAlgSetting::EdDSA => "EdDSA",
+            SigningAlgSetting::PS256 => "PS256",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningKeyScope {
+    Kind,
+    Tenant,
 }
 
 impl Default for Config {
@@ -253,6 +305,15 @@ impl Default for CryptoConfig {
     fn default() -> Self {
         CryptoConfig {
             root_key: Secret::new(String::new()),
+            root_key_source: RootKeySourceSetting::Auto,
+            pkcs11_module: String::new(),
+            pkcs11_token: "rampart".into(),
+            pkcs11_pin: Secret::new(String::new()),
+            pkcs11_root_key_label: "rampart-root".into(),
+            access_token_alg: SigningAlgSetting::ES256,
+            audit_checkpoint_alg: SigningAlgSetting::EdDSA,
+            signing_key_rotation_days: 90,
+            signing_key_scope: SigningKeyScope::Kind,
         }
     }
 }
@@ -396,6 +457,28 @@ impl Config {
                 "it must be at least 1",
             ));
         }
+        let c = &self.crypto;
+        if c.root_key_source == RootKeySourceSetting::Pkcs11 && c.pkcs11_module.is_empty() {
+            return Err(invalid(
+                "crypto.root_key_source",
+                "pkcs11",
+                "it needs crypto.pkcs11_module (and pkcs11_token, pkcs11_pin)",
+            ));
+        }
+        if c.root_key_source == RootKeySourceSetting::Pkcs11 && !c.root_key.expose().is_empty() {
+            return Err(invalid(
+                "crypto.root_key",
+                "[redacted]",
+                "leave it empty when crypto.root_key_source is pkcs11",
+            ));
+        }
+        if !(1..=3650).contains(&c.signing_key_rotation_days) {
+            return Err(invalid(
+                "crypto.signing_key_rotation_days",
+                c.signing_key_rotation_days,
+                "it must be between 1 and 3650",
+            ));
+        }
         if self.vault.detokenize_per_minute < 1 {
             return Err(invalid(
                 "vault.detokenize_per_minute",
@@ -524,6 +607,16 @@ fn env_key(rest: &str) -> Option<String> {
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
 /// process environment; this one reads the list it is given, so tests stay independent.
+/// Keys whose values are text even when they look like numbers (PINs, labels, keys).
+const TEXT_KEYS: &[&str] = &[
+    "crypto.pkcs11_pin",
+    "crypto.pkcs11_token",
+    "crypto.pkcs11_root_key_label",
+    "crypto.root_key",
+    "auth.issuer",
+    "auth.audience",
+];
+
 struct EnvVar {
     /// Dotted key: `database.url`.
     key: String,
@@ -537,11 +630,15 @@ impl Provider for EnvVar {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        // Like figment's Env: "5" is a number, "true" a bool, anything else a string.
-        let value: Value = self
-            .value
-            .parse()
-            .unwrap_or_else(|e: std::convert::Infallible| match e {});
+        // Like figment's Env: "5" is a number, "true" a bool, anything else a string;
+        // except for keys that are always text, where "0123" must stay "0123".
+        let value: Value = if TEXT_KEYS.contains(&self.key.as_str()) {
+            Value::from(self.value.clone())
+        } else {
+            self.value
+                .parse()
+                .unwrap_or_else(|e: std::convert::Infallible| match e {})
+        };
         let mut dict = Dict::new();
         match self.key.split_once('.') {
             Some((section, key)) => {
@@ -629,6 +726,15 @@ mod tests {
         let shown = c.to_redacted_toml();
         assert!(!shown.contains("pw@"), "{shown}");
         assert!(shown.contains("postgres://u:[redacted]@h/db"), "{shown}");
+    }
+
+    #[test]
+    fn digit_only_secrets_stay_text_with_leading_zeros() {
+        for pin in ["1234", "0123", "007"] {
+            let c =
+                Config::load_from(None, &env(&[("RAMPART_CRYPTO_PKCS11_PIN", pin)])).expect("load");
+            assert_eq!(c.crypto.pkcs11_pin.expose(), pin);
+        }
     }
 
     #[test]

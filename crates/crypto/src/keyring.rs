@@ -53,6 +53,8 @@ pub trait KeyringBackend: Send + Sync {
 pub enum KeyringError {
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Root(#[from] crate::SealError),
     #[error("keyring storage: {0}")]
     Storage(String),
     #[error("key {name} version {version} does not open with this root key")]
@@ -144,7 +146,7 @@ impl Keyring {
         let key = self.versions(name, true, true).await?;
         let next = key.current().map_or(1, |(v, _)| v + 1);
         let material = envelope::random_key();
-        let wrapped = self.root.seal(&wrap_context(name, next), &material);
+        let wrapped = self.root.seal(&wrap_context(name, next), &material)?;
         self.backend
             .add_version(name, next, wrapped)
             .await
@@ -189,7 +191,7 @@ impl Keyring {
             .map_err(KeyringError::Storage)?;
         if stored.is_none() && create {
             let material = envelope::random_key();
-            let wrapped = self.root.seal(&wrap_context(name, 1), &material);
+            let wrapped = self.root.seal(&wrap_context(name, 1), &material)?;
             // Another node may create it at the same moment; either way, load what won.
             self.backend
                 .add_version(name, 1, wrapped)

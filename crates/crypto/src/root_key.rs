@@ -8,11 +8,21 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;
 
-/// 256 bits, used only to seal and open other keys (see `seal.rs`).
+use crate::hsm::{Hsm, HsmSecretKey};
+use std::sync::Arc;
+
+/// 256 bits, used only to seal and open other keys (see `seal.rs`): either held in this
+/// process, or an AES key object inside a PKCS#11 token that never leaves it.
 #[derive(Clone)]
 pub struct RootKey {
-    pub(crate) bytes: [u8; 32],
+    pub(crate) material: Material,
     source: RootKeySource,
+}
+
+#[derive(Clone)]
+pub(crate) enum Material {
+    Local([u8; 32]),
+    Token { hsm: Arc<Hsm>, key: HsmSecretKey },
 }
 
 /// Where the root key came from, for start-up logs and `config show`.
@@ -24,6 +34,8 @@ pub enum RootKeySource {
     File(PathBuf),
     /// Created new in the data dir on this start.
     CreatedFile(PathBuf),
+    /// An AES-256 object in a PKCS#11 token, found by label (or created on this start).
+    Token { label: String, created: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +46,8 @@ pub enum RootKeyError {
     BadFile { path: PathBuf },
     #[error("root key file {path} is readable by other users (mode {mode:o}); chmod 600 it")]
     OpenPermissions { path: PathBuf, mode: u32 },
+    #[error("root key in the PKCS#11 token: {0}")]
+    Token(crate::hsm::HsmError),
     #[error("root key file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -56,7 +70,7 @@ impl RootKey {
         if !configured.is_empty() {
             let bytes = decode_key(configured).ok_or(RootKeyError::BadConfigValue)?;
             return Ok(RootKey {
-                bytes,
+                material: Material::Local(bytes),
                 source: RootKeySource::Config,
             });
         }
@@ -72,7 +86,7 @@ impl RootKey {
                 let bytes = decode_key(text.trim())
                     .ok_or_else(|| RootKeyError::BadFile { path: path.clone() })?;
                 Ok(RootKey {
-                    bytes,
+                    material: Material::Local(bytes),
                     source: RootKeySource::File(path),
                 })
             }
@@ -84,7 +98,7 @@ impl RootKey {
                 // other's key; the loser reads the winner's.
                 match write_private_file(&path, STANDARD.encode(bytes).as_bytes()) {
                     Ok(()) => Ok(RootKey {
-                        bytes,
+                        material: Material::Local(bytes),
                         source: RootKeySource::CreatedFile(path),
                     }),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -100,9 +114,22 @@ impl RootKey {
     /// A key from raw bytes, for tests and tools.
     pub fn from_bytes(bytes: [u8; 32]) -> RootKey {
         RootKey {
-            bytes,
+            material: Material::Local(bytes),
             source: RootKeySource::Config,
         }
+    }
+
+    /// The AES-256 key labelled `label` in the token, generated there (non-extractable)
+    /// on first start. Every node pointed at the same token shares it.
+    pub fn in_token(hsm: Arc<Hsm>, label: &str) -> Result<RootKey, RootKeyError> {
+        let (key, created) = hsm.find_or_create_aes(label).map_err(RootKeyError::Token)?;
+        Ok(RootKey {
+            material: Material::Token { hsm, key },
+            source: RootKeySource::Token {
+                label: label.to_string(),
+                created,
+            },
+        })
     }
 
     pub fn source(&self) -> &RootKeySource {
@@ -182,6 +209,15 @@ fn check_private(_: &Path) -> Result<(), RootKeyError> {
 mod tests {
     use super::*;
 
+    impl RootKey {
+        fn local_bytes(&self) -> Option<[u8; 32]> {
+            match &self.material {
+                Material::Local(bytes) => Some(*bytes),
+                Material::Token { .. } => None,
+            }
+        }
+    }
+
     #[test]
     fn created_once_with_private_mode_then_reused() {
         let dir = tempfile::tempdir().unwrap();
@@ -189,7 +225,7 @@ mod tests {
         assert!(matches!(first.source(), RootKeySource::CreatedFile(_)));
         let again = RootKey::load("", dir.path()).unwrap();
         assert!(matches!(again.source(), RootKeySource::File(_)));
-        assert_eq!(first.bytes, again.bytes);
+        assert_eq!(first.local_bytes(), again.local_bytes());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -206,6 +242,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(RootKey::load("c2hvcnQ=", dir.path()).is_err());
         let ok = RootKey::load(&STANDARD.encode([7u8; 32]), dir.path()).unwrap();
-        assert_eq!(ok.bytes, [7u8; 32]);
+        assert_eq!(ok.local_bytes(), Some([7u8; 32]));
     }
 }

@@ -9,6 +9,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 
+use crate::root_key::Material;
 use crate::RootKey;
 
 const FORMAT_V1: u8 = 1;
@@ -22,26 +23,34 @@ pub enum SealError {
     Open,
     #[error("sealed value has an unknown format")]
     Format,
+    #[error("the token holding the root key failed: {0}")]
+    Token(String),
 }
 
 impl RootKey {
-    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new((&self.bytes).into());
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let payload = Payload {
-            msg: plaintext,
-            aad: context,
+        let ciphertext = match &self.material {
+            Material::Local(bytes) => Aes256Gcm::new(bytes.into())
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad: context,
+                    },
+                )
+                // Fails only for messages over 64 GiB, which nothing here seals.
+                .map_err(|_| SealError::Format)?,
+            Material::Token { hsm, key } => hsm
+                .encrypt_gcm(*key, &nonce, context, plaintext)
+                .map_err(|e| SealError::Token(e.to_string()))?,
         };
-        // Encryption fails only for messages over 64 GiB, which nothing here seals.
-        let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), payload)
-            .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(FORMAT_V1);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
-        out
+        Ok(out)
     }
 
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
@@ -50,16 +59,22 @@ impl RootKey {
             return Err(SealError::Format);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let cipher = Aes256Gcm::new((&self.bytes).into());
-        cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: context,
-                },
-            )
-            .map_err(|_| SealError::Open)
+        match &self.material {
+            Material::Local(bytes) => Aes256Gcm::new(bytes.into())
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: context,
+                    },
+                )
+                .map_err(|_| SealError::Open),
+            // A failed tag check and a token fault look alike from here; the token logs
+            // its own faults, and neither may open the value.
+            Material::Token { hsm, key } => hsm
+                .decrypt_gcm(*key, nonce, context, ciphertext)
+                .map_err(|_| SealError::Open),
+        }
     }
 }
 
@@ -70,7 +85,7 @@ mod tests {
     #[test]
     fn round_trip_and_context_binding() {
         let key = RootKey::from_bytes([1; 32]);
-        let sealed = key.seal(b"ctx-a", b"secret");
+        let sealed = key.seal(b"ctx-a", b"secret").unwrap();
         assert_eq!(key.open(b"ctx-a", &sealed).unwrap(), b"secret");
         assert!(matches!(key.open(b"ctx-b", &sealed), Err(SealError::Open)));
         let other = RootKey::from_bytes([2; 32]);
@@ -92,6 +107,6 @@ mod tests {
     #[test]
     fn nonces_differ() {
         let key = RootKey::from_bytes([1; 32]);
-        assert_ne!(key.seal(b"c", b"x"), key.seal(b"c", b"x"));
+        assert_ne!(key.seal(b"c", b"x").unwrap(), key.seal(b"c", b"x").unwrap());
     }
 }

@@ -14,7 +14,6 @@ mod audit_api;
 mod auth;
 mod error;
 mod jwks;
-mod keys;
 mod metrics;
 pub mod password;
 mod principal;
@@ -42,16 +41,6 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(jwks::router())
         .merge(api_keys::router())
         .merge(audit_api::router())
-}
-
-/// The platform's signing keys, for operator commands that sign or verify without a
-/// running server (`rampart audit verify`).
-pub async fn load_token_keys(
-    store: &rampart_store::Store,
-    root: &rampart_crypto::RootKey,
-    config: &rampart_config::AuthConfig,
-) -> Result<rampart_crypto::TokenKeys, IdentityError> {
-    keys::load(store, root, &config.issuer, &config.audience).await
 }
 
 /// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
 use rampart_config::AuthConfig;
-use rampart_crypto::{AccessClaims, JwtError, RootKey, TokenKeys};
+use rampart_crypto::signing::{Purpose, SigningKeys};
+use rampart_crypto::{AccessClaims, AccessTokens, RootKey};
 use rampart_store::Store;
 
 use rampart_audit::security_log::{SecurityEvent, SecurityLog};
@@ -14,17 +15,21 @@ use rampart_store::api_keys::ApiKey;
 
 use crate::metrics::IdentityMetrics;
 use crate::rbac::Rbac;
-use crate::{keys, password, IdentityError, LoginThrottle, Principal};
+use crate::{password, IdentityError, LoginThrottle, Principal};
 
 /// An API key's use is a security event at most this often per key, so a busy
 /// integration does not flood the log.
 const API_KEY_USE_EVENT_INTERVAL: Duration = Duration::from_secs(300);
 
-/// A token signed by a key this node has not loaded makes it reload, at most this often.
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-
 /// The keyring key TOTP secrets are sealed under.
 const MFA_KEY: &str = "mfa";
+
+/// The keyring key personal data (phone numbers) is sealed under.
+const PII_KEY: &str = "pii";
+
+fn phone_context(user: &rampart_store::User) -> rampart_crypto::envelope::Context {
+    rampart_crypto::envelope::Context::new(&user.tenant_id, "users", "sealed_phone", &user.id)
+}
 
 fn mfa_context(user: &rampart_store::User) -> rampart_crypto::envelope::Context {
     rampart_crypto::envelope::Context::new(
@@ -50,8 +55,11 @@ pub(crate) struct Inner {
     api_key_use_noted: Mutex<std::collections::HashMap<String, Instant>>,
     root: RootKey,
     keyring: Arc<rampart_crypto::keyring::Keyring>,
-    keys: RwLock<Arc<TokenKeys>>,
-    last_reload: Mutex<Instant>,
+    signing: Arc<SigningKeys>,
+    tokens: AccessTokens,
+    /// Tenant id → kind, for choosing and checking a tenant's signing keys. A tenant's
+    /// kind never changes, so entries never go stale.
+    tenant_kinds: RwLock<std::collections::HashMap<String, String>>,
     /// Verified against when the e-mail is unknown, so that case costs one Argon2
     /// verification like a real account and the timing does not tell them apart.
     pub(crate) dummy_hash: String,
@@ -69,18 +77,19 @@ impl Identity {
         store: Store,
         root: RootKey,
         keyring: Arc<rampart_crypto::keyring::Keyring>,
+        signing: Arc<SigningKeys>,
         config: AuthConfig,
         throttle: LoginThrottle,
         rbac: Rbac,
         security_log: SecurityLog,
         registry: &mut Registry,
     ) -> Result<Identity, IdentityError> {
-        let keys = keys::load(&store, &root, &config.issuer, &config.audience).await?;
         let dummy_hash =
             tokio::task::spawn_blocking(|| password::hash(&rampart_crypto::random_secret("", 24)))
                 .await
                 .map_err(|e| IdentityError::Task(e.to_string()))?
                 .map_err(IdentityError::Keys)?;
+        let tokens = AccessTokens::new(&config.issuer, &config.audience);
         Ok(Identity {
             inner: Arc::new(Inner {
                 store,
@@ -92,13 +101,9 @@ impl Identity {
                 api_key_use_noted: Mutex::new(std::collections::HashMap::new()),
                 root,
                 keyring,
-                keys: RwLock::new(Arc::new(keys)),
-                // Allow a reload at once: a token from a key another node made just now.
-                last_reload: Mutex::new(
-                    Instant::now()
-                        .checked_sub(KEY_RELOAD_INTERVAL)
-                        .unwrap_or_else(Instant::now),
-                ),
+                tokens,
+                signing,
+                tenant_kinds: RwLock::new(Default::default()),
                 dummy_hash,
             }),
         })
@@ -211,61 +216,118 @@ impl Identity {
         opened.map_err(|e| IdentityError::Keys(format!("MFA secret of {}: {e}", user.id)))
     }
 
-    /// The platform's signing keys (access tokens, audit checkpoints).
-    pub fn token_keys(&self) -> Arc<TokenKeys> {
-        self.keys()
+    /// A phone number sealed under the keyring's `pii` key, bound to its user's row.
+    pub(crate) async fn seal_phone(
+        &self,
+        user: &rampart_store::User,
+        phone: &str,
+    ) -> Result<Vec<u8>, IdentityError> {
+        self.inner
+            .keyring
+            .seal(PII_KEY, &phone_context(user), phone.as_bytes())
+            .await
+            .map_err(|e| IdentityError::Keys(format!("sealing the phone of {}: {e}", user.id)))
     }
 
-    pub(crate) fn keys(&self) -> Arc<TokenKeys> {
-        match self.inner.keys.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+    pub(crate) async fn open_phone(
+        &self,
+        user: &rampart_store::User,
+        sealed: &[u8],
+    ) -> Result<String, IdentityError> {
+        let bytes = self
+            .inner
+            .keyring
+            .open(&phone_context(user), sealed)
+            .await
+            .map_err(|e| IdentityError::Keys(format!("phone of {}: {e}", user.id)))?;
+        String::from_utf8(bytes)
+            .map_err(|_| IdentityError::Keys(format!("phone of {} is not text", user.id)))
+    }
+
+    /// The signing keys (access tokens, audit checkpoints).
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.inner.signing
+    }
+
+    /// The kind of a tenant, cached (kinds never change).
+    async fn tenant_kind(&self, tenant_id: &str) -> Result<String, IdentityError> {
+        if let Ok(kinds) = self.inner.tenant_kinds.read() {
+            if let Some(kind) = kinds.get(tenant_id) {
+                return Ok(kind.clone());
+            }
         }
+        let kind = self
+            .inner
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .kind
+            .as_str()
+            .to_string();
+        if let Ok(mut kinds) = self.inner.tenant_kinds.write() {
+            kinds.insert(tenant_id.to_string(), kind.clone());
+        }
+        Ok(kind)
     }
 
-    pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, IdentityError> {
-        self.keys()
-            .sign(claims)
+    /// The signing-key scope of a tenant (`kind:<kind>` or `tenant:<id>`, by config).
+    async fn key_scope(&self, tenant_id: &str) -> Result<String, IdentityError> {
+        let kind = self.tenant_kind(tenant_id).await?;
+        Ok(self.inner.signing.policy().scope_for(tenant_id, &kind))
+    }
+
+    /// Signs an access token with the newest key of the user's tenant's key set.
+    pub(crate) async fn sign(&self, claims: &AccessClaims) -> Result<String, IdentityError> {
+        let scope = self.key_scope(&claims.tenant).await?;
+        let key = self
+            .inner
+            .signing
+            .signer(Purpose::AccessToken, &scope)
+            .await
+            .map_err(|e| IdentityError::Keys(e.to_string()))?;
+        self.inner
+            .tokens
+            .sign(&key, claims)
             .map_err(|e| IdentityError::Keys(e.to_string()))
     }
 
-    /// Verifies an access token; an unknown `kid` triggers one reload (another node may
-    /// have added a key) before the token is refused.
+    /// Verifies an access token: a known, published access-token key (an unknown `kid`
+    /// makes this node reload once: another node may have made it), the signature and
+    /// claims, and that the key belongs to the token's tenant: a key of one tenant kind
+    /// (or tenant) cannot vouch for users of another.
     pub(crate) async fn verify(&self, token: &str) -> Result<AccessClaims, IdentityError> {
-        match self.keys().verify(token) {
-            Ok(claims) => Ok(claims),
-            Err(JwtError::UnknownKey { .. }) if self.may_reload() => {
-                let keys = keys::load(
-                    &self.inner.store,
-                    &self.inner.root,
-                    &self.inner.config.issuer,
-                    &self.inner.config.audience,
-                )
-                .await?;
-                let keys = Arc::new(keys);
-                if let Ok(mut slot) = self.inner.keys.write() {
-                    *slot = keys.clone();
+        let bad = |e: String| IdentityError::BadToken(e);
+        let kid = AccessTokens::kid_of(token).map_err(|e| bad(e.to_string()))?;
+        let key = self
+            .inner
+            .signing
+            .verifier(&kid)
+            .await
+            .map_err(|e| IdentityError::Keys(e.to_string()))?
+            .ok_or_else(|| bad("token is signed by an unknown key".into()))?;
+        let claims = self
+            .inner
+            .tokens
+            .verify(token, &key)
+            .map_err(|e| bad(e.to_string()))?;
+        if key.purpose != Purpose::Legacy {
+            let scope = match self.key_scope(&claims.tenant).await {
+                Ok(scope) => scope,
+                Err(IdentityError::NotFound)
+                | Err(IdentityError::Store(rampart_store::StoreError::NotFound)) => {
+                    return Err(bad("unknown tenant".into()))
                 }
-                keys.verify(token)
-                    .map_err(|e| IdentityError::BadToken(e.to_string()))
+                Err(e) => return Err(e),
+            };
+            if key.scope != scope {
+                return Err(bad("token is signed by another tenant's key".into()));
             }
-            Err(e) => Err(IdentityError::BadToken(e.to_string())),
         }
-    }
-
-    fn may_reload(&self) -> bool {
-        let Ok(mut last) = self.inner.last_reload.lock() else {
-            return false;
-        };
-        if last.elapsed() < KEY_RELOAD_INTERVAL {
-            return false;
-        }
-        *last = Instant::now();
-        true
+        Ok(claims)
     }
 
     /// `{"keys":[...]}` for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
-        self.keys().jwks().clone()
+        self.inner.signing.jwks(Purpose::AccessToken)
     }
 }

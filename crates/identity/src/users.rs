@@ -18,6 +18,7 @@ use crate::{password, rbac, rfc3339, Identity, IdentityError, Principal};
 pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
         .routes(routes!(me))
+        .routes(routes!(get_phone, set_phone, delete_phone))
         .routes(routes!(create_in_tenant))
         .routes(routes!(update))
 }
@@ -61,6 +62,147 @@ impl From<&User> for UserView {
 )]
 pub async fn me(principal: Principal) -> Result<Json<UserView>, ApiError> {
     Ok(Json(UserView::from(principal.require_user()?)))
+}
+
+/// A phone number in E.164 form (`+` and 8 to 15 digits, no leading zero), as parsed
+/// from what people type (spaces, dashes, dots and brackets are dropped).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(text: &str) -> Result<Phone, IdentityError> {
+        let invalid = || IdentityError::Invalid {
+            field: "phone",
+            reason: "must be an international number such as +62 812 3456 7890".into(),
+        };
+        let compact: String = text
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let digits = compact.strip_prefix('+').ok_or_else(invalid)?;
+        if !(8..=15).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return Err(invalid());
+        }
+        Ok(Phone(compact))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Personal data: `Debug` must not print it.
+impl std::fmt::Debug for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Phone([redacted])")
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PhoneBody {
+    /// E.164, e.g. `+6281234567890`; `null` when none is set.
+    pub phone: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me/phone",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's phone number (stored sealed)", body = PhoneBody),
+        (status = 401, description = "No valid access token or session", body = ErrorBody),
+        (status = 403, description = "API keys have no phone", body = ErrorBody),
+    )
+)]
+pub async fn get_phone(
+    State(identity): State<Identity>,
+    principal: Principal,
+) -> Result<Json<PhoneBody>, ApiError> {
+    let user = principal.require_user()?;
+    let sealed = identity
+        .store()
+        .user_phone(&principal.scope, &user.id)
+        .await
+        .map_err(IdentityError::from)?;
+    let phone = match sealed {
+        Some(sealed) => Some(identity.open_phone(user, &sealed).await?),
+        None => None,
+    };
+    Ok(Json(PhoneBody { phone }))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me/phone",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = PhoneBody,
+    responses(
+        (status = 200, description = "Stored, sealed under the keyring's `pii` key", body = PhoneBody),
+        (status = 401, description = "No valid access token or session", body = ErrorBody),
+        (status = 422, description = "Not an E.164 number", body = ErrorBody),
+    )
+)]
+pub async fn set_phone(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: RequestInfo,
+    Json(body): Json<PhoneBody>,
+) -> Result<Json<PhoneBody>, ApiError> {
+    let user = principal.require_user()?;
+    let phone = Phone::parse(body.phone.as_deref().unwrap_or_default())?;
+    let sealed = identity.seal_phone(user, phone.as_str()).await?;
+    // The audit log says that it changed, never what it is.
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "user.phone_set",
+        "user",
+        request_meta(&info),
+    )
+    .build();
+    identity
+        .store()
+        .set_user_phone(&principal.scope, &user.id, Some(sealed), audit)
+        .await
+        .map_err(IdentityError::from)?;
+    Ok(Json(PhoneBody {
+        phone: Some(phone.as_str().to_string()),
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me/phone",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid access token or session", body = ErrorBody),
+    )
+)]
+pub async fn delete_phone(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: RequestInfo,
+) -> Result<StatusCode, ApiError> {
+    let user = principal.require_user()?;
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "user.phone_delete",
+        "user",
+        request_meta(&info),
+    )
+    .build();
+    identity
+        .store()
+        .set_user_phone(&principal.scope, &user.id, None, audit)
+        .await
+        .map_err(IdentityError::from)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A new user. Not `Debug`: it carries a password.
@@ -337,4 +479,35 @@ pub async fn update(
         identity.security_event(event, &info, Some(&principal));
     }
     Ok(Json(UserView::from(&after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phone;
+
+    #[test]
+    fn phones_parse_to_e164() {
+        assert_eq!(
+            Phone::parse("+62 812-3456-7890").unwrap().as_str(),
+            "+6281234567890"
+        );
+        assert_eq!(
+            Phone::parse("+1 (415) 555.0100").unwrap().as_str(),
+            "+14155550100"
+        );
+        for bad in [
+            "",
+            "0812345678",
+            "+0812345678",
+            "+62",
+            "+62abc45678",
+            "+1234567890123456",
+        ] {
+            assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            format!("{:?}", Phone::parse("+6281234567890").unwrap()),
+            "Phone([redacted])"
+        );
+    }
 }

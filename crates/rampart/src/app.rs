@@ -12,6 +12,9 @@ use axum::response::IntoResponse;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use rampart_config::Config;
+use rampart_config::RootKeySourceSetting;
+use rampart_crypto::hsm::Hsm;
+use rampart_crypto::signing::SigningKeys;
 use rampart_crypto::RootKey;
 use rampart_edge::{ApiError, HttpMetrics};
 use rampart_identity::{Identity, LoginThrottle};
@@ -73,12 +76,84 @@ pub fn rbac() -> rampart_identity::rbac::Rbac {
     builder.build()
 }
 
-/// The keyring over this deployment's store and root key.
-pub fn keyring(store: &Store, root: &RootKey) -> Arc<rampart_crypto::keyring::Keyring> {
-    Arc::new(rampart_crypto::keyring::Keyring::new(
+/// The crypto services of one deployment: root key, keyring and signing keys, with the
+/// PKCS#11 token when one is configured. Built once per process (server or CLI command).
+#[derive(Clone)]
+pub struct Crypto {
+    pub root: RootKey,
+    pub keyring: Arc<rampart_crypto::keyring::Keyring>,
+    pub signing: Arc<SigningKeys>,
+}
+
+/// Opens the token (if configured), loads or creates the root key, and loads the keyring
+/// and the signing keys from the store.
+pub async fn crypto(config: &Config, store: &Store) -> anyhow::Result<Crypto> {
+    let c = &config.crypto;
+    let hsm = if c.pkcs11_module.is_empty() {
+        None
+    } else {
+        let module = std::path::Path::new(&c.pkcs11_module);
+        let hsm = tokio::task::spawn_blocking({
+            let (module, token, pin) = (
+                module.to_path_buf(),
+                c.pkcs11_token.clone(),
+                c.pkcs11_pin.expose().to_string(),
+            );
+            move || Hsm::shared(&module, &token, &pin)
+        })
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open PKCS#11 token {:?} in {}",
+                c.pkcs11_token,
+                module.display()
+            )
+        })?;
+        tracing::info!(module = %module.display(), token = %c.pkcs11_token, "PKCS#11 token open");
+        Some(hsm)
+    };
+    let root = match (c.root_key_source, &hsm) {
+        (RootKeySourceSetting::Pkcs11, Some(hsm)) => {
+            RootKey::in_token(hsm.clone(), &c.pkcs11_root_key_label)
+                .context("cannot load the root key from the PKCS#11 token")?
+        }
+        (RootKeySourceSetting::Pkcs11, None) => {
+            anyhow::bail!("crypto.root_key_source is pkcs11 but crypto.pkcs11_module is empty")
+        }
+        (RootKeySourceSetting::Auto, _) => RootKey::load(c.root_key.expose(), &config.data_dir)
+            .context("cannot load the root key")?,
+    };
+    tracing::info!(source = ?root.source(), "root key loaded");
+    let keyring = Arc::new(rampart_crypto::keyring::Keyring::new(
         root.clone(),
         Arc::new(crate::keyring_backend::StoreKeyring(store.clone())),
-    ))
+    ));
+    let alg = |a: rampart_config::SigningAlgSetting| {
+        a.as_str()
+            .parse::<rampart_crypto::signing::Algorithm>()
+            .map_err(anyhow::Error::msg)
+    };
+    let policy = rampart_crypto::signing::Policy {
+        access_token_alg: alg(c.access_token_alg)?,
+        audit_checkpoint_alg: alg(c.audit_checkpoint_alg)?,
+        rotate_after: Duration::from_secs(u64::from(c.signing_key_rotation_days) * 24 * 3600),
+        per_tenant: c.signing_key_scope == rampart_config::SigningKeyScope::Tenant,
+    };
+    let signing = Arc::new(
+        SigningKeys::load(
+            root.clone(),
+            hsm,
+            Arc::new(crate::keyring_backend::StoreSigningKeys(store.clone())),
+            policy,
+        )
+        .await
+        .context("cannot load the signing keys")?,
+    );
+    Ok(Crypto {
+        root,
+        keyring,
+        signing,
+    })
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -103,9 +178,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         run_as_role = store.run_as_role(),
         "database ready"
     );
-    let root = RootKey::load(config.crypto.root_key.expose(), &config.data_dir)
-        .context("cannot load the root key")?;
-    tracing::info!(source = ?root.source(), "root key loaded");
+    let crypto = crypto(&config, &store).await?;
 
     let throttle = if config.redis.url.is_empty() {
         LoginThrottle::memory()
@@ -123,11 +196,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     )
     .context("cannot open the security log")?;
     let rbac = rbac();
-    let keyring = keyring(&store, &root);
+    let keyring = crypto.keyring.clone();
     let identity = Identity::new(
         store.clone(),
-        root,
+        crypto.root.clone(),
         keyring.clone(),
+        crypto.signing.clone(),
         config.auth.clone(),
         throttle,
         rbac,
@@ -234,10 +308,9 @@ async fn audit_checkpoints(store: Store, identity: Identity, config: rampart_con
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let keys = identity.token_keys();
         match rampart_audit::chain::checkpoint_due(
             &store,
-            &keys,
+            identity.signing_keys(),
             config.checkpoint_every_events,
             config.checkpoint_interval_secs as i64 * 1000,
         )

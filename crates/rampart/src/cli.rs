@@ -73,6 +73,19 @@ pub enum KeysCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Signing keys (access tokens, audit checkpoints): kid, purpose, scope, algorithm,
+    /// where the private key is held, and age.
+    Signing,
+    /// Make a new signing key for a set now. Sets otherwise rotate at their first use
+    /// after `crypto.signing_key_rotation_days`.
+    RotateSigning {
+        /// access-token or audit-checkpoint
+        #[arg(long)]
+        purpose: String,
+        /// kind:<tenant kind> or tenant:<tenant id>
+        #[arg(long)]
+        scope: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,27 +250,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(command) => {
             let store = open_store(&config).await?;
-            let root =
-                rampart_crypto::RootKey::load(config.crypto.root_key.expose(), &config.data_dir)?;
-            keys_command(&store, &app::keyring(&store, &root), command).await
+            let crypto = app::crypto(&config, &store).await?;
+            keys_command(&store, &crypto, command).await
         }
         Command::Audit(command) => {
             let store = open_store(&config).await?;
-            let root =
-                rampart_crypto::RootKey::load(config.crypto.root_key.expose(), &config.data_dir)?;
-            let keys = rampart_identity::load_token_keys(&store, &root, &config.auth)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let crypto = app::crypto(&config, &store).await?;
+            let keys = &crypto.signing;
             match command {
                 AuditCommand::Verify => {
-                    let report = rampart_audit::chain::verify_all(&store, &keys).await?;
+                    let report = rampart_audit::chain::verify_all(&store, keys).await?;
                     println!(
                         "verified {} events in {} chains, {} signed checkpoints",
                         report.events, report.chains, report.checkpoints
                     );
                 }
                 AuditCommand::Checkpoint => {
-                    let made = rampart_audit::chain::checkpoint_due(&store, &keys, 1, 0).await?;
+                    let made = rampart_audit::chain::checkpoint_due(&store, keys, 1, 0).await?;
                     println!("signed {made} checkpoints");
                 }
             }
@@ -392,10 +401,47 @@ async fn values_below(store: &Store, name: &str, below: u32) -> anyhow::Result<u
 
 async fn keys_command(
     store: &Store,
-    keyring: &rampart_crypto::keyring::Keyring,
+    crypto: &app::Crypto,
     command: KeysCommand,
 ) -> anyhow::Result<()> {
+    let keyring = &crypto.keyring;
     match command {
+        KeysCommand::Signing => {
+            println!(
+                "{:<44} {:<17} {:<24} {:<6} {:<7} {:<9} created",
+                "kid", "purpose", "scope", "alg", "held", "published"
+            );
+            for k in crypto.signing.all() {
+                println!(
+                    "{:<44} {:<17} {:<24} {:<6} {:<7} {:<9} {}",
+                    k.kid,
+                    k.purpose.as_str(),
+                    k.scope,
+                    k.alg.as_str(),
+                    if k.in_token { "token" } else { "sealed" },
+                    if k.published() { "yes" } else { "no" },
+                    rampart_identity::rfc3339(k.created_at)
+                );
+            }
+        }
+        KeysCommand::RotateSigning { purpose, scope } => {
+            let purpose: rampart_crypto::signing::Purpose =
+                purpose.parse().map_err(anyhow::Error::msg)?;
+            if purpose == rampart_crypto::signing::Purpose::Legacy {
+                anyhow::bail!(
+                    "legacy keys never sign again; rotate access-token or audit-checkpoint"
+                );
+            }
+            if !(scope.starts_with("kind:") || scope.starts_with("tenant:")) {
+                anyhow::bail!("--scope must be kind:<tenant kind> or tenant:<tenant id>");
+            }
+            let kid = crypto.signing.rotate(purpose, &scope).await?;
+            eprintln!(
+                "{} {scope}: new key signs from now on; the previous one verifies for a day",
+                purpose.as_str()
+            );
+            println!("{kid}");
+        }
         KeysCommand::List => {
             println!(
                 "{:<24} {:>7} {:>7} {:>8}  last rotated",

@@ -178,6 +178,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     // Card numbers seal under one key per tenant (`vault-<tenant id>`); `key` here names
     // the prefix, and rewrap/retire match `vault-*` keys against it.
     SealedColumn {
+        key: "pii",
+        table: "users",
+        column: "sealed_phone",
+        id: "id",
+    },
+    SealedColumn {
         key: "vault-",
         table: "vault_tokens",
         column: "sealed_pan",
@@ -207,7 +213,8 @@ impl Store {
         let mut tx = self.system_read().await?;
         // Table and column names come from SEALED_COLUMNS, never from input.
         let rows = sqlx::query(&format!(
-            "SELECT {id} AS id, {column} AS value FROM {table} WHERE {id} > $1 ORDER BY {id} LIMIT $2",
+            "SELECT {id} AS id, {column} AS value FROM {table} \
+             WHERE {id} > $1 AND {column} IS NOT NULL ORDER BY {id} LIMIT $2",
             id = col.id,
             column = col.column,
             table = col.table

@@ -48,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_token_vault.sql"),
         postgres: include_str!("../migrations/postgres/0005_token_vault.sql"),
     },
+    Migration {
+        version: 6,
+        name: "signing_and_pii",
+        sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
+        postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -241,8 +241,13 @@ pub struct NewAuditEvent {
 #[derive(Debug, Clone)]
 pub struct StoredSigningKey {
     pub kid: String,
+    pub purpose: String,
+    pub scope: String,
     pub alg: String,
+    /// Empty when a PKCS#11 token holds the private key.
     pub sealed_private_key: Vec<u8>,
+    pub token_label: Option<String>,
+    pub public_jwk: Option<String>,
     pub created_at: i64,
 }
 

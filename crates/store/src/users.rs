@@ -229,3 +229,50 @@ impl Store {
         Ok((before, after))
     }
 }
+
+impl Store {
+    /// The caller's sealed phone number, if set.
+    pub async fn user_phone(
+        &self,
+        scope: &TenantScope,
+        user_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let row = sqlx::query("SELECT sealed_phone FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tx.tenant_id().to_string())
+            .bind(user_id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(row.try_get("sealed_phone")?)
+    }
+
+    /// Sets (or with `None`, clears) a user's sealed phone number, audited.
+    pub async fn set_user_phone(
+        &self,
+        scope: &TenantScope,
+        user_id: &str,
+        sealed: Option<Vec<u8>>,
+        mut audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        let changed = sqlx::query(
+            "UPDATE users SET sealed_phone = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(sealed)
+        .bind(now_ms())
+        .bind(tx.tenant_id().to_string())
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit.target_id = Some(user_id.to_string());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -86,6 +86,7 @@ pub(crate) async fn start_session(
         &started.session_id,
         refresh_token,
     )
+    .await
 }
 
 /// What an audit event records about a request.
@@ -109,7 +110,7 @@ pub(crate) fn refresh_expiry_ms(identity: &Identity) -> i64 {
 }
 
 /// Signs an access token for a session and packs the response.
-pub(crate) fn token_response(
+pub(crate) async fn token_response(
     identity: &Identity,
     user_id: &str,
     tenant_id: &str,
@@ -129,7 +130,7 @@ pub(crate) fn token_response(
         jti: uuid::Uuid::new_v4().to_string(),
     };
     Ok(TokenResponse {
-        access_token: identity.sign(&claims)?,
+        access_token: identity.sign(&claims).await?,
         refresh_token,
         token_type: "Bearer",
         expires_in: config.access_token_ttl_secs,

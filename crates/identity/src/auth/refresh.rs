@@ -55,13 +55,9 @@ pub async fn refresh(
             scope,
             user,
             session_id,
-        } => Ok(Json(token_response(
-            &identity,
-            &user.id,
-            scope.tenant_id(),
-            &session_id,
-            next,
-        )?)),
+        } => Ok(Json(
+            token_response(&identity, &user.id, scope.tenant_id(), &session_id, next).await?,
+        )),
         Rotation::Reused {
             session_id,
             user_id,

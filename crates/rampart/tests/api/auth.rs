@@ -91,20 +91,26 @@ async fn tampered_missing_and_expired_tokens_get_401() {
     );
 
     // An expired token signed with the deployment's real key.
-    let root = rampart_crypto::RootKey::load("", app.dir.path()).unwrap();
-    let stored = app.store.signing_keys().await.unwrap();
-    let keys: Vec<_> = stored
-        .iter()
-        .map(|k| rampart_crypto::SigningKey::open(&root, &k.kid, &k.sealed_private_key).unwrap())
-        .collect();
-    let signer = rampart_crypto::TokenKeys::new(&keys, "rampart", "rampart").unwrap();
+    let crypto = rampart::app::crypto(&app.config, &app.store).await.unwrap();
+    let key = crypto
+        .signing
+        .signer(
+            rampart_crypto::signing::Purpose::AccessToken,
+            "kind:platform",
+        )
+        .await
+        .unwrap();
+    let tokens = rampart_crypto::AccessTokens::new("rampart", "rampart");
     let mut expired: rampart_crypto::AccessClaims = serde_json::from_value(claims).unwrap();
     let now = jsonwebtoken::get_current_timestamp();
     expired.sub = app.create_platform_admin("other@example.id").await;
     expired.iat = now - 1000;
     expired.exp = now - 100;
     let res = app
-        .get("/api/v1/users/me", Some(&signer.sign(&expired).unwrap()))
+        .get(
+            "/api/v1/users/me",
+            Some(&tokens.sign(&key, &expired).unwrap()),
+        )
         .await;
     assert_eq!(
         error_code(res, StatusCode::UNAUTHORIZED).await,

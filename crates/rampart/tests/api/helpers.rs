@@ -149,6 +149,23 @@ impl TestApp {
         if let Some(url) = &self.database_url {
             cmd.env("RAMPART_DATABASE_URL", url);
         }
+        let c = &self.config.crypto;
+        if !c.pkcs11_module.is_empty() {
+            cmd.env("RAMPART_CRYPTO_PKCS11_MODULE", &c.pkcs11_module)
+                .env("RAMPART_CRYPTO_PKCS11_TOKEN", &c.pkcs11_token)
+                .env("RAMPART_CRYPTO_PKCS11_PIN", c.pkcs11_pin.expose())
+                .env(
+                    "RAMPART_CRYPTO_PKCS11_ROOT_KEY_LABEL",
+                    &c.pkcs11_root_key_label,
+                )
+                .env(
+                    "RAMPART_CRYPTO_ROOT_KEY_SOURCE",
+                    match c.root_key_source {
+                        rampart_config::RootKeySourceSetting::Auto => "auto",
+                        rampart_config::RootKeySourceSetting::Pkcs11 => "pkcs11",
+                    },
+                );
+        }
         let out = cmd.output().expect("run rampart");
         (
             out.status.success(),
@@ -263,4 +280,45 @@ pub fn base32_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A SoftHSM2 token for this test process: `(module, token label, PIN)`, or `None` (and a
+/// note on stderr) when `RAMPART_TEST_PKCS11_MODULE` is unset. SoftHSM reads its config
+/// once per process, so every test shares one token directory and one token; tests keep
+/// apart by the labels of their objects.
+pub fn softhsm_token() -> Option<(String, String, String)> {
+    static TOKEN: std::sync::OnceLock<Option<(String, String, String)>> =
+        std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let Ok(module) = std::env::var("RAMPART_TEST_PKCS11_MODULE") else {
+                eprintln!("skipped the PKCS#11 part: set RAMPART_TEST_PKCS11_MODULE (e.g. /usr/lib/softhsm/libsofthsm2.so)");
+                return None;
+            };
+            // Lives as long as the process: the token's files must outlast every test.
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            let tokens = dir.join("tokens");
+            std::fs::create_dir_all(&tokens).unwrap();
+            let conf = dir.join("softhsm2.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                    tokens.display()
+                ),
+            )
+            .unwrap();
+            // Before any PKCS#11 call in this process, and inherited by CLI children.
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            let init = std::process::Command::new("softhsm2-util")
+                .args([
+                    "--init-token", "--free", "--label", "rampart-api-test", "--pin", "1234",
+                    "--so-pin", "5678",
+                ])
+                .output()
+                .expect("softhsm2-util is installed");
+            assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+            Some((module, "rampart-api-test".to_string(), "1234".to_string()))
+        })
+        .clone()
 }

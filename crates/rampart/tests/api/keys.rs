@@ -76,8 +76,10 @@ async fn rotate_rewrap_retire_on_live_mfa_secrets() {
     );
 
     // v1 data still opens after the rotation: Ana can still log in with MFA.
-    let root = rampart_crypto::RootKey::load("", app.dir.path()).unwrap();
-    let keyring = rampart::app::keyring(&app.store, &root);
+    let keyring = rampart::app::crypto(&app.config, &app.store)
+        .await
+        .unwrap()
+        .keyring;
     let ana_ctx = Context::new(
         rampart_store::PLATFORM_TENANT_ID,
         "mfa_factors",
@@ -100,7 +102,10 @@ async fn rotate_rewrap_retire_on_live_mfa_secrets() {
 
     let (ok, _, err) = app.cli(&["keys", "retire", "mfa", "--below", "2"]);
     assert!(ok, "{err}");
-    let fresh = rampart::app::keyring(&app.store, &root);
+    let fresh = rampart::app::crypto(&app.config, &app.store)
+        .await
+        .unwrap()
+        .keyring;
     let error = fresh.open(&ana_ctx, &v1).await.unwrap_err().to_string();
     assert!(error.contains("retired"), "the error says why: {error}");
     assert_eq!(fresh.open(&ana_ctx, &v2).await.unwrap(), secret);
@@ -111,8 +116,10 @@ async fn a_sealed_secret_moved_to_another_user_does_not_open() {
     let app = spawn_app().await;
     let (ana, _) = enrolled_user(&app, "ana@example.id").await;
     let (budi, _) = enrolled_user(&app, "budi@example.id").await;
-    let root = rampart_crypto::RootKey::load("", app.dir.path()).unwrap();
-    let keyring = rampart::app::keyring(&app.store, &root);
+    let keyring = rampart::app::crypto(&app.config, &app.store)
+        .await
+        .unwrap()
+        .keyring;
     let anas = stored_secret(&app, &ana).await;
     let ctx = |user: &str, tenant: &str| Context::new(tenant, "mfa_factors", "sealed_secret", user);
     assert!(keyring
@@ -139,4 +146,82 @@ async fn a_sealed_secret_moved_to_another_user_does_not_open() {
             assert!(!file.windows(secret.len()).any(|w| w == secret.as_slice()));
         }
     }
+}
+
+#[tokio::test]
+async fn a_phone_number_is_stored_sealed_and_bound_to_its_user() {
+    let app = spawn_app().await;
+    let ana = app.create_platform_admin("ana@example.id").await;
+    let budi = app.create_platform_admin("budi@example.id").await;
+    let (token, _) = app.tokens("ana@example.id").await;
+    let put = |phone: &str| {
+        app.client
+            .put(app.url("/api/v1/users/me/phone"))
+            .bearer_auth(&token)
+            .json(&json!({ "phone": phone }))
+            .send()
+    };
+    let res = put("0812 3456 7890").await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = put("+62 812-3456-7890").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let got: Value = app
+        .get("/api/v1/users/me/phone", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["phone"], "+6281234567890");
+
+    let col = rampart_store::keyring::SEALED_COLUMNS
+        .iter()
+        .find(|c| c.column == "sealed_phone")
+        .unwrap();
+    let sealed = app.store.sealed_values(col, "", 100).await.unwrap();
+    assert_eq!(sealed.len(), 1, "only Ana has a phone");
+    assert_eq!(sealed[0].0, ana);
+    assert_eq!(key_of(&sealed[0].1).unwrap(), ("pii".to_string(), 1));
+    let keyring = rampart::app::crypto(&app.config, &app.store)
+        .await
+        .unwrap()
+        .keyring;
+    let ctx = |user: &str| {
+        Context::new(
+            rampart_store::PLATFORM_TENANT_ID,
+            "users",
+            "sealed_phone",
+            user,
+        )
+    };
+    assert_eq!(
+        keyring.open(&ctx(&ana), &sealed[0].1).await.unwrap(),
+        b"+6281234567890"
+    );
+    assert!(
+        keyring.open(&ctx(&budi), &sealed[0].1).await.is_err(),
+        "moved to Budi's row, it does not open"
+    );
+    if app.database_url.is_none() {
+        let db = std::fs::read(app.dir.path().join("rampart.db")).unwrap();
+        let wal = std::fs::read(app.dir.path().join("rampart.db-wal")).unwrap_or_default();
+        for file in [&db, &wal] {
+            assert!(!file.windows(13).any(|w| w == b"6281234567890"));
+        }
+    }
+
+    let res = app
+        .client
+        .delete(app.url("/api/v1/users/me/phone"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let got: Value = app
+        .get("/api/v1/users/me/phone", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(got["phone"].is_null());
 }

@@ -10,6 +10,7 @@ mod helpers;
 mod keys;
 mod mfa;
 mod ops;
+mod signing;
 mod storage;
 mod tenants;
 mod transit;

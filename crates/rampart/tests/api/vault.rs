@@ -8,7 +8,7 @@ use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp, STRONG_PASS
 const CARD: &str = "4111111111111111";
 
 /// A tenant with an admin session; returns (tenant id, admin token).
-async fn merchant(app: &TestApp, root: &str, name: &str) -> (String, String) {
+pub async fn merchant(app: &TestApp, root: &str, name: &str) -> (String, String) {
     let t = app.create_tenant(root, name, "merchant").await;
     let email = format!("admin@{name}.example");
     let res = app
@@ -22,7 +22,7 @@ async fn merchant(app: &TestApp, root: &str, name: &str) -> (String, String) {
     (t, app.tokens(&email).await.0)
 }
 
-async fn key(app: &TestApp, admin: &str, scopes: &[&str]) -> String {
+pub async fn key(app: &TestApp, admin: &str, scopes: &[&str]) -> String {
     let res = app
         .post(
             "/api/v1/api-keys",
