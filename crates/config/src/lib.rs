@@ -31,7 +31,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
-    "http", "database", "redis", "auth", "log", "crypto", "audit",
+    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -53,6 +53,79 @@ pub struct Config {
     pub crypto: CryptoConfig,
     pub audit: AuditConfig,
     pub vault: VaultConfig,
+    pub edge: EdgeConfig,
+}
+
+/// What every request crosses before its handler: client address, security headers,
+/// CORS, rate limits, body rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// CIDRs of proxies whose `X-Forwarded-For` / `CF-Connecting-IP` are believed
+    /// (e.g. `10.0.0.0/8,173.245.48.0/20`). Empty: the socket address is the client.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
+    /// Origins allowed to call the API from a browser; `*` matches one or more DNS
+    /// labels (`https://*.go.id`). Empty: no cross-origin access.
+    #[serde(deserialize_with = "list")]
+    pub cors_origins: Vec<String>,
+    /// `Strict-Transport-Security` max-age; 0 leaves the header out (plain-HTTP
+    /// development).
+    pub hsts_max_age_secs: u64,
+    pub rate_limit_enabled: bool,
+    pub ip_per_minute: u32,
+    pub ip_burst: u32,
+    pub api_key_per_minute: u32,
+    pub api_key_burst: u32,
+    pub tenant_per_minute_government: u32,
+    pub tenant_per_minute_lpk: u32,
+    pub tenant_per_minute_employer: u32,
+    /// Every other tenant kind.
+    pub tenant_per_minute_default: u32,
+    pub tenant_burst: u32,
+    /// JSON bodies nested deeper than this are refused (400) before they are parsed.
+    pub max_json_depth: u32,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            hsts_max_age_secs: 63_072_000,
+            rate_limit_enabled: true,
+            // One address: generous for an office behind NAT, tight for a scraper.
+            ip_per_minute: 1200,
+            ip_burst: 300,
+            api_key_per_minute: 1000,
+            api_key_burst: 2000,
+            tenant_per_minute_government: 5000,
+            tenant_per_minute_lpk: 2000,
+            tenant_per_minute_employer: 1500,
+            tenant_per_minute_default: 1000,
+            tenant_burst: 2000,
+            max_json_depth: 32,
+        }
+    }
+}
+
+/// A list from TOML (an array) or the environment (comma-separated text).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(items) => items,
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,6 +313,7 @@ impl Default for Config {
             crypto: CryptoConfig::default(),
             audit: AuditConfig::default(),
             vault: VaultConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -479,6 +553,50 @@ impl Config {
                 "it must be between 1 and 3650",
             ));
         }
+        let e = &self.edge;
+        for cidr in &e.trusted_proxies {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "edge.trusted_proxies",
+                    value: cidr.clone(),
+                    allowed: "CIDRs such as 10.0.0.0/8 or single addresses",
+                });
+            }
+        }
+        for origin in &e.cors_origins {
+            if !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    key: "edge.cors_origins",
+                    value: origin.clone(),
+                    allowed: "origins such as https://app.example.id or https://*.go.id",
+                });
+            }
+        }
+        for (key, value) in [
+            ("edge.ip_per_minute", e.ip_per_minute),
+            ("edge.ip_burst", e.ip_burst),
+            ("edge.api_key_per_minute", e.api_key_per_minute),
+            ("edge.api_key_burst", e.api_key_burst),
+            (
+                "edge.tenant_per_minute_government",
+                e.tenant_per_minute_government,
+            ),
+            ("edge.tenant_per_minute_lpk", e.tenant_per_minute_lpk),
+            (
+                "edge.tenant_per_minute_employer",
+                e.tenant_per_minute_employer,
+            ),
+            (
+                "edge.tenant_per_minute_default",
+                e.tenant_per_minute_default,
+            ),
+            ("edge.tenant_burst", e.tenant_burst),
+            ("edge.max_json_depth", e.max_json_depth),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "it must be at least 1"));
+            }
+        }
         if self.vault.detokenize_per_minute < 1 {
             return Err(invalid(
                 "vault.detokenize_per_minute",
@@ -605,8 +723,6 @@ fn env_key(rest: &str) -> Option<String> {
     Some(lower)
 }
 
-/// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
-/// process environment; this one reads the list it is given, so tests stay independent.
 /// Keys whose values are text even when they look like numbers (PINs, labels, keys).
 const TEXT_KEYS: &[&str] = &[
     "crypto.pkcs11_pin",
@@ -617,6 +733,8 @@ const TEXT_KEYS: &[&str] = &[
     "auth.audience",
 ];
 
+/// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
+/// process environment; this one reads the list it is given, so tests stay independent.
 struct EnvVar {
     /// Dotted key: `database.url`.
     key: String,
@@ -735,6 +853,27 @@ mod tests {
                 Config::load_from(None, &env(&[("RAMPART_CRYPTO_PKCS11_PIN", pin)])).expect("load");
             assert_eq!(c.crypto.pkcs11_pin.expose(), pin);
         }
+    }
+
+    #[test]
+    fn lists_come_from_toml_arrays_or_comma_separated_variables() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RAMPART_EDGE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+                ("RAMPART_VAULT_DETOKENIZE_PER_MINUTE", "7"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.edge.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
+        assert_eq!(c.vault.detokenize_per_minute, 7);
+        let err = Config::load_from(
+            None,
+            &env(&[("RAMPART_EDGE_TRUSTED_PROXIES", "10.0.0.0/99")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("edge.trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, sent as `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// More response headers (`RateLimit`, `RateLimit-Policy` on a 429).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// The JSON body, as documented in the OpenAPI document.
@@ -36,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -145,6 +148,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
         }
         response.extensions_mut().insert(self);
         response

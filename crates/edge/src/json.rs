@@ -14,6 +14,35 @@ use crate::ApiError;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
+/// When no edge guard set one (tests of single handlers).
+const DEFAULT_MAX_DEPTH: u32 = 32;
+
+/// The deepest nesting of arrays and objects, ignoring brackets inside strings.
+pub fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 impl<S, T> FromRequest<S> for Json<T>
 where
     T: DeserializeOwned,
@@ -22,7 +51,52 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let max_depth = req
+            .extensions()
+            .get::<crate::JsonLimits>()
+            .map_or(DEFAULT_MAX_DEPTH, |l| l.max_depth);
+        let json_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is too large",
+                ))
+            }
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "bad_body",
+                    "request body could not be read",
+                ))
+            }
+        };
+        // Counted before parsing, so a deeply nested body costs one linear scan and no
+        // recursion.
+        if nesting_depth(&bytes) > max_depth as usize {
+            return Err(ApiError::bad_request(
+                "json_too_deep",
+                format!("request body nests deeper than {max_depth} levels"),
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => ApiError::unprocessable(

@@ -3,19 +3,26 @@
 //! Here: request ids (taken from a sane `X-Request-Id` or made), the one error shape
 //! `{"error":{"code","message","request_id"}}` for every 4xx/5xx including the
 //! framework's own (unknown route, wrong method, body too large, timeout, panic), JSON
-//! access logs, HTTP metrics, and the JSON body extractor. The Edge issue adds the WAF,
-//! rate limits, client-IP rules, security headers and TLS here.
+//! access logs, HTTP metrics, the JSON body extractor (with a depth limit), the client
+//! address behind trusted proxies, CORS, security headers, GCRA rate limits (in process or
+//! Redis), and our own rule against card numbers in URLs and headers.
 //!
 //! Invariant: no handler builds an error body by hand; they return [`ApiError`] (or an
 //! error enum that converts into it) and [`request_context`] renders it.
 #![forbid(unsafe_code)]
 
+pub mod card_guard;
+pub mod client_ip;
+pub mod cors;
 mod error;
+pub mod guard;
 mod json;
 mod metrics;
+pub mod rate_limit;
 pub mod request;
 
 pub use error::{ApiError, ErrorBody};
+pub use guard::{edge_guard, Edge, EdgePolicy, JsonLimits};
 pub use json::Json;
 pub use metrics::HttpMetrics;
 pub use request::{not_found, request_context, route_tag, ClientIp, RequestId, RequestInfo};

@@ -20,8 +20,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// The address the request came from. Until the Edge issue adds trusted proxies, this is
-/// the socket's peer address; forwarded headers are not believed.
+/// The address the request came from: the socket peer, or what a trusted proxy says
+/// (see `client_ip`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
@@ -150,6 +150,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Set by the edge guard (which applies the trusted-proxy rules); the socket
+        // peer when the guard is not in front (tests of single layers).
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
         Ok(ClientIp(
             parts
                 .extensions

@@ -27,7 +27,7 @@ pub mod users;
 pub use auth::request_meta;
 pub use error::IdentityError;
 pub use principal::{Caller, Principal, API_KEY_PREFIX};
-pub use state::Identity;
+pub use state::{CallerLimits, Identity};
 pub use throttle::LoginThrottle;
 
 use utoipa_axum::router::OpenApiRouter;

@@ -155,6 +155,9 @@ where
                 .await
                 .map_err(IdentityError::from)?
                 .ok_or(IdentityError::BadApiKey)?;
+            identity
+                .check_rate_limits(scope.tenant_id(), Some(&key.id))
+                .await?;
             let permissions = Arc::new(key.scopes.iter().cloned().collect());
             identity.note_api_key_use(&key, &info);
             return Ok(Principal {
@@ -172,6 +175,7 @@ where
             .await
             .map_err(IdentityError::from)?
             .ok_or(IdentityError::SessionEnded)?;
+        identity.check_rate_limits(scope.tenant_id(), None).await?;
         let permissions = identity.rbac().permissions_of(user.role);
         Ok(Principal {
             caller: Caller::User {

@@ -10,6 +10,7 @@ use rampart_crypto::{AccessClaims, AccessTokens, RootKey};
 use rampart_store::Store;
 
 use rampart_audit::security_log::{SecurityEvent, SecurityLog};
+use rampart_edge::rate_limit::Quota;
 use rampart_edge::RequestInfo;
 use rampart_store::api_keys::ApiKey;
 
@@ -40,6 +41,17 @@ fn mfa_context(user: &rampart_store::User) -> rampart_crypto::envelope::Context 
     )
 }
 
+/// Per-API-key and per-tenant rate limits (the per-IP limit is the edge's).
+#[derive(Debug, Clone)]
+pub struct CallerLimits {
+    pub limiter: rampart_edge::rate_limit::RateLimiter,
+    pub api_key: Quota,
+    /// Requests per minute by tenant kind (`government`, `lpk`, ...).
+    pub tenant_per_minute: std::collections::HashMap<String, u32>,
+    pub tenant_default_per_minute: u32,
+    pub tenant_burst: u32,
+}
+
 #[derive(Clone)]
 pub struct Identity {
     pub(crate) inner: Arc<Inner>,
@@ -56,6 +68,7 @@ pub(crate) struct Inner {
     root: RootKey,
     keyring: Arc<rampart_crypto::keyring::Keyring>,
     signing: Arc<SigningKeys>,
+    limits: Option<CallerLimits>,
     tokens: AccessTokens,
     /// Tenant id → kind, for choosing and checking a tenant's signing keys. A tenant's
     /// kind never changes, so entries never go stale.
@@ -78,6 +91,7 @@ impl Identity {
         root: RootKey,
         keyring: Arc<rampart_crypto::keyring::Keyring>,
         signing: Arc<SigningKeys>,
+        limits: Option<CallerLimits>,
         config: AuthConfig,
         throttle: LoginThrottle,
         rbac: Rbac,
@@ -103,6 +117,7 @@ impl Identity {
                 keyring,
                 tokens,
                 signing,
+                limits,
                 tenant_kinds: RwLock::new(Default::default()),
                 dummy_hash,
             }),
@@ -242,6 +257,41 @@ impl Identity {
             .map_err(|e| IdentityError::Keys(format!("phone of {}: {e}", user.id)))?;
         String::from_utf8(bytes)
             .map_err(|_| IdentityError::Keys(format!("phone of {} is not text", user.id)))
+    }
+
+    /// Counts a request against its API key's quota (if it came with one) and its
+    /// tenant's quota (by tenant kind); 429 when either is spent.
+    pub(crate) async fn check_rate_limits(
+        &self,
+        tenant_id: &str,
+        api_key_id: Option<&str>,
+    ) -> Result<(), rampart_edge::ApiError> {
+        let Some(limits) = &self.inner.limits else {
+            return Ok(());
+        };
+        if let Some(key) = api_key_id {
+            let decision = limits.limiter.check("api_key", key, limits.api_key).await;
+            if !decision.allowed {
+                return Err(rampart_edge::guard::rate_limited(&decision));
+            }
+        }
+        let kind = self
+            .tenant_kind(tenant_id)
+            .await
+            .map_err(rampart_edge::ApiError::from)?;
+        let quota = Quota {
+            per_minute: limits
+                .tenant_per_minute
+                .get(&kind)
+                .copied()
+                .unwrap_or(limits.tenant_default_per_minute),
+            burst: limits.tenant_burst,
+        };
+        let decision = limits.limiter.check("tenant", tenant_id, quota).await;
+        if !decision.allowed {
+            return Err(rampart_edge::guard::rate_limited(&decision));
+        }
+        Ok(())
     }
 
     /// The signing keys (access tokens, audit checkpoints).

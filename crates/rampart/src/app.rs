@@ -16,6 +16,7 @@ use rampart_config::RootKeySourceSetting;
 use rampart_crypto::hsm::Hsm;
 use rampart_crypto::signing::SigningKeys;
 use rampart_crypto::RootKey;
+use rampart_edge::rate_limit::{Quota, RateLimiter};
 use rampart_edge::{ApiError, HttpMetrics};
 use rampart_identity::{Identity, LoginThrottle};
 use rampart_store::{Store, StoreOptions};
@@ -164,6 +165,42 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
+/// The edge layer's policy from config: trusted proxies, CORS, HSTS, rate limits (in
+/// Redis when `redis.url` is set, so all nodes share them).
+pub async fn edge_policy(config: &Config) -> anyhow::Result<rampart_edge::EdgePolicy> {
+    let e = &config.edge;
+    let proxies = rampart_edge::client_ip::TrustedProxies::parse(&e.trusted_proxies)
+        .map_err(|bad| anyhow::anyhow!("edge.trusted_proxies: {bad} is not a CIDR"))?;
+    let limiter = match (e.rate_limit_enabled, config.redis.url.expose().is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(RateLimiter::memory()),
+        (true, false) => Some(
+            RateLimiter::redis(config.redis.url.expose(), &config.redis.key_prefix)
+                .await
+                .with_context(|| format!("cannot reach Redis at {}", config.redis.url))?,
+        ),
+    };
+    Ok(rampart_edge::EdgePolicy {
+        proxies,
+        cors: rampart_edge::cors::CorsPolicy::new(&e.cors_origins),
+        hsts: (e.hsts_max_age_secs > 0).then(|| {
+            axum::http::HeaderValue::from_str(&format!(
+                "max-age={}; includeSubDomains",
+                e.hsts_max_age_secs
+            ))
+            .unwrap_or(axum::http::HeaderValue::from_static("max-age=63072000"))
+        }),
+        limiter,
+        ip_quota: Quota {
+            per_minute: e.ip_per_minute,
+            burst: e.ip_burst,
+        },
+        json: rampart_edge::JsonLimits {
+            max_depth: e.max_json_depth,
+        },
+    })
+}
+
 /// Opens storage (running migrations), loads keys, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
@@ -197,11 +234,33 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .context("cannot open the security log")?;
     let rbac = rbac();
     let keyring = crypto.keyring.clone();
+    let edge = edge_policy(&config).await?;
+    let caller_limits = edge.limiter.clone().map(|limiter| {
+        let e = &config.edge;
+        rampart_identity::CallerLimits {
+            limiter,
+            api_key: Quota {
+                per_minute: e.api_key_per_minute,
+                burst: e.api_key_burst,
+            },
+            tenant_per_minute: [
+                ("government", e.tenant_per_minute_government),
+                ("lpk", e.tenant_per_minute_lpk),
+                ("employer", e.tenant_per_minute_employer),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            tenant_default_per_minute: e.tenant_per_minute_default,
+            tenant_burst: e.tenant_burst,
+        }
+    });
     let identity = Identity::new(
         store.clone(),
         crypto.root.clone(),
         keyring.clone(),
         crypto.signing.clone(),
+        caller_limits,
         config.auth.clone(),
         throttle,
         rbac,
@@ -244,6 +303,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             tracing::error!("handler panicked");
             ApiError::internal().into_response()
         }))
+        .layer(from_fn_with_state(
+            rampart_edge::Edge(Arc::new(edge)),
+            rampart_edge::edge_guard,
+        ))
         .layer(from_fn_with_state(
             http_metrics,
             rampart_edge::request_context,

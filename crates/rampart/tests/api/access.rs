@@ -60,7 +60,10 @@ async fn world(app: &TestApp) -> World {
                     &json!({"email": email, "password": STRONG_PASSWORD, "role": role}),
                 )
                 .await;
-            assert_eq!(res.status(), StatusCode::CREATED);
+            let status = res.status();
+            if status != StatusCode::CREATED {
+                panic!("{status}: {}", res.text().await.unwrap());
+            }
             if role == "member" {
                 w.member_ids[i] = res.json::<Value>().await.unwrap()["id"]
                     .as_str()

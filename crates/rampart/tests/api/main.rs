@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod auth;
 mod cli;
+mod edge;
 mod errors;
 mod helpers;
 mod keys;

@@ -1,0 +1,296 @@
+//! Rate limits by GCRA (the generic cell rate algorithm): one timestamp per key, the
+//! "theoretical arrival time" (TAT), so a limit costs one small value and one atomic
+//! step, with no buckets to refill and exact `Retry-After`.
+//!
+//! A quota of `per_minute` with `burst` emits one request every `T = 60 s / per_minute`
+//! and lets a caller run up to `burst` requests ahead of that pace. In-process by
+//! default; with Redis, one Lua script per check on Redis's own clock, so several nodes
+//! enforce one limit and their clocks do not matter.
+//!
+//! When Redis cannot be reached the check lets the request through (and logs): rate
+//! limits protect capacity, and refusing every request because the limiter is down would
+//! cause the outage they exist to prevent. Login throttling, which protects accounts,
+//! fails closed instead (see `identity::throttle`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderName, HeaderValue};
+use redis::aio::ConnectionManager;
+
+/// How many requests per minute a key may make, and how far ahead it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Quota {
+    fn emission_us(self) -> i64 {
+        60_000_000 / i64::from(self.per_minute.max(1))
+    }
+
+    fn tolerance_us(self) -> i64 {
+        self.emission_us() * i64::from(self.burst.max(1))
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Requests left before the limit bites.
+    pub remaining: u32,
+    /// Seconds until the caller may try again (0 when allowed).
+    pub retry_after_secs: u64,
+    /// Seconds until the quota is whole again.
+    pub reset_secs: u64,
+    /// Which limit: `ip`, `api_key` or `tenant`.
+    pub policy: &'static str,
+    pub quota: Quota,
+}
+
+impl Decision {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
+        let policy = format!(
+            "\"{}\";q={};w=60;burst={}",
+            self.policy, self.quota.per_minute, self.quota.burst
+        );
+        let state = format!(
+            "\"{}\";r={};t={}",
+            self.policy, self.remaining, self.reset_secs
+        );
+        [
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
+            ),
+            (
+                HeaderName::from_static("ratelimit"),
+                HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("")),
+            ),
+        ]
+    }
+}
+
+/// Decides from the stored TAT (µs) and now (µs): `(decision, new TAT to store)`.
+fn gcra(tat: Option<i64>, now: i64, quota: Quota, policy: &'static str) -> (Decision, Option<i64>) {
+    let t = quota.emission_us();
+    let tau = quota.tolerance_us();
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + t;
+    let allow_at = new_tat - tau;
+    let secs = |us: i64| (us.max(0) as u64).div_ceil(1_000_000);
+    if now < allow_at {
+        return (
+            Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after_secs: secs(allow_at - now).max(1),
+                reset_secs: secs(tat - now),
+                policy,
+                quota,
+            },
+            None,
+        );
+    }
+    (
+        Decision {
+            allowed: true,
+            remaining: ((now + tau - new_tat) / t).max(0) as u32,
+            retry_after_secs: 0,
+            reset_secs: secs(new_tat - now),
+            policy,
+            quota,
+        },
+        Some(new_tat),
+    )
+}
+
+/// The same step in Redis, on Redis's clock. Returns `{allowed, tat_before, new_tat, now}`.
+const GCRA_SCRIPT: &str = r#"
+local t = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + t
+if now < new_tat - tau then
+  return {0, tat, new_tat, now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)
+return {1, tat, new_tat, now}
+"#;
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Memory(Arc<Mutex<HashMap<String, i64>>>),
+    Redis {
+        conn: ConnectionManager,
+        prefix: String,
+        script: Arc<redis::Script>,
+    },
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis { .. } => "redis",
+        };
+        f.debug_struct("RateLimiter")
+            .field("backend", &kind)
+            .finish()
+    }
+}
+
+/// Past this many keys the in-process map drops entries whose quota is whole again.
+const SWEEP_AT: usize = 100_000;
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl RateLimiter {
+    pub fn memory() -> RateLimiter {
+        RateLimiter {
+            backend: Backend::Memory(Arc::default()),
+        }
+    }
+
+    pub async fn redis(url: &str, prefix: &str) -> Result<RateLimiter, redis::RedisError> {
+        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(RateLimiter {
+            backend: Backend::Redis {
+                conn,
+                prefix: format!("{prefix}ratelimit:"),
+                script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            },
+        })
+    }
+
+    /// Counts one request against `key`'s quota.
+    pub async fn check(&self, policy: &'static str, key: &str, quota: Quota) -> Decision {
+        match &self.backend {
+            Backend::Memory(map) => {
+                let now = now_us();
+                let Ok(mut map) = map.lock() else {
+                    return gcra(None, now, quota, policy).0;
+                };
+                if map.len() >= SWEEP_AT {
+                    map.retain(|_, tat| *tat > now);
+                }
+                let full_key = format!("{policy}:{key}");
+                let (decision, new_tat) = gcra(map.get(&full_key).copied(), now, quota, policy);
+                if let Some(tat) = new_tat {
+                    map.insert(full_key, tat);
+                }
+                decision
+            }
+            Backend::Redis {
+                conn,
+                prefix,
+                script,
+            } => {
+                let mut conn = conn.clone();
+                let result: Result<(i64, i64, i64, i64), _> = script
+                    .key(format!("{prefix}{policy}:{key}"))
+                    .arg(quota.emission_us())
+                    .arg(quota.tolerance_us())
+                    .invoke_async(&mut conn)
+                    .await;
+                match result {
+                    // Recompute the decision from Redis's numbers so both backends
+                    // answer alike.
+                    Ok((_, tat, _, now)) => gcra(Some(tat), now, quota, policy).0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, policy, "rate limit store unreachable; letting the request through");
+                        gcra(None, now_us(), quota, policy).0
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Quota = Quota {
+        per_minute: 60,
+        burst: 3,
+    };
+
+    #[test]
+    fn a_burst_then_one_per_emission_interval() {
+        let mut tat = None;
+        let now = 1_000_000_000;
+        for i in 0..3 {
+            let (d, next) = gcra(tat, now, Q, "ip");
+            assert!(d.allowed, "request {i} of the burst");
+            assert_eq!(d.remaining, 2 - i);
+            tat = next;
+        }
+        let (d, next) = gcra(tat, now, Q, "ip");
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_secs, 1, "one emission interval");
+        assert!(next.is_none(), "a refused request costs nothing");
+        // One second later exactly one more fits.
+        let (d, next) = gcra(tat, now + 1_000_000, Q, "ip");
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert!(!gcra(next, now + 1_000_000, Q, "ip").0.allowed);
+        // After a long pause the whole burst is back.
+        assert_eq!(gcra(next, now + 60_000_000, Q, "ip").0.remaining, 2);
+    }
+
+    #[test]
+    fn headers_follow_the_draft() {
+        let (d, _) = gcra(None, 0, Q, "tenant");
+        let [(p, pv), (r, rv)] = d.headers();
+        assert_eq!(p.as_str(), "ratelimit-policy");
+        assert_eq!(pv.to_str().unwrap(), "\"tenant\";q=60;w=60;burst=3");
+        assert_eq!(r.as_str(), "ratelimit");
+        assert_eq!(rv.to_str().unwrap(), "\"tenant\";r=2;t=1");
+    }
+
+    #[tokio::test]
+    async fn memory_and_redis_agree() {
+        let mut limiters = vec![("memory", RateLimiter::memory())];
+        match std::env::var("RAMPART_TEST_REDIS_URL") {
+            Ok(url) => {
+                let prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
+                limiters.push(("redis", RateLimiter::redis(&url, &prefix).await.unwrap()));
+            }
+            Err(_) => eprintln!("skipped the Redis limiter: set RAMPART_TEST_REDIS_URL"),
+        }
+        for (name, limiter) in limiters {
+            let allowed = {
+                let mut n = 0;
+                for _ in 0..5 {
+                    n += usize::from(limiter.check("ip", "203.0.113.9", Q).await.allowed);
+                }
+                n
+            };
+            assert_eq!(allowed, 3, "{name}: the burst, then refusals");
+            let refused = limiter.check("ip", "203.0.113.9", Q).await;
+            assert!(!refused.allowed && refused.retry_after_secs >= 1, "{name}");
+            assert!(
+                limiter.check("ip", "203.0.113.10", Q).await.allowed,
+                "{name}: keys are separate"
+            );
+        }
+    }
+}
