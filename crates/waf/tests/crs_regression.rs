@@ -1,0 +1,44 @@
+//! Runs the whole OWASP CRS v4.28.0 regression suite in-process and fails
+//! if fewer tests pass than `crs-ratchet.txt` records. The ratchet only goes
+//! up: raise it when the engine gets better.
+
+use std::path::PathBuf;
+
+fn crs_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("RAMPART_CRS_DIR") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0")
+}
+
+#[test]
+fn crs_regression_suite() {
+    let dir = crs_dir();
+    if !dir.join("rules").is_dir() {
+        println!(
+            "skipped: CRS not found at {} (set RAMPART_CRS_DIR)",
+            dir.display()
+        );
+        return;
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let exclusions_text =
+        std::fs::read_to_string(here.join("crs-exclusions.txt")).expect("read exclusions");
+    let exclusions = rampart_waf::ftw::parse_exclusions(&exclusions_text);
+    let ratchet: usize = std::fs::read_to_string(here.join("crs-ratchet.txt"))
+        .expect("read ratchet")
+        .trim()
+        .parse()
+        .expect("ratchet is a number");
+
+    let started = std::time::Instant::now();
+    let report = rampart_waf::ftw::run(&dir, &dir.join("tests/regression/tests"), &exclusions)
+        .expect("suite runs");
+    println!("{report}");
+    println!("took {:.1}s", started.elapsed().as_secs_f64());
+    assert!(
+        report.passed >= ratchet,
+        "{} tests passed, fewer than the ratchet of {ratchet}",
+        report.passed
+    );
+}
