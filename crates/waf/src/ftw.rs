@@ -173,6 +173,71 @@ pub fn run_with_rules(
     Ok(report)
 }
 
+/// Runs one test (`<rule>-<test>`) and describes every stage: the raw
+/// request and all matched rules, logged or not. For debugging the engine.
+pub fn explain(rules: &RuleSet, tests_dir: &Path, id: &str) -> Result<String, FtwError> {
+    let Some((rule_id, tid)) = id.split_once('-') else {
+        return Ok(format!("bad test id {id}"));
+    };
+    let mut files = Vec::new();
+    yaml_files(tests_dir, &mut files)?;
+    let mut out = String::new();
+    for file in files {
+        if file.file_stem().and_then(|s| s.to_str()) != Some(rule_id) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).map_err(|source| FtwError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let doc: Value = serde_yaml::from_str(&text).unwrap_or(Value::Null);
+        for (n, test) in doc["tests"].as_sequence().into_iter().flatten().enumerate() {
+            let t = match &test["test_id"] {
+                Value::Number(x) => x.to_string(),
+                _ => (n + 1).to_string(),
+            };
+            if t != tid {
+                continue;
+            }
+            for stage in test["stages"].as_sequence().into_iter().flatten() {
+                let raw = build_request(&stage["input"]).unwrap_or_default();
+                out.push_str(&format!(
+                    "--- request\n{}\n--- matched\n",
+                    String::from_utf8_lossy(&raw)
+                ));
+                if let Ok(req) = parse_request(&raw) {
+                    let mut tx = rules.transaction();
+                    tx.process_connection("127.0.0.1", 40000, "127.0.0.1", 80);
+                    req.feed(&mut tx);
+                    let (st, headers, body) = backend(&req);
+                    for (k, v) in &headers {
+                        tx.add_response_header(k, v);
+                    }
+                    tx.process_response_headers(st, b"HTTP/1.1");
+                    tx.append_response_body(&body);
+                    tx.process_response_body();
+                    for m in tx
+                        .matched_rules()
+                        .iter()
+                        .filter(|m| m.logged || std::env::var_os("RAMPART_FTW_ALL").is_some())
+                    {
+                        out.push_str(&format!(
+                            "{} {} {}\n",
+                            if m.logged { "LOG" } else { "nolog" },
+                            m.matched_var_name,
+                            m.log_line()
+                        ));
+                    }
+                } else {
+                    out.push_str("(rejected with 400)\n");
+                }
+                out.push_str(&format!("--- expected\n{:?}\n", stage["output"]));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn as_bytes(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::String(s) => Some(s.as_bytes().to_vec()),
@@ -186,7 +251,7 @@ fn as_bytes(v: &Value) -> Option<Vec<u8>> {
 pub fn build_request(input: &Value) -> Result<Vec<u8>, String> {
     if let Some(enc) = input["encoded_request"].as_str() {
         return base64::engine::general_purpose::STANDARD
-            .decode(enc.trim())
+            .decode(enc.split_ascii_whitespace().collect::<String>())
             .map_err(|e| format!("bad encoded_request: {e}"));
     }
     let method = as_bytes(&input["method"]).unwrap_or_else(|| b"GET".to_vec());

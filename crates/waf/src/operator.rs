@@ -43,6 +43,8 @@ pub(crate) type Captures = Vec<Vec<u8>>;
 /// Builds a byte regex with ModSecurity's PCRE flags: `.` matches newline
 /// (DOTALL), and matching is on bytes with ASCII classes, not Unicode.
 pub(crate) fn build_regex(pattern: &str) -> Result<Regex, String> {
+    let rewritten = braced_hex_to_plain(pattern);
+    let pattern = rewritten.as_str();
     RegexBuilder::new(pattern)
         .dot_matches_new_line(true)
         .unicode(false)
@@ -58,6 +60,35 @@ pub(crate) fn build_regex(pattern: &str) -> Result<Regex, String> {
                 .build()
         })
         .map_err(|e| format!("invalid regex: {e}"))
+}
+
+/// Rewrites `\x{HH}` as `\xHH`: regex-syntax rejects the braced form
+/// inside a class when Unicode is off, though both mean the same byte.
+fn braced_hex_to_plain(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
+                if let Some(close) = p[i + 3..].find('}') {
+                    let hex = &p[i + 3..i + 3 + close];
+                    if (1..=2).contains(&hex.len()) && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                        out.push_str(&format!("\\x{hex:0>2}"));
+                        i += 3 + close + 1;
+                        continue;
+                    }
+                }
+            }
+            out.push_str(&p[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        let ch_len = p[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&p[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
 }
 
 pub(crate) fn build_pm(words: &[String]) -> Result<AhoCorasick, String> {
@@ -303,6 +334,13 @@ mod tests {
         let caps = rx_match(&re, b"x foo=12", true).unwrap();
         assert_eq!(caps[0], b"foo=12");
         assert_eq!(caps[2], b"12");
+    }
+
+    #[test]
+    fn braced_hex_bytes_in_classes() {
+        let re = build_regex(r"\x{e2}\x91[\xa0-\x{bf}]").unwrap();
+        assert!(re.is_match("①".as_bytes()));
+        assert_eq!(braced_hex_to_plain(r"a\\x{e2}\x{5}"), r"a\\x{e2}\x05");
     }
 
     #[test]

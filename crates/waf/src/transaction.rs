@@ -225,6 +225,8 @@ impl<'r> Transaction<'r> {
             Some(h) => &path[..h],
             None => path,
         };
+        // Like the web server's decoded path: `%xx` decoded, `+` kept.
+        let path = &percent_decode(path)[..];
         self.set("REQUEST_FILENAME", path.to_vec());
         let base = match path.iter().rposition(|&b| b == b'/') {
             Some(s) => &path[s + 1..],
@@ -1001,6 +1003,24 @@ impl<'r> Transaction<'r> {
             Ctl::Ignored => {}
         }
     }
+}
+
+fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' && i + 2 < v.len() {
+            let h = |c: u8| (c as char).to_digit(16);
+            if let (Some(a), Some(b)) = (h(v[i + 1]), h(v[i + 2])) {
+                out.push((a * 16 + b) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
 }
 
 fn trim_start_spaces(b: &[u8]) -> &[u8] {

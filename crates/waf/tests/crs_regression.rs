@@ -31,6 +31,17 @@ fn crs_regression_suite() {
         .parse()
         .expect("ratchet is a number");
 
+    if let Ok(id) = std::env::var("RAMPART_FTW_EXPLAIN") {
+        let rules = rampart_waf::ftw::load_crs_for_tests(&dir).expect("load CRS");
+        let tests = dir.join("tests/regression/tests");
+        for one in id.split(',') {
+            println!(
+                "{}",
+                rampart_waf::ftw::explain(&rules, &tests, one).expect("explain")
+            );
+        }
+        return;
+    }
     let started = std::time::Instant::now();
     let report = rampart_waf::ftw::run(&dir, &dir.join("tests/regression/tests"), &exclusions)
         .expect("suite runs");
