@@ -80,9 +80,10 @@ pub fn parse_request(raw: &[u8]) -> Result<RawRequest, BadRequest> {
         && version[5].is_ascii_digit()
         && version[6] == b'.'
         && version[7].is_ascii_digit();
-    if !valid_version {
+    if !valid_version || version[5] == b'0' {
         return Err(BadRequest("invalid protocol version"));
     }
+    check_target(method, uri)?;
     let mut req = RawRequest {
         method: method.to_vec(),
         uri: uri.to_vec(),
@@ -94,6 +95,9 @@ pub fn parse_request(raw: &[u8]) -> Result<RawRequest, BadRequest> {
         rest = r;
         if line.is_empty() {
             break;
+        }
+        if line.contains(&b'\r') {
+            return Err(BadRequest("bare CR in header"));
         }
         if line[0] == b' ' || line[0] == b'\t' {
             // Obsolete line folding: join to the previous header.
@@ -116,6 +120,14 @@ pub fn parse_request(raw: &[u8]) -> Result<RawRequest, BadRequest> {
         req.headers
             .push((name.to_vec(), trim(&line[colon + 1..]).to_vec()));
     }
+    if let Some(host) = req.header("host") {
+        let valid = host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+        if !valid || (host.is_empty() && req.version == b"HTTP/1.1") {
+            return Err(BadRequest("invalid Host header"));
+        }
+    }
     let chunked = req
         .header("transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().ends_with(b"chunked"));
@@ -129,6 +141,36 @@ pub fn parse_request(raw: &[u8]) -> Result<RawRequest, BadRequest> {
         req.body = rest[..n.min(rest.len())].to_vec();
     }
     Ok(req)
+}
+
+/// Accepts the four request-target forms of RFC 9112 section 3.2; a raw
+/// fragment or anything else is rejected, as Apache httpd does.
+fn check_target(method: &[u8], uri: &[u8]) -> Result<(), BadRequest> {
+    if uri.contains(&b'#') {
+        return Err(BadRequest("fragment in request target"));
+    }
+    if method == b"CONNECT" {
+        let port_ok = uri
+            .iter()
+            .rposition(|&b| b == b':')
+            .is_some_and(|p| p + 1 < uri.len() && uri[p + 1..].iter().all(u8::is_ascii_digit));
+        return if port_ok {
+            Ok(())
+        } else {
+            Err(BadRequest("CONNECT needs host:port"))
+        };
+    }
+    let absolute = crate::transform::find(uri, b"://").is_some_and(|p| {
+        p > 0
+            && uri[..p]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+    });
+    if uri[0] == b'/' || uri == b"*" || absolute {
+        Ok(())
+    } else {
+        Err(BadRequest("invalid request target"))
+    }
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -193,5 +235,13 @@ mod tests {
         assert!(parse_request(b"GET /\r\n\r\n").is_err());
         assert!(parse_request(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").is_err());
         assert!(parse_request(b"GET / HTTP/1.1\r\nNoColon\r\n\r\n").is_err());
+        assert!(parse_request(b"GET /#x HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_request(b"GET \\ HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_request(b"GET / HTTP/0.9\r\n\r\n").is_err());
+        assert!(parse_request(b"CONNECT example.org HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_request(b"CONNECT example.org:443 HTTP/1.1\r\n\r\n").is_ok());
+        assert!(parse_request(b"GET / HTTP/1.1\r\nHost: a%00\r\n\r\n").is_err());
+        assert!(parse_request(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").is_err());
+        assert!(parse_request(b"GET / HTTP/1.0\r\nHost:\r\n\r\n").is_ok());
     }
 }
