@@ -278,10 +278,8 @@ pub fn build_request(input: &Value) -> Result<Vec<u8>, String> {
                 b"application/x-www-form-urlencoded".to_vec(),
             ));
         }
-        if !data.is_empty()
-            && !has(&headers, "content-length")
-            && !has(&headers, "transfer-encoding")
-        {
+        // go-ftw always sends a length, even zero, unless told not to.
+        if !has(&headers, "content-length") && !has(&headers, "transfer-encoding") {
             headers.push((
                 b"Content-Length".to_vec(),
                 data.len().to_string().into_bytes(),

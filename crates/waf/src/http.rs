@@ -128,6 +128,13 @@ pub fn parse_request(raw: &[u8]) -> Result<RawRequest, BadRequest> {
             return Err(BadRequest("invalid Host header"));
         }
     }
+    // RFC 9112 6.3: with Transfer-Encoding present, Content-Length must be
+    // ignored; dropping it keeps rules from seeing a smuggling-prone pair
+    // the server would not act on (Apache httpd removes it too).
+    if req.header("transfer-encoding").is_some() {
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(b"content-length"));
+    }
     let chunked = req
         .header("transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().ends_with(b"chunked"));
