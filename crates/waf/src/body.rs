@@ -62,8 +62,10 @@ fn flatten_json(v: &serde_json::Value, prefix: String, out: &mut Pairs, limit: u
             }
         }
         Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                flatten_json(v, format!("{prefix}.{i}"), out, limit);
+            // ModSecurity v2 names array elements after the array itself,
+            // so `{"a":[1,2]}` gives two `json.a` arguments.
+            for v in items {
+                flatten_json(v, prefix.clone(), out, limit);
             }
         }
         Value::String(s) => out.push((prefix, s.clone().into_bytes())),
@@ -476,7 +478,7 @@ mod tests {
     fn json_flattening() {
         let p = parse_json(br#"{"a":{"b":[1,"x"]},"c":true,"d":null}"#, 100).unwrap();
         let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["json.a.b.0", "json.a.b.1", "json.c", "json.d"]);
+        assert_eq!(names, ["json.a.b", "json.a.b", "json.c", "json.d"]);
         assert!(parse_json(b"{bad", 100).is_err());
     }
 

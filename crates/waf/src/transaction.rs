@@ -34,7 +34,9 @@ impl MatchedRule {
     pub fn log_line(&self) -> String {
         let mut s = format!(
             "[id \"{}\"] [msg \"{}\"] [data \"{}\"]",
-            self.id, self.msg, self.logdata
+            self.id,
+            log_escape(&self.msg),
+            log_escape(&self.logdata)
         );
         if let Some(sev) = self.severity {
             s.push_str(&format!(" [severity \"{sev}\"]"));
@@ -400,6 +402,8 @@ impl<'r> Transaction<'r> {
             self.set("REQBODY_ERROR_MSG", e.clone().into_bytes());
             self.set("REQBODY_PROCESSOR_ERROR_MSG", e.into_bytes());
         }
+        // As in ModSecurity v2: the raw body is a variable only for URL-encoded
+        // bodies or when a rule forces it (CRS does for unknown types).
         if proc_name == "URLENCODED" || self.force_body_variable {
             self.set("REQUEST_BODY", body.clone());
         }
@@ -1003,6 +1007,23 @@ impl<'r> Transaction<'r> {
             Ctl::Ignored => {}
         }
     }
+}
+
+/// ModSecurity's error-log escaping: one line per entry, quotes and
+/// control bytes escaped, so log scrapers can match on `[data "..."]`.
+fn log_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn percent_decode(v: &[u8]) -> Vec<u8> {
