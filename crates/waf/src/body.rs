@@ -111,12 +111,10 @@ pub(crate) fn parse_xml(input: &[u8]) -> Result<XmlDoc, String> {
             }
             Event::End(_) => depth = depth.saturating_sub(1),
             Event::Text(t) if depth > 0 => {
-                {
-                    // Undecodable entities are kept raw rather than dropped.
-                    let text = t.unescape().map(|s| s.into_owned().into_bytes());
-                    doc.text
-                        .extend_from_slice(&text.unwrap_or_else(|_| t.to_vec()));
-                }
+                // Undecodable entities are kept raw rather than dropped.
+                let text = t.unescape().map(|s| s.into_owned().into_bytes());
+                doc.text
+                    .extend_from_slice(&text.unwrap_or_else(|_| t.to_vec()));
             }
             Event::CData(c) => doc.text.extend_from_slice(&c),
             Event::Eof => break,

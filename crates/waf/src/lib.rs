@@ -48,7 +48,8 @@
 //!   @validateUtf8Encoding @ipMatch @ipMatchFromFile @unconditionalMatch
 //!   @noMatch`, all matching on bytes.
 //! - Transformations: everything CRS names and more (see [`transform`]).
-//! - Body processors: URL-encoded, JSON (`json.a.b` argument names), XML
+//! - Body processors: URL-encoded, JSON (`json.a.b` argument names;
+//!   array elements take the array's name, as in ModSecurity v2), XML
 //!   (`XML:/*` text and `XML://@*` attributes) and multipart with the
 //!   `MULTIPART_*` strictness flags.
 //! - [`ftw`]: runs go-ftw YAML test suites in-process.

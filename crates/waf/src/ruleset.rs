@@ -110,6 +110,14 @@ impl RuleSet {
     }
 }
 
+impl std::str::FromStr for RuleSet {
+    type Err = LoadError;
+
+    fn from_str(text: &str) -> Result<RuleSet, LoadError> {
+        RuleSet::from_text(text)
+    }
+}
+
 /// Incremental loader for callers that assemble a rule set from several
 /// sources (for example setup text plus a rules directory).
 #[derive(Debug)]

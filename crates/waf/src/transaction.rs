@@ -858,8 +858,13 @@ impl<'r> Transaction<'r> {
                 Some(Disruptive::Deny) | Some(Disruptive::Drop) | Some(Disruptive::Redirect)
                     if head.phase < 5 =>
                 {
+                    let default_status = if head.disruptive == Some(Disruptive::Redirect) {
+                        302
+                    } else {
+                        403
+                    };
                     self.interruption = Some(Interruption {
-                        status: head.status.unwrap_or(403),
+                        status: head.status.unwrap_or(default_status),
                         rule_id: head.id,
                         action: head.disruptive.unwrap_or(Disruptive::Deny),
                     });
