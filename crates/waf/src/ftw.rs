@@ -56,6 +56,8 @@ pub fn parse_exclusions(text: &str) -> Exclusions {
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub passed: usize,
+    /// Requests evaluated (a test has one or more stages).
+    pub stages: usize,
     /// (test id, reason)
     pub failed: Vec<(String, String)>,
     /// (test id, exclusion reason)
@@ -164,7 +166,7 @@ pub fn run_with_rules(
                 report.skipped.push((id, reason.clone()));
                 continue;
             }
-            match run_test(rules, test) {
+            match run_test(rules, test, &mut report.stages) {
                 Ok(()) => report.passed += 1,
                 Err(why) => report.failed.push((id, why)),
             }
@@ -512,7 +514,7 @@ fn check_stage(output: &Value, r: &StageResult) -> Result<(), String> {
     Ok(())
 }
 
-fn run_test(rules: &RuleSet, test: &Value) -> Result<(), String> {
+fn run_test(rules: &RuleSet, test: &Value, stages_run: &mut usize) -> Result<(), String> {
     let Some(stages) = test["stages"].as_sequence() else {
         return Err("test has no stages".into());
     };
@@ -523,6 +525,7 @@ fn run_test(rules: &RuleSet, test: &Value) -> Result<(), String> {
         } else {
             stage
         };
+        *stages_run += 1;
         let r = run_stage(rules, &stage["input"]).map_err(|e| format!("stage {}: {e}", i + 1))?;
         check_stage(&stage["output"], &r).map_err(|e| format!("stage {}: {e}", i + 1))?;
     }

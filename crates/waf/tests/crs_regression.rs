@@ -46,7 +46,13 @@ fn crs_regression_suite() {
     let report = rampart_waf::ftw::run(&dir, &dir.join("tests/regression/tests"), &exclusions)
         .expect("suite runs");
     println!("{report}");
-    println!("took {:.1}s", started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    println!(
+        "took {:.1}s for {} requests ({:.0} µs each, load included)",
+        took.as_secs_f64(),
+        report.stages,
+        took.as_micros() as f64 / report.stages.max(1) as f64
+    );
     assert!(
         report.passed >= ratchet,
         "{} tests passed, fewer than the ratchet of {ratchet}",
