@@ -753,7 +753,9 @@ impl<'r> Transaction<'r> {
 
     fn run_phase(&mut self, phase: u8) {
         self.phases_done = self.phases_done.max(phase);
-        if self.mode == EngineMode::Off || self.interruption.is_some() {
+        // Logging (phase 5) runs even after an interruption, as in
+        // ModSecurity, so correlation rules see blocked requests too.
+        if self.mode == EngineMode::Off || (self.interruption.is_some() && phase < 5) {
             return;
         }
         if self.allow_request && phase <= 2 {
@@ -794,7 +796,7 @@ impl<'r> Transaction<'r> {
             if rule.skip > 0 {
                 skip = rule.skip;
             }
-            if self.interruption.is_some() {
+            if self.interruption.is_some() && phase < 5 {
                 return;
             }
             if self.allow_request && phase <= 2 {

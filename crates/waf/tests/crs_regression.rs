@@ -59,3 +59,40 @@ fn crs_regression_suite() {
         report.passed
     );
 }
+
+/// What an integrator gets with CRS as shipped (engine On, no test mode):
+/// an attack is blocked by the anomaly-scoring rule, a benign request is not.
+#[test]
+fn crs_blocks_attacks_when_engine_is_on() {
+    let dir = crs_dir();
+    if !dir.join("rules").is_dir() {
+        println!("skipped: CRS not found at {}", dir.display());
+        return;
+    }
+    let rules =
+        rampart_waf::RuleSet::load(&[dir.join("crs-setup.conf.example")], &dir.join("rules"))
+            .expect("CRS loads");
+    let run = |uri: &[u8]| {
+        let mut tx = rules.transaction();
+        tx.process_connection("203.0.113.7", 50000, "10.0.0.1", 443);
+        tx.process_uri(b"GET", uri, b"HTTP/1.1");
+        for (k, v) in [
+            ("Host", "example.com"),
+            ("User-Agent", "Mozilla/5.0"),
+            ("Accept", "text/html"),
+        ] {
+            tx.add_request_header(k.as_bytes(), v.as_bytes());
+        }
+        let stop = tx
+            .process_request_headers()
+            .or_else(|| tx.process_request_body());
+        tx.process_logging();
+        (stop, tx.inbound_anomaly_score())
+    };
+    let (stop, score) = run(b"/search?q=1%27%20OR%20%271%27%3D%271");
+    let stop = stop.expect("SQL injection is blocked");
+    assert_eq!((stop.rule_id, stop.status), (949110, 403));
+    assert!(score >= 5, "score {score}");
+    let (stop, score) = run(b"/search?q=blue+shoes");
+    assert_eq!((stop, score), (None, 0));
+}
