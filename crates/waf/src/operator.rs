@@ -305,8 +305,13 @@ impl Op {
 }
 
 fn rx_match(re: &Regex, value: &[u8], want_captures: bool) -> Option<Captures> {
+    // Most values do not match: the DFA-only check is far cheaper than a
+    // capturing search, so captures are computed only for real matches.
+    if !re.is_match(value) {
+        return None;
+    }
     if !want_captures {
-        return re.is_match(value).then(Vec::new);
+        return Some(Vec::new());
     }
     let caps = re.captures(value)?;
     Some(

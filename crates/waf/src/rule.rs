@@ -336,6 +336,10 @@ pub(crate) enum Action {
         value: Macro,
     },
     Ctl(Ctl),
+    SetEnv {
+        name: Macro,
+        value: Macro,
+    },
     /// `initcol`, `expirevar`, ...: accepted without effect, as this engine
     /// keeps no state between transactions.
     Noop,
@@ -652,8 +656,16 @@ impl Rule {
                     need("ctl")?;
                     self.actions.push(Action::Ctl(parse_ctl(v)?))
                 }
-                "initcol" | "expirevar" | "setuid" | "setsid" | "setenv" | "deprecatevar"
-                | "append" | "prepend" | "exec" | "xmlns" => self.actions.push(Action::Noop),
+                "setenv" => {
+                    need("setenv")?;
+                    let (n, val) = v.split_once('=').unwrap_or((v, "1"));
+                    self.actions.push(Action::SetEnv {
+                        name: Macro::parse(n.trim()),
+                        value: Macro::parse(val),
+                    });
+                }
+                "initcol" | "expirevar" | "setuid" | "setsid" | "deprecatevar" | "append"
+                | "prepend" | "exec" | "xmlns" => self.actions.push(Action::Noop),
                 other => return Err(format!("unknown action {other}")),
             }
         }

@@ -4,11 +4,13 @@
 //! matched and whether the exchange is interrupted. It borrows the rule set
 //! read-only, so any number of transactions can run at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use crate::body;
 use crate::macros::Macro;
+use crate::operator::Captures;
 use crate::rule::{
     Action, Coll, Ctl, Disruptive, EngineMode, IdRange, KeySel, Rule, SetOp, Target, Var,
 };
@@ -63,16 +65,6 @@ enum RemoveScope {
     Tag(String),
 }
 
-/// Rule metadata reachable from `%{rule.*}` macros.
-#[derive(Debug, Clone, Default)]
-struct RuleMeta {
-    id: u64,
-    msg: String,
-    severity: Option<u8>,
-    phase: u8,
-    ver: String,
-}
-
 /// Per-request evaluation state. Create with [`RuleSet::transaction`].
 #[derive(Debug)]
 pub struct Transaction<'r> {
@@ -100,7 +92,8 @@ pub struct Transaction<'r> {
     interruption: Option<Interruption>,
     allow_request: bool,
     phases_done: u8,
-    cur: RuleMeta,
+    /// The rule being evaluated, for `%{rule.*}` and `RULE:`.
+    cur: Option<&'r Rule>,
     matched_var: Vec<u8>,
     matched_var_name: String,
 }
@@ -155,7 +148,7 @@ impl<'r> Transaction<'r> {
             interruption: None,
             allow_request: false,
             phases_done: 0,
-            cur: RuleMeta::default(),
+            cur: None,
             matched_var: Vec::new(),
             matched_var_name: String::new(),
         };
@@ -319,6 +312,22 @@ impl<'r> Transaction<'r> {
         if self.request_body_access {
             self.parse_request_body();
         }
+        let mut full = self
+            .scalars
+            .get("REQUEST_LINE")
+            .cloned()
+            .unwrap_or_default();
+        full.extend_from_slice(b"\r\n");
+        for (k, v) in self.coll(Coll::RequestHeaders) {
+            full.extend_from_slice(k.as_bytes());
+            full.extend_from_slice(b": ");
+            full.extend_from_slice(v);
+            full.extend_from_slice(b"\r\n");
+        }
+        full.extend_from_slice(b"\r\n");
+        full.extend_from_slice(&self.request_body);
+        self.set("FULL_REQUEST_LENGTH", full.len().to_string().into_bytes());
+        self.set("FULL_REQUEST", full);
         self.run_phase(2);
         self.interruption
     }
@@ -553,12 +562,20 @@ impl<'r> Transaction<'r> {
         self.colls.get(&c).map_or(&[], Vec::as_slice)
     }
 
-    fn scalar(&self, name: &str) -> Option<Vec<u8>> {
+    fn scalar(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.scalar_owned(name)
+            .map(Cow::Owned)
+            .or_else(|| self.scalars.get(name).map(|v| Cow::Borrowed(v.as_slice())))
+    }
+
+    /// Values computed on demand; stored scalars are borrowed instead.
+    fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
         match name {
             "DURATION" => Some(self.started.elapsed().as_micros().to_string().into_bytes()),
             "UNIQUE_ID" => Some(self.unique_id.clone().into_bytes()),
             "MATCHED_VAR" => Some(self.matched_var.clone()),
             "MATCHED_VAR_NAME" => Some(self.matched_var_name.clone().into_bytes()),
+            _ if self.scalars.contains_key(name) => None,
             "REQBODY_PROCESSOR" => {
                 Some(self.body_processor.clone().unwrap_or_default().into_bytes())
             }
@@ -593,45 +610,47 @@ impl<'r> Transaction<'r> {
                 Some(v.into_bytes())
             }
             "MULTIPART_FILENAME" | "MULTIPART_NAME" => Some(Vec::new()),
-            _ => self.scalars.get(name).cloned(),
+            _ => None,
         }
     }
 
-    /// Enumerates a target's values as (variable name, value).
-    fn collect(&self, t: &Target, excl: &[&Target], out: &mut Vec<(String, Vec<u8>)>) {
+    /// Enumerates a target's values, borrowing them from the transaction.
+    fn collect<'a>(&'a self, t: &'a Target, excl: &[&Target], out: &mut Vec<Cand<'a>>) {
         let start = out.len();
         let excluded = |key: &str| excl.iter().any(|e| e.excludes(&t.var, Some(key)));
+        let mut push = |label: &'a str, key: Option<&'a str>, value: Cow<'a, [u8]>| {
+            out.push(Cand { label, key, value })
+        };
         match &t.var {
             Var::Coll(c) => {
-                let label = c.name();
                 for (k, v) in self.coll(*c) {
                     if t.key.matches(k) && !excluded(k) {
-                        out.push((format!("{label}:{k}"), v.clone()));
+                        push(c.name(), Some(k), Cow::Borrowed(v));
                     }
                 }
             }
             Var::Names(c, label) => {
                 for (k, _) in self.coll(*c) {
                     if t.key.matches(k) && !excluded(k) {
-                        out.push((format!("{label}:{k}"), k.clone().into_bytes()));
+                        push(label, Some(k), Cow::Borrowed(k.as_bytes()));
                     }
                 }
             }
             Var::Store(s) => {
                 if let Some(m) = self.stores.get(s) {
-                    let label = s.to_ascii_uppercase();
+                    let label = store_label(s);
                     match &t.key {
                         KeySel::Exact(k) => {
-                            if let Some(v) = m.get(k) {
+                            if let Some((k, v)) = m.get_key_value(k) {
                                 if !excluded(k) {
-                                    out.push((format!("{label}:{k}"), v.clone()));
+                                    push(label, Some(k), Cow::Borrowed(v));
                                 }
                             }
                         }
                         key => {
                             for (k, v) in m {
                                 if key.matches(k) && !excluded(k) {
-                                    out.push((format!("{label}:{k}"), v.clone()));
+                                    push(label, Some(k), Cow::Borrowed(v));
                                 }
                             }
                         }
@@ -641,7 +660,7 @@ impl<'r> Transaction<'r> {
             Var::Env => {
                 for (k, v) in &self.env {
                     if t.key.matches(k) && !excluded(k) {
-                        out.push((format!("ENV:{k}"), v.clone()));
+                        push("ENV", Some(k), Cow::Borrowed(v));
                     }
                 }
             }
@@ -650,34 +669,24 @@ impl<'r> Transaction<'r> {
                     let attrs = matches!(&t.key, KeySel::Exact(k) if k.contains('@'));
                     if attrs {
                         for a in &doc.attrs {
-                            out.push(("XML".into(), a.clone()));
+                            push("XML", None, Cow::Borrowed(a));
                         }
                     } else {
-                        out.push(("XML".into(), doc.text.clone()));
+                        push("XML", None, Cow::Borrowed(&doc.text));
                     }
                 }
             }
             Var::Rule => {
-                let m = &self.cur;
-                for (k, v) in [
-                    ("id", m.id.to_string()),
-                    ("msg", m.msg.clone()),
-                    ("phase", m.phase.to_string()),
-                    ("ver", m.ver.clone()),
-                    (
-                        "severity",
-                        m.severity.map(|s| s.to_string()).unwrap_or_default(),
-                    ),
-                ] {
+                for k in ["id", "msg", "phase", "ver", "severity"] {
                     if t.key.matches(k) {
-                        out.push((format!("RULE:{k}"), v.into_bytes()));
+                        push("RULE", Some(k), Cow::Owned(self.rule_meta(k)));
                     }
                 }
             }
             Var::Scalar(n) => {
-                if let Some(v) = self.scalar(n) {
-                    if !excl.iter().any(|e| e.excludes(&t.var, None)) {
-                        out.push((n.clone(), v));
+                if !excl.iter().any(|e| e.excludes(&t.var, None)) {
+                    if let Some(v) = self.scalar(n) {
+                        push(n, None, v);
                     }
                 }
             }
@@ -686,33 +695,25 @@ impl<'r> Transaction<'r> {
             let n = out.len() - start;
             out.truncate(start);
             let label = match &t.var {
-                Var::Coll(c) => c.name().to_string(),
-                Var::Names(_, l) => l.to_string(),
-                Var::Store(s) => s.to_ascii_uppercase(),
-                Var::Scalar(s) => s.clone(),
-                Var::Env => "ENV".into(),
-                Var::Xml => "XML".into(),
-                Var::Rule => "RULE".into(),
+                Var::Coll(c) => c.name(),
+                Var::Names(_, l) => l,
+                Var::Store(s) => store_label(s),
+                Var::Scalar(s) => s.as_str(),
+                Var::Env => "ENV",
+                Var::Xml => "XML",
+                Var::Rule => "RULE",
             };
-            out.push((label, n.to_string().into_bytes()));
+            out.push(Cand {
+                label,
+                key: None,
+                value: Cow::Owned(n.to_string().into_bytes()),
+            });
         }
     }
 
     fn resolve(&self, name: &str, key: Option<&str>) -> Vec<u8> {
         if name == "RULE" {
-            return match key.unwrap_or("") {
-                "id" => self.cur.id.to_string().into_bytes(),
-                "msg" => self.cur.msg.clone().into_bytes(),
-                "phase" => self.cur.phase.to_string().into_bytes(),
-                "ver" => self.cur.ver.clone().into_bytes(),
-                "severity" => self
-                    .cur
-                    .severity
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-                    .into_bytes(),
-                _ => Vec::new(),
-            };
+            return self.rule_meta(key.unwrap_or(""));
         }
         let Some(var) = crate::rule::var_from_name(name) else {
             return Vec::new();
@@ -729,14 +730,42 @@ impl<'r> Transaction<'r> {
         };
         let mut out = Vec::new();
         self.collect(&t, &[], &mut out);
-        out.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+        out.into_iter()
+            .next()
+            .map(|c| c.value.into_owned())
+            .unwrap_or_default()
     }
 
-    fn expand(&self, m: &Macro) -> Vec<u8> {
-        if let Some(lit) = m.as_literal() {
-            return lit.as_bytes().to_vec();
+    /// `%{rule.<key>}` for the rule being evaluated.
+    fn rule_meta(&self, key: &str) -> Vec<u8> {
+        let Some(r) = self.cur else {
+            return Vec::new();
+        };
+        match key {
+            "id" => r.id.to_string().into_bytes(),
+            "msg" => r
+                .msg
+                .as_ref()
+                .and_then(|m| m.as_literal())
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec(),
+            "phase" => r.phase.to_string().into_bytes(),
+            "ver" => r.ver.clone().unwrap_or_default().into_bytes(),
+            "severity" => r
+                .severity
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+                .into_bytes(),
+            _ => Vec::new(),
         }
-        m.expand(|n, k| self.resolve(n, k))
+    }
+
+    fn expand<'m>(&self, m: &'m Macro) -> Cow<'m, [u8]> {
+        match m.as_literal() {
+            Some(lit) => Cow::Borrowed(lit.as_bytes()),
+            None => Cow::Owned(m.expand(|n, k| self.resolve(n, k))),
+        }
     }
 
     // ----- evaluation -----
@@ -810,20 +839,11 @@ impl<'r> Transaction<'r> {
 
     /// Evaluates a rule and its chain; on a full match records it and
     /// applies the disruptive action. Returns whether the chain matched.
-    fn eval_chain(&mut self, head: &Rule) -> bool {
-        self.cur = RuleMeta {
-            id: head.id,
-            msg: head
-                .msg
-                .as_ref()
-                .and_then(|m| m.as_literal())
-                .unwrap_or("")
-                .to_string(),
-            severity: head.severity,
-            phase: head.phase,
-            ver: head.ver.clone().unwrap_or_default(),
-        };
-        self.colls.remove(&Coll::MatchedVars);
+    fn eval_chain(&mut self, head: &'r Rule) -> bool {
+        self.cur = Some(head);
+        if let Some(mv) = self.colls.get_mut(&Coll::MatchedVars) {
+            mv.clear();
+        }
         let mut link = head;
         loop {
             if !self.eval_link(link, head) {
@@ -844,7 +864,6 @@ impl<'r> Transaction<'r> {
             .as_ref()
             .map(|m| String::from_utf8_lossy(&self.expand(m)).into_owned())
             .unwrap_or_default();
-        self.cur.msg = msg.clone();
         self.matched.push(MatchedRule {
             id: head.id,
             phase: head.phase,
@@ -897,58 +916,62 @@ impl<'r> Transaction<'r> {
             }
         }
         let all_excl: Vec<&Target> = excl.into_iter().chain(dyn_excl.iter()).collect();
-        let mut values = Vec::new();
-        for t in rule.targets.iter().filter(|t| !t.exclude) {
-            if all_excl
-                .iter()
-                .any(|e| e.var == t.var && matches!(e.key, KeySel::All) && !t.count)
-            {
-                continue;
-            }
-            self.collect(t, &all_excl, &mut values);
-        }
         let arg = rule.op.macro_arg().map(|m| self.expand(m));
         let want_caps = rule.capture && !rule.negated;
-        let mut matched = false;
-        for (name, value) in values {
-            let candidates: Vec<Vec<u8>> = if rule.multi_match {
-                let mut c = vec![value.clone()];
-                let mut cur = value;
-                for t in &rule.transforms {
-                    cur = t.apply(&cur);
-                    if c.last() != Some(&cur) {
-                        c.push(cur.clone());
-                    }
-                }
-                c
-            } else {
-                let mut cur = value;
-                for t in &rule.transforms {
-                    cur = t.apply(&cur);
-                }
-                vec![cur]
-            };
-            for v in candidates {
-                let res = rule.op.matches(&v, arg.as_deref(), want_caps);
-                let hit = res.is_some() != rule.negated;
-                if !hit {
+        // First pass borrows the values and only tests them; the hits are
+        // then applied, which needs the transaction mutably.
+        let mut hits: Vec<(String, Vec<u8>, Option<Captures>)> = Vec::new();
+        {
+            let mut values = Vec::new();
+            for t in rule.targets.iter().filter(|t| !t.exclude) {
+                if all_excl
+                    .iter()
+                    .any(|e| e.var == t.var && matches!(e.key, KeySel::All) && !t.count)
+                {
                     continue;
                 }
-                matched = true;
-                if let Some(caps) = res.filter(|c| want_caps && !c.is_empty()) {
-                    let tx = self.stores.entry("tx".into()).or_default();
-                    for (i, c) in caps.into_iter().enumerate() {
-                        tx.insert(i.to_string(), c);
+                self.collect(t, &all_excl, &mut values);
+            }
+            for cand in &values {
+                let mut test = |v: Cow<'_, [u8]>| -> bool {
+                    let res = rule.op.matches(&v, arg.as_deref(), want_caps);
+                    if res.is_some() == rule.negated {
+                        return false;
                     }
-                }
-                self.matched_var = v.clone();
-                self.matched_var_name = name.clone();
-                self.push(Coll::MatchedVars, name.clone(), v);
-                self.run_actions(rule);
-                if !rule.multi_match {
-                    break;
+                    hits.push((cand.name(), v.into_owned(), res));
+                    true
+                };
+                if rule.multi_match {
+                    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&cand.value);
+                    test(cur.clone());
+                    for t in &rule.transforms {
+                        let next = t.apply(&cur);
+                        if next != *cur {
+                            cur = Cow::Owned(next);
+                            test(cur.clone());
+                        }
+                    }
+                } else {
+                    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&cand.value);
+                    for t in &rule.transforms {
+                        cur = Cow::Owned(t.apply(&cur));
+                    }
+                    test(cur);
                 }
             }
+        }
+        let matched = !hits.is_empty();
+        for (name, v, caps) in hits {
+            if let Some(caps) = caps.filter(|c| want_caps && !c.is_empty()) {
+                let tx = self.stores.entry("tx".into()).or_default();
+                for (i, c) in caps.into_iter().enumerate() {
+                    tx.insert(i.to_string(), c);
+                }
+            }
+            self.matched_var.clone_from(&v);
+            self.matched_var_name.clone_from(&name);
+            self.push(Coll::MatchedVars, name, v);
+            self.run_actions(rule);
         }
         matched
     }
@@ -963,7 +986,7 @@ impl<'r> Transaction<'r> {
                     value,
                 } => {
                     let key = String::from_utf8_lossy(&self.expand(name)).to_ascii_lowercase();
-                    let val = self.expand(value);
+                    let val = self.expand(value).into_owned();
                     let store = self.stores.entry(coll.clone()).or_default();
                     match op {
                         SetOp::Set => {
@@ -985,6 +1008,11 @@ impl<'r> Transaction<'r> {
                     }
                 }
                 Action::Ctl(c) => self.apply_ctl(c),
+                Action::SetEnv { name, value } => {
+                    let k = String::from_utf8_lossy(&self.expand(name)).into_owned();
+                    let v = self.expand(value).into_owned();
+                    self.env.insert(k, v);
+                }
                 Action::Noop => {}
             }
         }
@@ -1049,6 +1077,33 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// A value a rule will test; its name (`ARGS:q`) is built only on a match.
+struct Cand<'a> {
+    label: &'a str,
+    key: Option<&'a str>,
+    value: Cow<'a, [u8]>,
+}
+
+impl Cand<'_> {
+    fn name(&self) -> String {
+        match self.key {
+            Some(k) => format!("{}:{k}", self.label),
+            None => self.label.to_string(),
+        }
+    }
+}
+
+fn store_label(s: &str) -> &'static str {
+    match s {
+        "ip" => "IP",
+        "global" => "GLOBAL",
+        "session" => "SESSION",
+        "user" => "USER",
+        "resource" => "RESOURCE",
+        _ => "TX",
+    }
 }
 
 fn trim_start_spaces(b: &[u8]) -> &[u8] {

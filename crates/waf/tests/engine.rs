@@ -209,3 +209,14 @@ fn load_errors_name_file_line_and_reason() {
         .to_string();
     assert!(err.contains("no id"), "{err}");
 }
+
+#[test]
+fn setenv_and_full_request() {
+    let rules = r#"
+SecAction "id:1,phase:1,pass,setenv:origin=%{REMOTE_ADDR}"
+SecRule ENV:origin "@ipMatch 192.0.2.0/24" "id:2,phase:1,pass"
+SecRule FULL_REQUEST "@rx ^POST /x HTTP/1\.1\r\nHost: h\r\n\r\nbody$" "id:3,phase:2,pass"
+"#;
+    let (m, _) = ids(rules, "/x", &[("Host", "h")], b"body");
+    assert_eq!(m, vec![1, 2, 3]);
+}
