@@ -66,7 +66,9 @@ enum RemoveScope {
 }
 
 /// Per-request evaluation state. Create with [`RuleSet::transaction`].
-#[derive(Debug)]
+///
+/// Its `Debug` output leaves out request and response data on purpose, so
+/// logging a transaction cannot leak credentials or personal data.
 pub struct Transaction<'r> {
     rs: &'r RuleSet,
     mode: EngineMode,
@@ -96,6 +98,20 @@ pub struct Transaction<'r> {
     cur: Option<&'r Rule>,
     matched_var: Vec<u8>,
     matched_var_name: String,
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("unique_id", &self.unique_id)
+            .field("mode", &self.mode)
+            .field(
+                "matched_ids",
+                &self.matched.iter().map(|m| m.id).collect::<Vec<_>>(),
+            )
+            .field("interruption", &self.interruption)
+            .finish_non_exhaustive()
+    }
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

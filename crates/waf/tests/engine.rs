@@ -220,3 +220,18 @@ SecRule FULL_REQUEST "@rx ^POST /x HTTP/1\.1\r\nHost: h\r\n\r\nbody$" "id:3,phas
     let (m, _) = ids(rules, "/x", &[("Host", "h")], b"body");
     assert_eq!(m, vec![1, 2, 3]);
 }
+
+#[test]
+fn debug_output_leaves_out_request_data() {
+    let rs = RuleSet::from_text("SecAction \"id:1,phase:1,pass\"").unwrap();
+    let mut tx = rs.transaction();
+    tx.process_uri(b"GET", b"/?password=hunter2", b"HTTP/1.1");
+    tx.add_request_header(b"Authorization", b"Bearer secret-token");
+    tx.process_request_headers();
+    let dbg = format!("{tx:?}");
+    assert!(
+        !dbg.contains("hunter2") && !dbg.contains("secret-token"),
+        "{dbg}"
+    );
+    assert!(dbg.contains("matched_ids: [1]"), "{dbg}");
+}
