@@ -54,6 +54,22 @@
 //!   `MULTIPART_*` strictness flags.
 //! - [`ftw`]: runs go-ftw YAML test suites in-process.
 //!
+//! # Semantics worth knowing
+//!
+//! - Matching follows ModSecurity v2 (the engine CRS's suite is written
+//!   against): a rule's `setvar`/`ctl` actions run once per matching value,
+//!   disruptive actions and logging once per matched chain; `REQUEST_BODY`
+//!   exists for URL-encoded bodies or after `ctl:forceRequestBodyVariable`;
+//!   `REQUEST_FILENAME` is the percent-decoded path.
+//! - Response bodies are inspected only for `SecResponseBodyMimeType`
+//!   types (default `text/plain text/html text/xml`).
+//! - The request body processor is chosen from Content-Type before phase 1
+//!   (URL-encoded, multipart, JSON incl. `+json`, XML), as ModSecurity's
+//!   recommended configuration does; `ctl:requestBodyProcessor` overrides.
+//! - [`http::parse_request`] rejects what a strict server (Apache httpd)
+//!   answers with 400, but keeps repeated headers separate (httpd merges
+//!   them), so CRS rule 920620 can see duplicate Content-Type headers.
+//!
 //! # What is not, and why
 //!
 //! - Persistent collections (IP, GLOBAL, SESSION) live only for one
