@@ -531,3 +531,78 @@ fn run_test(rules: &RuleSet, test: &Value, stages_run: &mut usize) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn autocomplete_adds_type_length_and_connection() {
+        let raw = build_request(&yaml(
+            "method: POST\nuri: /p\nheaders:\n  Host: h\ndata: a=1\n",
+        ))
+        .unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert_eq!(
+            text,
+            "POST /p HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=1"
+        );
+        let raw =
+            build_request(&yaml("autocomplete_headers: false\nheaders:\n  Host: h\n")).unwrap();
+        assert_eq!(raw, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    }
+
+    #[test]
+    fn encoded_request_is_sent_verbatim() {
+        let raw =
+            build_request(&yaml("encoded_request: \"R0VUIC8g\nSFRUUC8xLjENCg0K\"\n")).unwrap();
+        assert_eq!(raw, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn reflect_backend_echoes_the_described_response() {
+        let req = crate::http::RawRequest {
+            method: b"POST".to_vec(),
+            uri: b"/reflect".to_vec(),
+            body: br#"{"status": 500, "body": "<html>x</html>", "headers": {"X-A": "1"}}"#.to_vec(),
+            ..Default::default()
+        };
+        let (status, headers, body) = backend(&req);
+        assert_eq!(status, 500);
+        assert_eq!(body, b"<html>x</html>");
+        assert!(headers.contains(&(
+            b"Content-Type".to_vec(),
+            b"text/html; charset=utf-8".to_vec()
+        )));
+        assert!(headers.contains(&(b"X-A".to_vec(), b"1".to_vec())));
+    }
+
+    #[test]
+    fn expectations_are_checked() {
+        let r = StageResult {
+            status: 200,
+            log: "[id \"1\"] [msg \"m\"] [data \"d\"]".into(),
+            ids: vec![1],
+            error: false,
+        };
+        assert!(check_stage(&yaml("log:\n  expect_ids: [1]\n"), &r).is_ok());
+        assert!(check_stage(&yaml("log:\n  expect_ids: [2]\n"), &r).is_err());
+        assert!(check_stage(&yaml("log:\n  no_expect_ids: [1]\n"), &r).is_err());
+        assert!(check_stage(&yaml("status: [200, 403]\n"), &r).is_ok());
+        assert!(check_stage(&yaml("status: 403\n"), &r).is_err());
+        assert!(check_stage(&yaml("log:\n  match_regex: 'msg \"m\"'\n"), &r).is_ok());
+        assert!(check_stage(&yaml("log:\n  no_match_regex: 'id \"\\d+\"'\n"), &r).is_err());
+    }
+
+    #[test]
+    fn exclusions_file_format() {
+        let e = parse_exclusions("# comment\n\n920100-2  needs httpd\n930100-1\n");
+        assert_eq!(e.get("920100-2").map(String::as_str), Some("needs httpd"));
+        assert_eq!(e.get("930100-1").map(String::as_str), Some(""));
+        assert_eq!(e.len(), 2);
+    }
+}

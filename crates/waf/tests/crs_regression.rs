@@ -25,6 +25,9 @@ fn crs_regression_suite() {
     let exclusions_text =
         std::fs::read_to_string(here.join("crs-exclusions.txt")).expect("read exclusions");
     let exclusions = rampart_waf::ftw::parse_exclusions(&exclusions_text);
+    for (id, reason) in &exclusions {
+        assert!(!reason.is_empty(), "exclusion {id} needs a reason");
+    }
     let ratchet: usize = std::fs::read_to_string(here.join("crs-ratchet.txt"))
         .expect("read ratchet")
         .trim()
