@@ -328,22 +328,6 @@ impl<'r> Transaction<'r> {
         if self.request_body_access {
             self.parse_request_body();
         }
-        let mut full = self
-            .scalars
-            .get("REQUEST_LINE")
-            .cloned()
-            .unwrap_or_default();
-        full.extend_from_slice(b"\r\n");
-        for (k, v) in self.coll(Coll::RequestHeaders) {
-            full.extend_from_slice(k.as_bytes());
-            full.extend_from_slice(b": ");
-            full.extend_from_slice(v);
-            full.extend_from_slice(b"\r\n");
-        }
-        full.extend_from_slice(b"\r\n");
-        full.extend_from_slice(&self.request_body);
-        self.set("FULL_REQUEST_LENGTH", full.len().to_string().into_bytes());
-        self.set("FULL_REQUEST", full);
         self.run_phase(2);
         self.interruption
     }
@@ -626,8 +610,29 @@ impl<'r> Transaction<'r> {
                 Some(v.into_bytes())
             }
             "MULTIPART_FILENAME" | "MULTIPART_NAME" => Some(Vec::new()),
+            // Built on demand: it would be a third copy of the body.
+            "FULL_REQUEST" => Some(self.full_request()),
+            "FULL_REQUEST_LENGTH" => Some(self.full_request().len().to_string().into_bytes()),
             _ => None,
         }
+    }
+
+    fn full_request(&self) -> Vec<u8> {
+        let mut full = self
+            .scalars
+            .get("REQUEST_LINE")
+            .cloned()
+            .unwrap_or_default();
+        full.extend_from_slice(b"\r\n");
+        for (k, v) in self.coll(Coll::RequestHeaders) {
+            full.extend_from_slice(k.as_bytes());
+            full.extend_from_slice(b": ");
+            full.extend_from_slice(v);
+            full.extend_from_slice(b"\r\n");
+        }
+        full.extend_from_slice(b"\r\n");
+        full.extend_from_slice(&self.request_body);
+        full
     }
 
     /// Enumerates a target's values, borrowing them from the transaction.
