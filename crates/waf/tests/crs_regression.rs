@@ -177,3 +177,53 @@ fn crs_blocks_attacks_when_engine_is_on() {
         assert!(ids.is_empty(), "benign request {i} matched {ids:?}");
     }
 }
+
+/// Cost of one benign request through CRS at paranoia level 1 (engine On).
+/// Run with `cargo test --release -p rampart-waf --test crs_regression --
+/// --ignored --nocapture crs_request_cost`.
+#[test]
+#[ignore]
+fn crs_request_cost() {
+    let dir = crs_dir();
+    if !dir.join("rules").is_dir() {
+        println!("skipped: CRS not found at {}", dir.display());
+        return;
+    }
+    let rules =
+        rampart_waf::RuleSet::load(&[dir.join("crs-setup.conf.example")], &dir.join("rules"))
+            .expect("CRS loads");
+    let body = br#"{"items":[{"sku":"A-100","qty":2}],"note":"Leave at the door, thanks!"}"#;
+    let n = 2000;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let mut tx = rules.transaction();
+        tx.process_connection("203.0.113.7", 50000, "10.0.0.1", 443);
+        tx.process_uri(
+            b"POST",
+            b"/api/orders?ref=mail&campaign=spring",
+            b"HTTP/1.1",
+        );
+        for (k, v) in [
+            ("Host", "example.com"),
+            (
+                "User-Agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            ),
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", "74"),
+            ("Cookie", "session=6f1c2a9e0b; theme=dark"),
+        ] {
+            tx.add_request_header(k.as_bytes(), v.as_bytes());
+        }
+        assert!(tx.process_request_headers().is_none());
+        tx.append_request_body(body);
+        assert!(tx.process_request_body().is_none());
+        tx.add_response_header(b"Content-Type", b"application/json");
+        tx.process_response_headers(200, b"HTTP/1.1");
+        tx.process_response_body();
+        tx.process_logging();
+    }
+    let each = started.elapsed().as_micros() as f64 / f64::from(n);
+    println!("{each:.0} µs per request (CRS, paranoia level 1, engine On)");
+}
