@@ -361,11 +361,13 @@ pub(crate) fn parse_multipart(content_type: &str, body: &[u8], limit: usize) -> 
     };
 
     for (line, term) in lines {
-        match term {
+        // Line endings are judged on boundary and header lines only: part
+        // content (an uploaded text file) may use any line ending.
+        let note_ending = |mp: &mut Multipart| match term {
             b"\r\n" => mp.crlf_line = true,
             b"\n" => mp.lf_line = true,
             _ => {}
-        }
+        };
         let is_delim = line.starts_with(&delim);
         let is_final = is_delim && line[delim.len()..].starts_with(b"--");
         let delim_ok = is_delim && {
@@ -383,6 +385,7 @@ pub(crate) fn parse_multipart(content_type: &str, body: &[u8], limit: usize) -> 
             continue;
         }
         if delim_ok {
+            note_ending(&mut mp);
             if part_open {
                 finish_part(&cur_headers, &content, &mut mp);
             }
@@ -415,6 +418,7 @@ pub(crate) fn parse_multipart(content_type: &str, body: &[u8], limit: usize) -> 
                 }
             }
             State::Headers => {
+                note_ending(&mut mp);
                 if line.is_empty() {
                     state = State::Content;
                 } else if line[0] == b' ' || line[0] == b'\t' {
@@ -508,5 +512,13 @@ mod tests {
         assert!(mp.strict_error());
         let mp = parse_multipart("multipart/form-data", b"", 100);
         assert!(mp.error.is_some());
+
+        // LF-only lines inside an uploaded file are not a framing problem.
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nline1\nline2\n\r\n--XX--\r\n";
+        let mp = parse_multipart("multipart/form-data; boundary=XX", body, 100);
+        assert!(!mp.strict_error(), "{mp:?}");
+        let body = b"--XX\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XX--\r\n";
+        let mp = parse_multipart("multipart/form-data; boundary=XX", body, 100);
+        assert!(mp.lf_line && mp.crlf_line && mp.strict_error());
     }
 }
