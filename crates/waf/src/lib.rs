@@ -80,8 +80,10 @@
 //!   Coraza (RE2) must run it too.
 //! - Full XPath is not evaluated: any `XML:` key yields the document text,
 //!   or attribute values when the key names attributes (`@`).
-//! - No audit log, `exec`, `@inspectFile`, `@rbl`, `@geoLookup`, or GeoIP
-//!   variables: they need infrastructure outside a pure library.
+//! - No audit log, `exec`, `SecRuleScript` (Lua), `@inspectFile`, `@rbl`,
+//!   `@geoLookup`, or GeoIP variables: they need infrastructure outside a
+//!   pure library. Unsupported directives and operators are load errors, so
+//!   a rule set never half-loads silently.
 //! - `@detectSQLi`/`@detectXSS` come from `libinjectionrs`, a Rust port of
 //!   libinjection; rare fingerprints may differ from the C library.
 

@@ -25,6 +25,69 @@ pub enum LoadError {
     },
 }
 
+/// Directives about logging, storage and server housekeeping: accepted so
+/// existing configurations load, and ignored because this library keeps no
+/// audit log, files or persistent state.
+const HOUSEKEEPING_DIRECTIVES: &[&str] = &[
+    "seccomponentsignature",
+    "secrequestbodynofileslimit",
+    "secrequestbodyinmemorylimit",
+    "secrequestbodylimitaction",
+    "secresponsebodylimitaction",
+    "secpcrematchlimit",
+    "secpcrematchlimitrecursion",
+    "sectmpdir",
+    "secdatadir",
+    "secauditengine",
+    "secauditlog",
+    "secauditlogparts",
+    "secauditlogtype",
+    "secauditlogrelevantstatus",
+    "secauditlogstoragedir",
+    "secauditlogformat",
+    "secdebuglog",
+    "secdebugloglevel",
+    "secargumentseparator",
+    "seccookieformat",
+    "secunicodemapfile",
+    "secstatusengine",
+    "seccollectiontimeout",
+    "sechttpblkey",
+    "secuploaddir",
+    "secuploadkeepfiles",
+    "secuploadfilemode",
+    "secuploadfilelimit",
+    "secxmlexternalentity",
+    "secrequestbodyjsondepthlimit",
+    "secwebappid",
+    "secserversignature",
+    "secsensorid",
+    "secgeolookupdb",
+    "secgsblookupdb",
+    "sectmpsaveuploadedfiles",
+    "secinterceptonerror",
+    "secconnengine",
+    "secremoterules",
+    "secremoterulesfailaction",
+    "secruleinheritance",
+    "seccontentinjection",
+    "secstreaminbodyinspection",
+    "secstreamoutbodyinspection",
+    "secdisablebackendcompression",
+    "sechashengine",
+    "sechashkey",
+    "sechashparam",
+    "sechashmethodrx",
+    "sechashmethodpm",
+    "secruleperftime",
+    "seccachetransformations",
+    "secguardianlog",
+    "secauditlog2",
+    "secauditlogdirmode",
+    "secauditlogfilemode",
+    "secchrootdir",
+];
+
 #[derive(Debug)]
 pub(crate) enum Entry {
     Rule(Box<Rule>),
@@ -338,46 +401,7 @@ impl RuleSetBuilder {
                     .map_err(|_| "bad SecArgumentsLimit".to_string())?;
             }
             "include" => return Err("Include is not supported; load a directory instead".into()),
-            "seccomponentsignature"
-            | "secrequestbodynofileslimit"
-            | "secrequestbodyinmemorylimit"
-            | "secrequestbodylimitaction"
-            | "secresponsebodylimitaction"
-            | "secpcrematchlimit"
-            | "secpcrematchlimitrecursion"
-            | "sectmpdir"
-            | "secdatadir"
-            | "secauditengine"
-            | "secauditlog"
-            | "secauditlogparts"
-            | "secauditlogtype"
-            | "secauditlogrelevantstatus"
-            | "secauditlogstoragedir"
-            | "secauditlogformat"
-            | "secdebuglog"
-            | "secdebugloglevel"
-            | "secargumentseparator"
-            | "seccookieformat"
-            | "secunicodemapfile"
-            | "secstatusengine"
-            | "seccollectiontimeout"
-            | "sechttpblkey"
-            | "secuploaddir"
-            | "secuploadkeepfiles"
-            | "secuploadfilemode"
-            | "secuploadfilelimit"
-            | "secxmlexternalentity"
-            | "secrequestbodyjsondepthlimit"
-            | "secwebappid"
-            | "secserversignature"
-            | "secsensorid"
-            | "secgeolookupdb"
-            | "secgsblookupdb"
-            | "sectmpsaveuploadedfiles"
-            | "secinterceptonerror"
-            | "secconnengine"
-            | "secremoterules"
-            | "secremoterulesfailaction" => {}
+            other if HOUSEKEEPING_DIRECTIVES.contains(&other) => {}
             other => return Err(format!("unsupported directive {other}")),
         }
         Ok(())
