@@ -325,13 +325,14 @@ impl RuleSetBuilder {
                     Some(r) => Some(rule::compile_targets(r)?),
                     None => None,
                 };
+                // Updates naming rules that are not loaded (for example after
+                // SecRuleRemoveById) are ignored, as in ModSecurity.
                 let by = d.name.to_ascii_lowercase();
                 let ranges = if by.ends_with("byid") {
                     rule::parse_id_ranges(&sel)?
                 } else {
                     Vec::new()
                 };
-                let mut found = false;
                 for e in &mut self.entries {
                     let Entry::Rule(r) = e else { continue };
                     let hit = if by.ends_with("byid") {
@@ -344,7 +345,6 @@ impl RuleSetBuilder {
                     if !hit {
                         continue;
                     }
-                    found = true;
                     match &replaced {
                         Some(old) => {
                             for o in old {
@@ -355,9 +355,6 @@ impl RuleSetBuilder {
                         None => r.targets.extend(targets.iter().cloned()),
                     }
                 }
-                // ModSecurity ignores updates for rules that are not loaded
-                // (for example after SecRuleRemoveById), so do we.
-                let _ = found;
             }
             "secruleupdateactionbyid" => {
                 let ranges = rule::parse_id_ranges(arg(0)?)?;
