@@ -356,6 +356,9 @@ pub(crate) struct Rule {
     pub transforms: Vec<Transform>,
     /// `t:none` was given, so the phase's default transformations are dropped.
     pub transforms_reset: bool,
+    /// Identifies the transformation list among all rules (same list, same
+    /// key), so a transaction can reuse a transformed value; 0 means none.
+    pub transform_key: u32,
     pub multi_match: bool,
     pub capture: bool,
     pub msg: Option<Macro>,
@@ -572,6 +575,7 @@ impl Rule {
             negated,
             transforms: Vec::new(),
             transforms_reset: false,
+            transform_key: 0,
             multi_match: false,
             capture: false,
             msg: None,

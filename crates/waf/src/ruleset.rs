@@ -447,7 +447,20 @@ impl RuleSetBuilder {
     }
 
     pub fn build(&mut self) -> Result<RuleSet, LoadError> {
-        let entries = std::mem::take(&mut self.entries);
+        let mut entries = std::mem::take(&mut self.entries);
+        let mut keys: std::collections::HashMap<Vec<crate::transform::Transform>, u32> =
+            std::collections::HashMap::new();
+        for e in &mut entries {
+            let Entry::Rule(head) = e else { continue };
+            let mut link: Option<&mut Rule> = Some(head);
+            while let Some(r) = link {
+                if !r.transforms.is_empty() {
+                    let next = keys.len() as u32 + 1;
+                    r.transform_key = *keys.entry(r.transforms.clone()).or_insert(next);
+                }
+                link = r.chain.as_deref_mut();
+            }
+        }
         let mut phases: [Vec<usize>; 5] = Default::default();
         for (i, e) in entries.iter().enumerate() {
             match e {

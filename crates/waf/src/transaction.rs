@@ -5,7 +5,9 @@
 //! read-only, so any number of transactions can run at once.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::body;
@@ -94,6 +96,9 @@ pub struct Transaction<'r> {
     interruption: Option<Interruption>,
     allow_request: bool,
     phases_done: u8,
+    /// Transformed request values by (transformation list, collection,
+    /// index); see `eval_link`.
+    transformed: RefCell<HashMap<TransformSlot, Arc<[u8]>>>,
     /// The rule being evaluated, for `%{rule.*}` and `RULE:`.
     cur: Option<&'r Rule>,
     matched_var: Vec<u8>,
@@ -165,6 +170,7 @@ impl<'r> Transaction<'r> {
             allow_request: false,
             phases_done: 0,
             cur: None,
+            transformed: RefCell::new(HashMap::new()),
             matched_var: Vec::new(),
             matched_var_name: String::new(),
         };
@@ -640,20 +646,32 @@ impl<'r> Transaction<'r> {
         let start = out.len();
         let excluded = |key: &str| excl.iter().any(|e| e.excludes(&t.var, Some(key)));
         let mut push = |label: &'a str, key: Option<&'a str>, value: Cow<'a, [u8]>| {
-            out.push(Cand { label, key, value })
+            out.push(Cand {
+                label,
+                key,
+                value,
+                slot: None,
+            })
         };
         match &t.var {
-            Var::Coll(c) => {
-                for (k, v) in self.coll(*c) {
+            Var::Coll(c) | Var::Names(c, _) => {
+                let names = matches!(t.var, Var::Names(..));
+                let label = match &t.var {
+                    Var::Names(_, l) => l,
+                    _ => c.name(),
+                };
+                // MATCHED_VARS is rebuilt per rule; everything else only grows.
+                let cacheable = *c != Coll::MatchedVars;
+                let id = (*c as u8) << 1 | u8::from(names);
+                for (i, (k, v)) in self.coll(*c).iter().enumerate() {
                     if t.key.matches(k) && !excluded(k) {
-                        push(c.name(), Some(k), Cow::Borrowed(v));
-                    }
-                }
-            }
-            Var::Names(c, label) => {
-                for (k, _) in self.coll(*c) {
-                    if t.key.matches(k) && !excluded(k) {
-                        push(label, Some(k), Cow::Borrowed(k.as_bytes()));
+                        let value = if names { k.as_bytes() } else { v.as_slice() };
+                        out.push(Cand {
+                            label,
+                            key: Some(k),
+                            value: Cow::Borrowed(value),
+                            slot: (cacheable && !t.count).then_some((id, i as u32)),
+                        });
                     }
                 }
             }
@@ -728,6 +746,7 @@ impl<'r> Transaction<'r> {
                 label,
                 key: None,
                 value: Cow::Owned(n.to_string().into_bytes()),
+                slot: None,
             });
         }
     }
@@ -954,30 +973,38 @@ impl<'r> Transaction<'r> {
                 self.collect(t, &all_excl, &mut values);
             }
             for cand in &values {
-                let mut test = |v: Cow<'_, [u8]>| -> bool {
-                    let res = rule.op.matches(&v, arg.as_deref(), want_caps);
-                    if res.is_some() == rule.negated {
-                        return false;
+                let mut test = |v: &[u8]| {
+                    let res = rule.op.matches(v, arg.as_deref(), want_caps);
+                    if res.is_some() != rule.negated {
+                        hits.push((cand.name(), v.to_vec(), res));
                     }
-                    hits.push((cand.name(), v.into_owned(), res));
-                    true
                 };
                 if rule.multi_match {
                     let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&cand.value);
-                    test(cur.clone());
+                    test(&cur);
                     for t in &rule.transforms {
                         let next = t.apply(&cur);
                         if next != *cur {
                             cur = Cow::Owned(next);
-                            test(cur.clone());
+                            test(&cur);
                         }
                     }
+                } else if rule.transforms.is_empty() {
+                    test(&cand.value);
+                } else if let Some(slot) = cand.slot {
+                    // Request data never changes once added, so a value
+                    // transformed by one rule is reused by the next rule
+                    // with the same transformation list.
+                    let key = (rule.transform_key, slot.0, slot.1);
+                    let cached = self.transformed.borrow().get(&key).cloned();
+                    let v = cached.unwrap_or_else(|| {
+                        let v: Arc<[u8]> = apply_all(&rule.transforms, &cand.value).into();
+                        self.transformed.borrow_mut().insert(key, Arc::clone(&v));
+                        v
+                    });
+                    test(&v);
                 } else {
-                    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&cand.value);
-                    for t in &rule.transforms {
-                        cur = Cow::Owned(t.apply(&cur));
-                    }
-                    test(cur);
+                    test(&apply_all(&rule.transforms, &cand.value));
                 }
             }
         }
@@ -1100,11 +1127,25 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
     out
 }
 
+/// (transformation list key, collection id, index in the collection)
+type TransformSlot = (u32, u8, u32);
+
 /// A value a rule will test; its name (`ARGS:q`) is built only on a match.
 struct Cand<'a> {
     label: &'a str,
     key: Option<&'a str>,
     value: Cow<'a, [u8]>,
+    /// Where an append-only request value lives (collection, index), for
+    /// the transformation cache; `None` for values that can change.
+    slot: Option<(u8, u32)>,
+}
+
+fn apply_all(transforms: &[crate::transform::Transform], v: &[u8]) -> Vec<u8> {
+    let mut cur = v.to_vec();
+    for t in transforms {
+        cur = t.apply(&cur);
+    }
+    cur
 }
 
 impl Cand<'_> {
