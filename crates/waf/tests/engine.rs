@@ -235,3 +235,17 @@ fn debug_output_leaves_out_request_data() {
     );
     assert!(dbg.contains("matched_ids: [1]"), "{dbg}");
 }
+
+#[test]
+fn transformed_values_are_reused_only_for_the_same_list_and_value() {
+    let rules = r#"
+SecRule ARGS "@streq abc" "id:1,phase:2,pass,t:lowercase"
+SecRule ARGS "@streq ABC" "id:2,phase:2,pass,t:none"
+SecRule ARGS "@streq abc" "id:3,phase:2,pass,t:lowercase"
+SecRule ARGS "@streq 3" "id:4,phase:2,pass,t:length"
+SecRule ARGS_NAMES "@streq qq" "id:5,phase:2,pass,t:lowercase"
+SecRule ARGS:QQ "@streq x" "id:6,phase:2,pass,t:lowercase"
+"#;
+    let (m, _) = ids(rules, "/?QQ=ABC", &[FORM], b"QQ=X");
+    assert_eq!(m, vec![1, 2, 3, 4, 5, 6]);
+}
