@@ -318,6 +318,11 @@ impl<'r> Transaction<'r> {
             .config
             .request_body_limit
             .saturating_sub(self.request_body.len());
+        if data.len() > room {
+            // Like ModSecurity: the excess is not inspected, and rules can
+            // see that it was cut off.
+            self.set("INBOUND_DATA_ERROR", b"1".to_vec());
+        }
         self.request_body
             .extend_from_slice(&data[..data.len().min(room)]);
     }
@@ -460,6 +465,9 @@ impl<'r> Transaction<'r> {
             .config
             .response_body_limit
             .saturating_sub(self.response_body.len());
+        if data.len() > room {
+            self.set("OUTBOUND_DATA_ERROR", b"1".to_vec());
+        }
         self.response_body
             .extend_from_slice(&data[..data.len().min(room)]);
     }

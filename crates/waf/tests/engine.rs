@@ -249,3 +249,14 @@ SecRule ARGS:QQ "@streq x" "id:6,phase:2,pass,t:lowercase"
     let (m, _) = ids(rules, "/?QQ=ABC", &[FORM], b"QQ=X");
     assert_eq!(m, vec![1, 2, 3, 4, 5, 6]);
 }
+
+#[test]
+fn oversized_bodies_are_cut_and_flagged() {
+    let rules = r#"
+SecRequestBodyLimit 8
+SecRule INBOUND_DATA_ERROR "@eq 1" "id:1,phase:2,pass"
+SecRule ARGS:a "@streq 123456" "id:2,phase:2,pass"
+"#;
+    let (m, _) = ids(rules, "/", &[FORM], b"a=123456789");
+    assert_eq!(m, vec![1, 2]);
+}
