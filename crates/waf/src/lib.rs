@@ -52,7 +52,8 @@
 //!   array elements take the array's name, as in ModSecurity v2), XML
 //!   (`XML:/*` text and `XML://@*` attributes) and multipart with the
 //!   `MULTIPART_*` strictness flags.
-//! - [`ftw`]: runs go-ftw YAML test suites in-process.
+//! - `ftw` (cargo feature `ftw`, on by default): runs go-ftw YAML test
+//!   suites in-process.
 //!
 //! # Semantics worth knowing
 //!
@@ -90,6 +91,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+#[cfg(feature = "ftw")]
 pub mod ftw;
 pub mod http;
 mod injection;

@@ -625,13 +625,12 @@ impl Rule {
                 "ver" => self.ver = Some(v.to_string()),
                 "rev" | "maturity" | "accuracy" | "sanitisematched" | "sanitizematched"
                 | "sanitisearg" | "sanitizearg" | "auditlog" | "noauditlog" | "status_line" => {}
-                "t" => match Transform::from_name(v.trim()) {
+                "t" => match Transform::from_name(v.trim()).map_err(|e| e.to_string())? {
                     None => {
                         self.transforms.clear();
                         self.transforms_reset = true;
                     }
-                    Some(Ok(t)) => self.transforms.push(t),
-                    Some(Err(())) => return Err(format!("unknown transformation {v}")),
+                    Some(t) => self.transforms.push(t),
                 },
                 "multimatch" => self.multi_match = true,
                 "capture" => self.capture = true,

@@ -41,12 +41,17 @@ pub enum Transform {
     SqlHexDecode,
 }
 
+/// A `t:` name this engine does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transformation {0}")]
+pub struct UnknownTransform(pub String);
+
 impl Transform {
-    /// Parses a `t:` name. `None` is returned for `none`, which is not a
-    /// transformation but a reset of the list; callers handle it.
-    pub fn from_name(name: &str) -> Option<Result<Transform, ()>> {
+    /// Parses a `t:` name. `Ok(None)` is returned for `none`, which is not
+    /// a transformation but a reset of the list; callers handle it.
+    pub fn from_name(name: &str) -> Result<Option<Transform>, UnknownTransform> {
         let t = match name.to_ascii_lowercase().as_str() {
-            "none" => return None,
+            "none" => return Ok(None),
             "lowercase" => Transform::Lowercase,
             "uppercase" => Transform::Uppercase,
             "urldecode" => Transform::UrlDecode,
@@ -78,9 +83,9 @@ impl Transform {
             "trimright" => Transform::TrimRight,
             "escapeseqdecode" => Transform::EscapeSeqDecode,
             "sqlhexdecode" => Transform::SqlHexDecode,
-            _ => return Some(Err(())),
+            _ => return Err(UnknownTransform(name.to_string())),
         };
-        Some(Ok(t))
+        Ok(Some(t))
     }
 
     /// Applies the transformation.

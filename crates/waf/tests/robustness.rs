@@ -82,8 +82,8 @@ fn transformations_never_panic() {
         let input = rng.bytes(64, SPICY);
         for name in all {
             let t = Transform::from_name(name)
-                .expect("not none")
-                .expect("known");
+                .expect("known")
+                .expect("not none");
             let _ = t.apply(&input);
         }
     }
@@ -155,5 +155,50 @@ fn requests_and_bodies_never_panic() {
             let mut tx = rs.transaction();
             req.feed(&mut tx);
         }
+    }
+}
+
+/// The real CRS with hostile requests: every phase, every body processor.
+#[test]
+fn crs_survives_hostile_requests() {
+    let dir = std::env::var("RAMPART_CRS_DIR").map_or_else(
+        |_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0")
+        },
+        std::path::PathBuf::from,
+    );
+    if !dir.join("rules").is_dir() {
+        println!("skipped: CRS not found at {}", dir.display());
+        return;
+    }
+    let rs = RuleSet::load(&[dir.join("crs-setup.conf.example")], &dir.join("rules"))
+        .expect("CRS loads");
+    let mut rng = Rng(0xdead_beef);
+    let types = [
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "text/xml",
+        "multipart/form-data; boundary=B",
+        "text/plain",
+    ];
+    for i in 0..300 {
+        let mut tx = rs.transaction();
+        tx.process_connection("198.51.100.4", 1, "198.51.100.5", 2);
+        let uri = rng.bytes(80, SPICY);
+        tx.process_uri(b"POST", &uri, b"HTTP/1.1");
+        for _ in 0..(rng.next() % 6) {
+            let name = rng.bytes(12, b"abcXYZ-_");
+            let value = rng.bytes(40, SPICY);
+            tx.add_request_header(&name, &value);
+        }
+        tx.add_request_header(b"Content-Type", types[i % types.len()].as_bytes());
+        tx.process_request_headers();
+        tx.append_request_body(&rng.bytes(300, SPICY));
+        tx.process_request_body();
+        tx.add_response_header(b"Content-Type", b"text/html");
+        tx.process_response_headers(500, b"HTTP/1.1");
+        tx.append_response_body(&rng.bytes(300, SPICY));
+        tx.process_response_body();
+        tx.process_logging();
     }
 }

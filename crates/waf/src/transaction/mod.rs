@@ -1,8 +1,8 @@
-//! One request/response exchange evaluated against a `RuleSet`: holds the
-//! request and response data as SecLang variables, runs the rules of each
-//! phase in order (skips, chains, captures, setvar, ctl) and records what
-//! matched and whether the exchange is interrupted. It borrows the rule set
-//! read-only, so any number of transactions can run at once.
+//! One request/response exchange evaluated against a `RuleSet`: the public
+//! feeding/result API, the per-phase evaluation loop (skips, chains,
+//! captures, setvar, ctl) and the interruption decision. Variable storage
+//! and lookup live in `variables`. A transaction borrows the rule set
+//! read-only, so any number of them can run at once.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::body;
-use crate::macros::Macro;
 use crate::operator::Captures;
 use crate::rule::{
-    Action, Coll, Ctl, Disruptive, EngineMode, IdRange, KeySel, Rule, SetOp, Target, Var,
+    Action, Coll, Ctl, Disruptive, EngineMode, IdRange, KeySel, Rule, SetOp, Target,
 };
 use crate::ruleset::{Entry, RuleSet};
+
+mod variables;
 
 /// A rule that matched, as ModSecurity would log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,20 +121,6 @@ impl std::fmt::Debug for Transaction<'_> {
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-to-civil algorithm; avoids a date dependency.
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 impl<'r> Transaction<'r> {
     pub(crate) fn new(rs: &'r RuleSet) -> Self {
@@ -547,275 +534,6 @@ impl<'r> Transaction<'r> {
             .sum()
     }
 
-    // ----- variable storage -----
-
-    fn set(&mut self, name: &'static str, v: Vec<u8>) {
-        self.scalars.insert(name, v);
-    }
-
-    fn push(&mut self, c: Coll, k: String, v: Vec<u8>) {
-        self.colls.entry(c).or_default().push((k, v));
-    }
-
-    fn add_arg(&mut self, c: Coll, k: String, v: Vec<u8>) {
-        let size = k.len() + v.len();
-        let cur = crate::operator::atoi(
-            self.scalars
-                .get("ARGS_COMBINED_SIZE")
-                .map_or(&b"0"[..], |v| v),
-        );
-        self.set(
-            "ARGS_COMBINED_SIZE",
-            (cur + size as i64).to_string().into_bytes(),
-        );
-        self.push(Coll::Args, k.clone(), v.clone());
-        self.push(c, k, v);
-    }
-
-    fn coll(&self, c: Coll) -> &[(String, Vec<u8>)] {
-        self.colls.get(&c).map_or(&[], Vec::as_slice)
-    }
-
-    fn scalar(&self, name: &str) -> Option<Cow<'_, [u8]>> {
-        self.scalar_owned(name)
-            .map(Cow::Owned)
-            .or_else(|| self.scalars.get(name).map(|v| Cow::Borrowed(v.as_slice())))
-    }
-
-    /// Values computed on demand; stored scalars are borrowed instead.
-    fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
-        match name {
-            "DURATION" => Some(self.started.elapsed().as_micros().to_string().into_bytes()),
-            "UNIQUE_ID" => Some(self.unique_id.clone().into_bytes()),
-            "MATCHED_VAR" => Some(self.matched_var.clone()),
-            "MATCHED_VAR_NAME" => Some(self.matched_var_name.clone().into_bytes()),
-            _ if self.scalars.contains_key(name) => None,
-            "REQBODY_PROCESSOR" => {
-                Some(self.body_processor.clone().unwrap_or_default().into_bytes())
-            }
-            "HIGHEST_SEVERITY" => Some(
-                self.matched
-                    .iter()
-                    .filter_map(|m| m.severity)
-                    .min()
-                    .unwrap_or(255)
-                    .to_string()
-                    .into_bytes(),
-            ),
-            n if n.starts_with("TIME") => {
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-                let sod = secs.rem_euclid(86_400);
-                let (h, mi, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
-                let v = match n {
-                    "TIME_EPOCH" => secs.to_string(),
-                    "TIME_YEAR" => y.to_string(),
-                    "TIME_MON" => mo.to_string(),
-                    "TIME_DAY" => d.to_string(),
-                    "TIME_HOUR" => h.to_string(),
-                    "TIME_MIN" => mi.to_string(),
-                    "TIME_SEC" => s.to_string(),
-                    "TIME_WDAY" => ((secs.div_euclid(86_400) + 4).rem_euclid(7)).to_string(),
-                    _ => format!("{h:02}:{mi:02}:{s:02}"),
-                };
-                Some(v.into_bytes())
-            }
-            "MULTIPART_FILENAME" | "MULTIPART_NAME" => Some(Vec::new()),
-            // Built on demand: it would be a third copy of the body.
-            "FULL_REQUEST" => Some(self.full_request()),
-            "FULL_REQUEST_LENGTH" => Some(self.full_request().len().to_string().into_bytes()),
-            _ => None,
-        }
-    }
-
-    fn full_request(&self) -> Vec<u8> {
-        let mut full = self
-            .scalars
-            .get("REQUEST_LINE")
-            .cloned()
-            .unwrap_or_default();
-        full.extend_from_slice(b"\r\n");
-        for (k, v) in self.coll(Coll::RequestHeaders) {
-            full.extend_from_slice(k.as_bytes());
-            full.extend_from_slice(b": ");
-            full.extend_from_slice(v);
-            full.extend_from_slice(b"\r\n");
-        }
-        full.extend_from_slice(b"\r\n");
-        full.extend_from_slice(&self.request_body);
-        full
-    }
-
-    /// Enumerates a target's values, borrowing them from the transaction.
-    fn collect<'a>(&'a self, t: &'a Target, excl: &[&Target], out: &mut Vec<Cand<'a>>) {
-        let start = out.len();
-        let excluded = |key: &str| excl.iter().any(|e| e.excludes(&t.var, Some(key)));
-        let mut push = |label: &'a str, key: Option<&'a str>, value: Cow<'a, [u8]>| {
-            out.push(Cand {
-                label,
-                key,
-                value,
-                slot: None,
-            })
-        };
-        match &t.var {
-            Var::Coll(c) | Var::Names(c, _) => {
-                let names = matches!(t.var, Var::Names(..));
-                let label = match &t.var {
-                    Var::Names(_, l) => l,
-                    _ => c.name(),
-                };
-                // MATCHED_VARS is rebuilt per rule; everything else only grows.
-                let cacheable = *c != Coll::MatchedVars;
-                let id = (*c as u8) << 1 | u8::from(names);
-                for (i, (k, v)) in self.coll(*c).iter().enumerate() {
-                    if t.key.matches(k) && !excluded(k) {
-                        let value = if names { k.as_bytes() } else { v.as_slice() };
-                        out.push(Cand {
-                            label,
-                            key: Some(k),
-                            value: Cow::Borrowed(value),
-                            slot: (cacheable && !t.count).then_some((id, i as u32)),
-                        });
-                    }
-                }
-            }
-            Var::Store(s) => {
-                if let Some(m) = self.stores.get(s) {
-                    let label = store_label(s);
-                    match &t.key {
-                        KeySel::Exact(k) => {
-                            if let Some((k, v)) = m.get_key_value(k) {
-                                if !excluded(k) {
-                                    push(label, Some(k), Cow::Borrowed(v));
-                                }
-                            }
-                        }
-                        key => {
-                            for (k, v) in m {
-                                if key.matches(k) && !excluded(k) {
-                                    push(label, Some(k), Cow::Borrowed(v));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            Var::Env => {
-                for (k, v) in &self.env {
-                    if t.key.matches(k) && !excluded(k) {
-                        push("ENV", Some(k), Cow::Borrowed(v));
-                    }
-                }
-            }
-            Var::Xml => {
-                if let Some(doc) = &self.xml {
-                    let attrs = matches!(&t.key, KeySel::Exact(k) if k.contains('@'));
-                    if attrs {
-                        for a in &doc.attrs {
-                            push("XML", None, Cow::Borrowed(a));
-                        }
-                    } else {
-                        push("XML", None, Cow::Borrowed(&doc.text));
-                    }
-                }
-            }
-            Var::Rule => {
-                for k in ["id", "msg", "phase", "ver", "severity"] {
-                    if t.key.matches(k) {
-                        push("RULE", Some(k), Cow::Owned(self.rule_meta(k)));
-                    }
-                }
-            }
-            Var::Scalar(n) => {
-                if !excl.iter().any(|e| e.excludes(&t.var, None)) {
-                    if let Some(v) = self.scalar(n) {
-                        push(n, None, v);
-                    }
-                }
-            }
-        }
-        if t.count {
-            let n = out.len() - start;
-            out.truncate(start);
-            let label = match &t.var {
-                Var::Coll(c) => c.name(),
-                Var::Names(_, l) => l,
-                Var::Store(s) => store_label(s),
-                Var::Scalar(s) => s.as_str(),
-                Var::Env => "ENV",
-                Var::Xml => "XML",
-                Var::Rule => "RULE",
-            };
-            out.push(Cand {
-                label,
-                key: None,
-                value: Cow::Owned(n.to_string().into_bytes()),
-                slot: None,
-            });
-        }
-    }
-
-    fn resolve(&self, name: &str, key: Option<&str>) -> Vec<u8> {
-        if name == "RULE" {
-            return self.rule_meta(key.unwrap_or(""));
-        }
-        let Some(var) = crate::rule::var_from_name(name) else {
-            return Vec::new();
-        };
-        let key_sel = match key {
-            Some(k) => KeySel::Exact(k.to_ascii_lowercase()),
-            None => KeySel::All,
-        };
-        let t = Target {
-            var,
-            key: key_sel,
-            count: false,
-            exclude: false,
-        };
-        let mut out = Vec::new();
-        self.collect(&t, &[], &mut out);
-        out.into_iter()
-            .next()
-            .map(|c| c.value.into_owned())
-            .unwrap_or_default()
-    }
-
-    /// `%{rule.<key>}` for the rule being evaluated.
-    fn rule_meta(&self, key: &str) -> Vec<u8> {
-        let Some(r) = self.cur else {
-            return Vec::new();
-        };
-        match key {
-            "id" => r.id.to_string().into_bytes(),
-            "msg" => r
-                .msg
-                .as_ref()
-                .and_then(|m| m.as_literal())
-                .unwrap_or("")
-                .as_bytes()
-                .to_vec(),
-            "phase" => r.phase.to_string().into_bytes(),
-            "ver" => r.ver.clone().unwrap_or_default().into_bytes(),
-            "severity" => r
-                .severity
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-                .into_bytes(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn expand<'m>(&self, m: &'m Macro) -> Cow<'m, [u8]> {
-        match m.as_literal() {
-            Some(lit) => Cow::Borrowed(lit.as_bytes()),
-            None => Cow::Owned(m.expand(|n, k| self.resolve(n, k))),
-        }
-    }
-
     // ----- evaluation -----
 
     fn is_removed(&self, rule: &Rule) -> bool {
@@ -1138,42 +856,12 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
 /// (transformation list key, collection id, index in the collection)
 type TransformSlot = (u32, u8, u32);
 
-/// A value a rule will test; its name (`ARGS:q`) is built only on a match.
-struct Cand<'a> {
-    label: &'a str,
-    key: Option<&'a str>,
-    value: Cow<'a, [u8]>,
-    /// Where an append-only request value lives (collection, index), for
-    /// the transformation cache; `None` for values that can change.
-    slot: Option<(u8, u32)>,
-}
-
 fn apply_all(transforms: &[crate::transform::Transform], v: &[u8]) -> Vec<u8> {
     let mut cur = v.to_vec();
     for t in transforms {
         cur = t.apply(&cur);
     }
     cur
-}
-
-impl Cand<'_> {
-    fn name(&self) -> String {
-        match self.key {
-            Some(k) => format!("{}:{k}", self.label),
-            None => self.label.to_string(),
-        }
-    }
-}
-
-fn store_label(s: &str) -> &'static str {
-    match s {
-        "ip" => "IP",
-        "global" => "GLOBAL",
-        "session" => "SESSION",
-        "user" => "USER",
-        "resource" => "RESOURCE",
-        _ => "TX",
-    }
 }
 
 fn trim_start_spaces(b: &[u8]) -> &[u8] {
