@@ -250,9 +250,13 @@ impl Hsm {
 
     /// Whether the token would let the private key out (it must not).
     pub fn private_key_extractable(&self, key: &HsmKey) -> Result<bool, HsmError> {
+        self.extractable(key.private)
+    }
+
+    fn extractable(&self, object: ObjectHandle) -> Result<bool, HsmError> {
         let attributes = self
             .session()?
-            .get_attributes(key.private, &[AttributeType::Extractable])?;
+            .get_attributes(object, &[AttributeType::Extractable])?;
         match attributes.first() {
             Some(Attribute::Extractable(extractable)) => Ok(*extractable),
             _ => Err(HsmError::Unexpected("attribute set")),
@@ -326,13 +330,7 @@ impl Hsm {
 
     /// Whether the token would let this secret key out (it must not).
     pub fn secret_key_extractable(&self, key: HsmSecretKey) -> Result<bool, HsmError> {
-        let attributes = self
-            .session()?
-            .get_attributes(key.0, &[AttributeType::Extractable])?;
-        match attributes.first() {
-            Some(Attribute::Extractable(extractable)) => Ok(*extractable),
-            _ => Err(HsmError::Unexpected("attribute set")),
-        }
+        self.extractable(key.0)
     }
 }
 

@@ -212,6 +212,9 @@ pub struct LoadedKey {
     private: Option<PrivateKey>,
     /// For access tokens: whether it is still published and accepted.
     published: bool,
+    /// The verifier `jsonwebtoken` needs, built once at load for keys that verify access
+    /// tokens (every authenticated request uses it).
+    pub(crate) decoding: Option<jsonwebtoken::DecodingKey>,
 }
 
 impl fmt::Debug for LoadedKey {
@@ -454,6 +457,12 @@ impl SigningKeys {
             (None, None) => return Err(unusable("no public key".into())),
         };
         let public = public_from_jwk(&jwk).map_err(unusable)?;
+        let decoding = match purpose {
+            Purpose::AccessToken | Purpose::Legacy => {
+                Some(decoding_key(&jwk, alg).map_err(unusable)?)
+            }
+            Purpose::AuditCheckpoint => None,
+        };
         if thumbprint(&jwk).as_deref() != Some(record.kid.as_str()) {
             return Err(unusable("its public key does not match its kid".into()));
         }
@@ -468,6 +477,7 @@ impl SigningKeys {
             public,
             private: if with_private { private } else { None },
             published,
+            decoding,
         })
     }
 
@@ -781,6 +791,23 @@ fn public_from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, String> {
                 .map_err(|e| e.to_string())
         }
         other => Err(format!("unsupported key type {other:?}")),
+    }
+}
+
+fn decoding_key(
+    jwk: &serde_json::Value,
+    alg: Algorithm,
+) -> Result<jsonwebtoken::DecodingKey, String> {
+    use jsonwebtoken::DecodingKey;
+    let text = |e: jsonwebtoken::errors::Error| e.to_string();
+    match alg {
+        Algorithm::Es256 => {
+            DecodingKey::from_ec_components(member(jwk, "x")?, member(jwk, "y")?).map_err(text)
+        }
+        Algorithm::EdDsa => DecodingKey::from_ed_components(member(jwk, "x")?).map_err(text),
+        Algorithm::Ps256 => {
+            DecodingKey::from_rsa_components(member(jwk, "n")?, member(jwk, "e")?).map_err(text)
+        }
     }
 }
 

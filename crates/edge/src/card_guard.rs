@@ -17,7 +17,7 @@ pub fn contains_card_number(text: &[u8]) -> bool {
     for &b in text.iter().chain(std::iter::once(&b'x')) {
         match b {
             b'0'..=b'9' => {
-                digits.push(b - b'0');
+                digits.push(b);
                 group += 1;
                 last_was_separator = false;
             }
@@ -55,30 +55,24 @@ fn printed_grouping(groups: &[usize]) -> bool {
 
 fn looks_like_card(digits: &[u8], groups: &[usize]) -> bool {
     (13..=19).contains(&digits.len())
-        && (2..=6).contains(&digits[0])
+        && (b'2'..=b'6').contains(&digits[0])
         && printed_grouping(groups)
         && luhn(digits)
 }
 
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
+/// The Luhn check over ASCII digits (the vault's card parser uses it too).
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in digits.iter().rev().enumerate() {
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
             }
-        })
-        .sum();
+        }
+        sum += d;
+    }
     sum.is_multiple_of(10)
 }
 

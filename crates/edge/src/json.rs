@@ -108,17 +108,9 @@ where
                 JsonRejection::JsonSyntaxError(_) => {
                     ApiError::bad_request("malformed_json", "request body is not valid JSON")
                 }
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as Content-Type: application/json",
-                ),
-                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "request body is too large",
-                ),
-                _ => ApiError::bad_request("bad_body", "request body could not be read"),
+                // Content type and size were checked above; parsing bytes fails only
+                // as data or syntax.
+                _ => ApiError::bad_request("malformed_json", "request body is not valid JSON"),
             }),
         }
     }

@@ -109,7 +109,8 @@ fn gcra(tat: Option<i64>, now: i64, quota: Quota, policy: &'static str) -> (Deci
     )
 }
 
-/// The same step in Redis, on Redis's clock. Returns `{allowed, tat_before, new_tat, now}`.
+/// The same step in Redis, on Redis's clock. Returns `{tat_before, now}`; the caller
+/// derives the decision with [`gcra`], so both backends answer alike.
 const GCRA_SCRIPT: &str = r#"
 local t = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
@@ -118,11 +119,10 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + t
-if now < new_tat - tau then
-  return {0, tat, new_tat, now}
+if now >= new_tat - tau then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)
-return {1, tat, new_tat, now}
+return {tat, now}
 "#;
 
 #[derive(Clone)]
@@ -204,16 +204,14 @@ impl RateLimiter {
                 script,
             } => {
                 let mut conn = conn.clone();
-                let result: Result<(i64, i64, i64, i64), _> = script
+                let result: Result<(i64, i64), _> = script
                     .key(format!("{prefix}{policy}:{key}"))
                     .arg(quota.emission_us())
                     .arg(quota.tolerance_us())
                     .invoke_async(&mut conn)
                     .await;
                 match result {
-                    // Recompute the decision from Redis's numbers so both backends
-                    // answer alike.
-                    Ok((_, tat, _, now)) => gcra(Some(tat), now, quota, policy).0,
+                    Ok((tat, now)) => gcra(Some(tat), now, quota, policy).0,
                     Err(e) => {
                         tracing::warn!(error = %e, policy, "rate limit store unreachable; letting the request through");
                         gcra(None, now_us(), quota, policy).0

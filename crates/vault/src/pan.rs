@@ -61,7 +61,7 @@ impl Pan {
         if !(12..=19).contains(&digits.len()) {
             return Err(PanError::Length);
         }
-        if !luhn(&digits) {
+        if !rampart_edge::card_guard::luhn(digits.as_bytes()) {
             return Err(PanError::Luhn);
         }
         brand_of(&digits).ok_or(PanError::UnknownBrand)?;
@@ -97,21 +97,6 @@ impl fmt::Display for Pan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}…{}", self.bin(), self.last4())
     }
-}
-
-pub fn luhn(digits: &str) -> bool {
-    let mut sum = 0u32;
-    for (i, b) in digits.bytes().rev().enumerate() {
-        let mut d = u32::from(b - b'0');
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-    }
-    sum.is_multiple_of(10)
 }
 
 /// The brand from the leading digits (IIN ranges as the networks publish them).
