@@ -8,15 +8,22 @@
 #   read_load_settings         BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP into
 #                              DURATION, CONNECTIONS, WARMUP, checked
 #   need_tool TOOL PACKAGE     make sure TOOL is on PATH (installs PACKAGE as root)
+#   install_package PACKAGE WHAT  install PACKAGE as root, or die saying WHAT is missing
 #   resolve_bin                RAMPART_BIN, or a fresh release build, into an absolute $bin
 #   clear_rampart_env          unset every RAMPART_* variable of the caller
 #   prepare_workdir            a temporary $work with the server's environment, cleaned up
 #                              (and the server stopped) on exit; cds into it
+#   on_exit FUNCTION           have the exit cleanup call FUNCTION too (to stop other servers)
 #   start_server               `$bin serve` on a free loopback port; sets $base and $server_pid
+#   start_server_with LAUNCH   the same for what the function LAUNCH PORT starts in the background
+#   stop_server                stop that server, if it runs
 #   write_report_lua           $work/report.lua, the wrk script that prints one BENCH_RESULT line
 #   print_machine, print_load  the report header: machine and binary; server and load settings
-#   run NAME PATH [SCRIPT]     warm up, then load $base$PATH with wrk (with the $auth header
-#                              the caller sets), print one result line, store req/s in rps[NAME]
+#   print_load_settings        the load part of print_load alone
+#   wrk_load URL SCRIPT [ARG...]  warm up, then load URL with wrk; sets load_rps, load_requests,
+#                              load_p50_ms, load_p99_ms, load_non2xx, load_socket_errors
+#   run NAME PATH [SCRIPT]     wrk_load $base$PATH (with the $auth header the caller sets),
+#                              print one result line, store req/s in rps[NAME]
 #   print_ratio NAME           the final line: rps[NAME] against rps[health]
 # The scripts call them in the order they need; what they measure stays in the scripts.
 
@@ -52,13 +59,18 @@ read_load_settings() {
 need_tool() {
     local tool=$1 package=$2
     command -v "$tool" >/dev/null 2>&1 && return 0
+    install_package "$package" "'$tool'"
+}
+
+install_package() {
+    local package=$1 what=$2
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing $package (needed: $tool)..." >&2
+        echo "installing $package (needed: $what)..." >&2
         # The package lists may be empty on a fresh machine; update once, quietly.
         apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
             || die "could not install $package; install it and run again"
     else
-        die "'$tool' is not installed; install it (Debian/Ubuntu: sudo apt-get install $package) and run again"
+        die "$what is not installed; install it (Debian/Ubuntu: sudo apt-get install $package) and run again"
     fi
 }
 
@@ -90,8 +102,7 @@ clear_rampart_env() {
 
 # --- temporary server --------------------------------------------------------------------
 server_pid=
-cleanup() {
-    local status=$?
+stop_server() {
     if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
         # The grace period is set to 2 s below; don't wait forever if it hangs anyway.
@@ -102,6 +113,18 @@ cleanup() {
         kill -KILL "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
+    server_pid=
+}
+
+exit_hooks=()
+on_exit() { exit_hooks+=("$1"); }
+
+cleanup() {
+    local status=$? hook
+    stop_server
+    for hook in "${exit_hooks[@]}"; do
+        "$hook" || true
+    done
     if ((status != 0)) && [[ -s $work/server.log ]]; then
         echo "--- last lines of the server log ---" >&2
         tail -n 20 "$work/server.log" >&2
@@ -131,14 +154,30 @@ prepare_workdir() {
 # A free port: pick a random high one nobody listens on; if something grabs it between the
 # check and the bind, the server exits ("cannot listen") and we try another.
 port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-start_server() {
+free_port() {
     local port
+    for _ in $(seq 20); do
+        port=$((20000 + RANDOM % 40000))
+        port_in_use "$port" || { echo "$port"; return 0; }
+    done
+    die "found no free port"
+}
+
+# A LAUNCH starts a server on port $1 in the background, logging to $work/server.log, and
+# sets $server_pid. This one starts the whole server, configured through the environment.
+launch_serve() {
+    RAMPART_HTTP_LISTEN=127.0.0.1:$1 "$bin" serve >>"$work/server.log" 2>&1 &
+    server_pid=$!
+}
+
+start_server() { start_server_with launch_serve; }
+
+start_server_with() {
+    local launch=$1 port
     base=
     for _ in 1 2 3 4 5; do
-        port=$((20000 + RANDOM % 40000))
-        port_in_use "$port" && continue
-        RAMPART_HTTP_LISTEN=127.0.0.1:$port "$bin" serve >>"$work/server.log" 2>&1 &
-        server_pid=$!
+        port=$(free_port)
+        "$launch" "$port"
         # Migrations and the root key are created on first start; give a slow build 30 s.
         for _ in $(seq 300); do
             kill -0 "$server_pid" 2>/dev/null || break
@@ -187,40 +226,49 @@ print_machine() {
 
 print_load() {
     echo "server:   $base, SQLite in a fresh temp dir, log level warn, rate limits off"
+    print_load_settings
+}
+
+print_load_settings() {
     echo "load:     $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2), $THREADS threads, $CONNECTIONS connections, ${DURATION}s per endpoint (+${WARMUP}s warm-up)"
     echo "          wrk and the server share this machine's CPUs"
 }
 
-declare -A rps
-run() {
-    local name=$1 path=$2 script=${3:-$work/report.lua} out
+wrk_load() {
+    local url=$1 script=$2 out line kv
+    shift 2
     if ((WARMUP > 0)); then
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "$auth" -s "$script" "$base$path" >/dev/null
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" -s "$script" "$url" >/dev/null
     fi
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -H "$auth" -s "$script" "$base$path") \
-        || { echo "$out" >&2; die "wrk failed on $path"; }
-    local line
-    line=$(grep '^BENCH_RESULT ' <<<"$out") || { echo "$out" >&2; die "no result from wrk for $path"; }
-    # Turn "key=value ..." into local variables.
-    local kv rps_v requests p50_ms p99_ms non2xx socket_errors
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$@" -s "$script" "$url") \
+        || { echo "$out" >&2; die "wrk failed on $url"; }
+    line=$(grep '^BENCH_RESULT ' <<<"$out") || { echo "$out" >&2; die "no result from wrk for $url"; }
+    # Turn "key=value ..." into load_* variables.
+    load_rps='' load_requests='' load_p50_ms='' load_p99_ms='' load_non2xx='' load_socket_errors=''
     for kv in ${line#BENCH_RESULT }; do
         case ${kv%%=*} in
-            rps) rps_v=${kv#*=} ;;
-            requests) requests=${kv#*=} ;;
-            p50_ms) p50_ms=${kv#*=} ;;
-            p99_ms) p99_ms=${kv#*=} ;;
-            non2xx) non2xx=${kv#*=} ;;
-            socket_errors) socket_errors=${kv#*=} ;;
+            rps) load_rps=${kv#*=} ;;
+            requests) load_requests=${kv#*=} ;;
+            p50_ms) load_p50_ms=${kv#*=} ;;
+            p99_ms) load_p99_ms=${kv#*=} ;;
+            non2xx) load_non2xx=${kv#*=} ;;
+            socket_errors) load_socket_errors=${kv#*=} ;;
         esac
     done
+}
+
+declare -A rps
+run() {
+    local name=$1 path=$2 script=${3:-$work/report.lua}
+    wrk_load "$base$path" "$script" -H "$auth"
     printf '%-10s %10s req/s  p50 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
-        "$name:" "$rps_v" "$p50_ms" "$p99_ms" "$requests" "$non2xx" "$socket_errors"
+        "$name:" "$load_rps" "$load_p50_ms" "$load_p99_ms" "$load_requests" "$load_non2xx" "$load_socket_errors"
     # Error responses and failed connections are cheap and would flatter the numbers: a run
     # with any of them is not a result.
     kill -0 "$server_pid" 2>/dev/null || die "the server died during the run on $path"
-    ((non2xx == 0)) || die "$path answered $non2xx requests with a non-2xx status"
-    ((socket_errors == 0)) || die "$socket_errors socket errors or timeouts on $path"
-    rps[$name]=$rps_v
+    ((load_non2xx == 0)) || die "$path answered $load_non2xx requests with a non-2xx status"
+    ((load_socket_errors == 0)) || die "$load_socket_errors socket errors or timeouts on $path"
+    rps[$name]=$load_rps
 }
 
 print_ratio() {
