@@ -31,7 +31,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
-    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge",
+    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -54,6 +54,55 @@ pub struct Config {
     pub audit: AuditConfig,
     pub vault: VaultConfig,
     pub edge: EdgeConfig,
+    pub waf: WafConfig,
+}
+
+/// The web application firewall: Rampart's own rules always (unless `mode = "off"`), the
+/// OWASP Core Rule Set when `crs_dir` points at a CRS release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WafConfig {
+    /// `blocking` (default), `detection` (log only) or `off` (no rules, ours included).
+    pub mode: WafModeSetting,
+    /// A CRS v4 release directory: `crs-setup.conf` (or `crs-setup.conf.example`) and
+    /// `rules/`. Empty: only Rampart's own rules run. CRS is not shipped with Rampart;
+    /// download a release from coreruleset.org.
+    pub crs_dir: String,
+    /// CRS paranoia level, 1 (default) to 4: higher levels catch more and block more
+    /// legitimate traffic.
+    pub paranoia_level: u8,
+    /// CRS blocks a request whose anomaly score reaches this (default 5: one critical
+    /// match).
+    pub inbound_anomaly_threshold: u32,
+    pub outbound_anomaly_threshold: u32,
+    /// More rule files or directories loaded after CRS: exclusions, site rules.
+    #[serde(deserialize_with = "list")]
+    pub extra_rules: Vec<String>,
+    /// Run the response phases (3 and 4) too. Off for `serve` by default: our handlers
+    /// answer JSON, which CRS does not inspect; `rampart edge` turns it on.
+    pub inspect_responses: bool,
+}
+
+impl Default for WafConfig {
+    fn default() -> Self {
+        WafConfig {
+            mode: WafModeSetting::Blocking,
+            crs_dir: String::new(),
+            paranoia_level: 1,
+            inbound_anomaly_threshold: 5,
+            outbound_anomaly_threshold: 4,
+            extra_rules: Vec::new(),
+            inspect_responses: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WafModeSetting {
+    Blocking,
+    Detection,
+    Off,
 }
 
 /// What every request crosses before its handler: client address, security headers,
@@ -85,6 +134,9 @@ pub struct EdgeConfig {
     pub tenant_burst: u32,
     /// JSON bodies nested deeper than this are refused (400) before they are parsed.
     pub max_json_depth: u32,
+    /// JSON bodies larger than this are refused (413) by the WAF;
+    /// `http.max_body_bytes` caps it.
+    pub max_json_bytes: usize,
 }
 
 impl Default for EdgeConfig {
@@ -105,6 +157,7 @@ impl Default for EdgeConfig {
             tenant_per_minute_default: 1000,
             tenant_burst: 2000,
             max_json_depth: 32,
+            max_json_bytes: 1024 * 1024,
         }
     }
 }
@@ -314,6 +367,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             vault: VaultConfig::default(),
             edge: EdgeConfig::default(),
+            waf: WafConfig::default(),
         }
     }
 }
@@ -616,6 +670,36 @@ impl Config {
                 "audit.checkpoint_interval_secs",
                 0,
                 "it must be at least 1",
+            ));
+        }
+        let w = &self.waf;
+        if !(1..=4).contains(&w.paranoia_level) {
+            return Err(invalid(
+                "waf.paranoia_level",
+                w.paranoia_level,
+                "it must be 1, 2, 3 or 4",
+            ));
+        }
+        if w.inbound_anomaly_threshold == 0 || w.outbound_anomaly_threshold == 0 {
+            return Err(invalid(
+                "waf.inbound_anomaly_threshold",
+                w.inbound_anomaly_threshold
+                    .min(w.outbound_anomaly_threshold),
+                "anomaly thresholds must be at least 1",
+            ));
+        }
+        if !w.crs_dir.is_empty() && !Path::new(&w.crs_dir).join("rules").is_dir() {
+            return Err(invalid(
+                "waf.crs_dir",
+                &w.crs_dir,
+                "it must be a CRS release directory with a rules/ folder",
+            ));
+        }
+        if self.edge.max_json_bytes == 0 {
+            return Err(invalid(
+                "edge.max_json_bytes",
+                self.edge.max_json_bytes,
+                "it must be at least 1 (http.max_body_bytes caps it)",
             ));
         }
         let h = &self.http;

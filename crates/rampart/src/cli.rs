@@ -53,6 +53,43 @@ pub enum Command {
     /// The keyring: named encryption keys and their versions.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run the edge layer alone (WAF, rate limits, client address, security headers) as
+    /// a reverse proxy in front of any HTTP application. Configuration as for `serve`
+    /// (`[edge]`, `[waf]`, `[http]`, `[redis]`); response rules are on.
+    Edge {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The application: `http://host:port[/prefix]`.
+        #[arg(long)]
+        upstream: String,
+        /// Skip the response phases (3 and 4) of the WAF.
+        #[arg(long)]
+        no_response_rules: bool,
+    },
+    /// The web application firewall's rules.
+    #[command(subcommand)]
+    Waf(WafCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WafCommand {
+    /// Run go-ftw YAML regression tests (CRS's own suite) in-process against a CRS
+    /// directory. Ends with `N passed, N failed, N skipped`; exits non-zero on failures.
+    Test {
+        /// The CRS release directory (crs-setup.conf[.example] and rules/).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Directory of YAML tests (searched recursively), e.g. tests/regression/tests.
+        #[arg(long)]
+        tests: PathBuf,
+        /// Tests to skip: one `<rule>-<test> reason` per line.
+        #[arg(long)]
+        exclusions: Option<PathBuf>,
+    },
+    /// Load the configured rule set (our rules, CRS, extra rules) and report how many
+    /// rules compiled, or the file, line and reason of the first error.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +204,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "listening");
             app::serve(app, listener, app::shutdown_signal()).await
+        }
+        Command::Edge {
+            listen,
+            upstream,
+            no_response_rules,
+        } => {
+            crate::telemetry::init(&config);
+            let mut config = config;
+            config.waf.inspect_responses = !no_response_rules;
+            let upstream = crate::proxy::Upstream::parse(&upstream)?;
+            let router = crate::proxy::build(&config, upstream).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "edge proxy listening");
+            app::serve_router(
+                router,
+                listener,
+                std::time::Duration::from_secs(config.http.shutdown_grace_secs),
+                app::shutdown_signal(),
+            )
+            .await
+        }
+        Command::Waf(WafCommand::Test {
+            rules,
+            tests,
+            exclusions,
+        }) => {
+            let exclusions = match exclusions {
+                Some(path) => rampart_waf::ftw::parse_exclusions(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => Default::default(),
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                rampart_waf::ftw::run(&rules, &tests, &exclusions)
+            })
+            .await??;
+            print!("{report}");
+            if !report.failed.is_empty() {
+                bail!("{} WAF tests failed", report.failed.len());
+            }
+            Ok(())
+        }
+        Command::Waf(WafCommand::Check) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            let log = rampart_audit::security_log::SecurityLog::open(
+                &config.data_dir.join("logs"),
+                config.audit.security_log_retention_days,
+            )?;
+            match app::waf(&config, &mut registry, log)? {
+                Some(waf) => println!("{} rules loaded", waf.rule_count()),
+                None => println!("the WAF is off (waf.mode = \"off\")"),
+            }
+            Ok(())
         }
         Command::Migrate => {
             crate::telemetry::init(&config);

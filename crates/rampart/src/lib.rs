@@ -8,4 +8,5 @@ pub mod app;
 pub mod cli;
 mod keyring_backend;
 mod ops;
+pub mod proxy;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{error_code, security_events, spawn_app, spawn_app_with, TestApp};
 use crate::vault::{key, merchant};
 
 #[tokio::test]
@@ -66,6 +66,20 @@ async fn a_card_number_in_the_url_or_a_header_is_refused_and_never_echoed() {
             .status(),
         StatusCode::OK
     );
+    // The security log has each block, by rule, and never the number.
+    let blocks = security_events(app.dir.path(), "waf_blocked").await;
+    assert!(blocks
+        .iter()
+        .any(|e| e["detail"]["blocking_rule"] == 10100 && e["source_ip"] == "127.0.0.1"));
+    let log = std::fs::read_to_string(app.dir.path().join("logs/security.log")).unwrap();
+    for digits in [
+        "4111111111111111",
+        "4111 1111",
+        "5555-5555",
+        "5555555555554444",
+    ] {
+        assert!(!log.contains(digits), "{digits} reached the security log");
+    }
 }
 
 #[tokio::test]

@@ -141,8 +141,14 @@ impl TestApp {
     /// Runs the real binary against this app's database and data dir:
     /// (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_env(args, &[])
+    }
+
+    /// [`TestApp::cli`] with more environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args(args)
+            .envs(env.iter().copied())
             .env("RAMPART_DATA_DIR", self.dir.path())
             .env("RAMPART_LOG_LEVEL", "warn")
             .env_remove("RAMPART_DATABASE_URL");
@@ -321,4 +327,46 @@ pub fn softhsm_token() -> Option<(String, String, String)> {
             Some((module, "rampart-api-test".to_string(), "1234".to_string()))
         })
         .clone()
+}
+
+/// The OWASP CRS release the WAF tests load: `RAMPART_TEST_CRS_DIR` (set by `.ci/run`,
+/// where a missing directory fails the test), else `../shared/crs/v4.28.0` beside the
+/// repository. `None` (the test says it skipped) when neither is there.
+pub fn crs_dir() -> Option<std::path::PathBuf> {
+    if let Ok(dir) = std::env::var("RAMPART_TEST_CRS_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        assert!(
+            dir.join("rules").is_dir(),
+            "RAMPART_TEST_CRS_DIR={} has no rules/",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0");
+    if dir.join("rules").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: CRS not found (set RAMPART_TEST_CRS_DIR)");
+        None
+    }
+}
+
+/// The security-log events of one kind, waiting (up to 5 s) for the writer thread to
+/// put at least one on disk.
+pub async fn security_events(data_dir: &std::path::Path, event: &str) -> Vec<Value> {
+    let path = data_dir.join("logs/security.log");
+    for _ in 0..50 {
+        let found: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == event)
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {event} event in {}", path.display());
 }
