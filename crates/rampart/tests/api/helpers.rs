@@ -25,6 +25,19 @@ pub struct TestApp {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// A `rampart serve` process (see [`TestApp::spawn_node`]).
+pub struct Node {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
@@ -144,11 +157,59 @@ impl TestApp {
         self.cli_env(args, &[])
     }
 
+    /// Starts another node: `rampart serve` as its own process on this app's database,
+    /// data dir and Redis, with more settings from `env`. Killed when dropped.
+    pub async fn spawn_node(&self, env: &[(&str, &str)]) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = self.command(&["serve"]);
+        cmd.env("RAMPART_HTTP_LISTEN", &listen)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        if !self.config.redis.url.is_empty() {
+            cmd.env("RAMPART_REDIS_URL", self.config.redis.url.expose());
+        }
+        let node = Node {
+            base: format!("http://{listen}"),
+            child: cmd.spawn().expect("start rampart serve"),
+        };
+        for _ in 0..200 {
+            if let Ok(res) = self
+                .client
+                .get(format!("{}/health", node.base))
+                .send()
+                .await
+            {
+                if res.status() == StatusCode::OK {
+                    return node;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("rampart serve did not come up on {listen}");
+    }
+
     /// [`TestApp::cli`] with more environment variables.
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run rampart");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The real binary, pointed at this app's database and data dir.
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args(args)
-            .envs(env.iter().copied())
             .env("RAMPART_DATA_DIR", self.dir.path())
             .env("RAMPART_LOG_LEVEL", "warn")
             .env_remove("RAMPART_DATABASE_URL");
@@ -172,12 +233,7 @@ impl TestApp {
                     },
                 );
         }
-        let out = cmd.output().expect("run rampart");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        cmd
     }
 
     /// Creates a user directly through the same path the CLI uses.
