@@ -38,6 +38,8 @@ pub struct App {
     pub openapi: utoipa::openapi::OpenApi,
     /// Work that runs beside the server (audit checkpoints); stopped by `serve`.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Set when `tls.cert_file` is: `serve` then terminates TLS itself.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(OpenApi)]
@@ -205,6 +207,12 @@ pub async fn edge_policy(config: &Config) -> anyhow::Result<rampart_edge::EdgePo
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Before the database: a wrong certificate path should stop start-up at once.
+    let tls = if config.tls.enabled() {
+        Some(crate::tls::server_config(&config.tls)?)
+    } else {
+        None
+    };
     let (store, report) = Store::open(&store_options(&config))
         .await
         .context("cannot open the database")?;
@@ -324,23 +332,50 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config,
         openapi,
         background,
+        tls,
     })
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, and closes the database pool.
+/// `http.shutdown_grace_secs`, and closes the database pool. Over TLS when `tls.cert_file`
+/// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(app.config.http.shutdown_grace_secs);
+    match &app.tls {
+        Some(tls) => {
+            tracing::info!(
+                min_version = ?app.config.tls.min_version,
+                client_auth = ?app.config.tls.client_auth,
+                "serving HTTPS"
+            );
+            crate::tls::serve(app.router.clone(), listener, tls.clone(), grace, shutdown).await?;
+        }
+        None => serve_plain(app.router.clone(), listener, grace, shutdown).await?,
+    }
+    for task in &app.background {
+        task.abort();
+    }
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Plain HTTP, for deployments where a proxy in front terminates TLS.
+async fn serve_plain(
+    router: Router,
+    listener: TcpListener,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_wait = stop_rx.clone();
     let server = axum::serve(
         listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
@@ -356,11 +391,6 @@ pub async fn serve(
         () = drained => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
     }
     drop(stop_rx);
-    for task in &app.background {
-        task.abort();
-    }
-    app.store.close().await;
-    tracing::info!("stopped");
     Ok(())
 }
 

@@ -161,11 +161,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             crate::telemetry::init(&config);
             let listen = config.http.listen;
+            let scheme = if config.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
             let app = app::build(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "listening");
+            tracing::info!(address = %listener.local_addr()?, scheme, "listening");
             app::serve(app, listener, app::shutdown_signal()).await
         }
         Command::Migrate => {

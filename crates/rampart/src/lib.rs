@@ -9,3 +9,4 @@ pub mod cli;
 mod keyring_backend;
 mod ops;
 pub mod telemetry;
+pub mod tls;

@@ -14,5 +14,6 @@ mod ops;
 mod signing;
 mod storage;
 mod tenants;
+mod tls;
 mod transit;
 mod vault;
