@@ -6,12 +6,14 @@
 //! access logs, HTTP metrics, the JSON body extractor (with a depth limit), the client
 //! address behind trusted proxies, CORS, security headers, GCRA rate limits (in process or
 //! Redis), and the WAF: our own SecLang rules (`rules/`: card numbers in URLs and
-//! headers, JSON size and depth) and the OWASP Core Rule Set.
+//! headers, JSON size and depth) and the OWASP Core Rule Set; and the client certificate of
+//! a mutual-TLS caller.
 //!
 //! Invariant: no handler builds an error body by hand; they return [`ApiError`] (or an
 //! error enum that converts into it) and [`request_context`] renders it.
 #![forbid(unsafe_code)]
 
+mod client_cert;
 pub mod client_ip;
 pub mod cors;
 mod error;
@@ -22,6 +24,7 @@ pub mod rate_limit;
 pub mod request;
 pub mod waf;
 
+pub use client_cert::ClientCertificate;
 pub use error::{ApiError, ErrorBody};
 pub use guard::{edge_guard, Edge, EdgePolicy, JsonLimits};
 pub use json::Json;

@@ -40,6 +40,8 @@ pub struct App {
     pub openapi: utoipa::openapi::OpenApi,
     /// Work that runs beside the server (audit checkpoints); stopped by `serve`.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Set when `tls.cert_file` is: `serve` then terminates TLS itself.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(OpenApi)]
@@ -271,6 +273,12 @@ pub fn waf(
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Before the database: a wrong certificate path should stop start-up at once.
+    let tls = if config.tls.enabled() {
+        Some(crate::tls::server_config(&config.tls)?)
+    } else {
+        None
+    };
     let (store, report) = Store::open(&store_options(&config))
         .await
         .context("cannot open the database")?;
@@ -384,6 +392,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config,
         openapi,
         background,
+        tls,
     })
 }
 
@@ -412,14 +421,29 @@ pub fn edge_layers(
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, and closes the database pool.
+/// `http.shutdown_grace_secs`, and closes the database pool. Over TLS when `tls.cert_file`
+/// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(app.config.http.shutdown_grace_secs);
-    serve_router(app.router, listener, grace, shutdown).await?;
+    if app.tls.is_some() {
+        tracing::info!(
+            min_version = ?app.config.tls.min_version,
+            client_auth = ?app.config.tls.client_auth,
+            "serving HTTPS"
+        );
+    }
+    serve_router(
+        app.router.clone(),
+        listener,
+        app.tls.clone(),
+        grace,
+        shutdown,
+    )
+    .await?;
     for task in &app.background {
         task.abort();
     }
@@ -429,8 +453,23 @@ pub async fn serve(
 }
 
 /// Serves a router (with the peer address for the edge layer) until `shutdown`
-/// resolves, then drains in-flight requests for at most `grace`.
+/// resolves, then drains in-flight requests for at most `grace`: over TLS with a rustls
+/// configuration, plain HTTP without (a proxy in front terminates TLS). Shared by `serve`
+/// and the `edge` proxy.
 pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match tls {
+        Some(tls) => crate::tls::serve(router, listener, tls, grace, shutdown).await,
+        None => serve_plain(router, listener, grace, shutdown).await,
+    }
+}
+
+async fn serve_plain(
     router: Router,
     listener: TcpListener,
     grace: Duration,

@@ -198,11 +198,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             crate::telemetry::init(&config);
             let listen = config.http.listen;
+            let scheme = if config.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
             let app = app::build(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "listening");
+            tracing::info!(address = %listener.local_addr()?, scheme, "listening");
             app::serve(app, listener, app::shutdown_signal()).await
         }
         Command::Edge {
@@ -214,6 +219,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = config;
             config.waf.inspect_responses = !no_response_rules;
             let upstream = crate::proxy::Upstream::parse(&upstream)?;
+            let tls = config
+                .tls
+                .enabled()
+                .then(|| crate::tls::server_config(&config.tls))
+                .transpose()?;
             let router = crate::proxy::build(&config, upstream).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -222,6 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app::serve_router(
                 router,
                 listener,
+                tls,
                 std::time::Duration::from_secs(config.http.shutdown_grace_secs),
                 app::shutdown_signal(),
             )

@@ -10,3 +10,4 @@ mod keyring_backend;
 mod ops;
 pub mod proxy;
 pub mod telemetry;
+pub mod tls;

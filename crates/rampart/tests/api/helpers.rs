@@ -85,6 +85,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_using(reqwest::Client::new(), customise).await
+}
+
+/// Like [`spawn_app_with`], talking through `client` (one that trusts the test CA, when
+/// `customise` sets up `[tls]`). The base URL is `https://` when the app serves TLS.
+pub async fn spawn_app_using(
+    client: reqwest::Client,
+    customise: impl FnOnce(&mut Config),
+) -> TestApp {
     report_backends();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
@@ -119,9 +128,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
             .await
             .ok();
     });
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        base: format!("{scheme}://{addr}"),
+        client,
         store,
         config,
         database_url,

@@ -15,6 +15,7 @@ mod proxy;
 mod signing;
 mod storage;
 mod tenants;
+mod tls;
 mod transit;
 mod vault;
 mod waf;

@@ -108,6 +108,7 @@ async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Config)) -> Pro
         rampart::app::serve_router(
             router,
             listener,
+            None,
             std::time::Duration::from_secs(1),
             std::future::pending(),
         )
