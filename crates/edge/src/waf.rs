@@ -539,9 +539,9 @@ mod tests {
     use super::*;
     use rampart_waf::EngineMode;
 
-    fn own_rules_only() -> RuleSet {
-        build_rules(&WafSettings {
-            mode: WafMode::Blocking,
+    fn settings(mode: WafMode) -> WafSettings {
+        WafSettings {
+            mode,
             crs_dir: None,
             paranoia_level: 1,
             inbound_threshold: 5,
@@ -552,8 +552,11 @@ mod tests {
             max_json_bytes: 100,
             max_json_depth: 3,
             body_timeout: std::time::Duration::from_secs(5),
-        })
-        .expect("our rules load")
+        }
+    }
+
+    fn own_rules_only() -> RuleSet {
+        build_rules(&settings(WafMode::Blocking)).expect("our rules load")
     }
 
     /// The rule that stopped a GET of `target` with one extra header, if any.
@@ -651,20 +654,7 @@ mod tests {
 
     #[test]
     fn detection_mode_reports_without_blocking() {
-        let rules = build_rules(&WafSettings {
-            mode: WafMode::Detection,
-            crs_dir: None,
-            paranoia_level: 1,
-            inbound_threshold: 5,
-            outbound_threshold: 4,
-            extra_rules: Vec::new(),
-            inspect_responses: false,
-            max_body_bytes: 1 << 20,
-            max_json_bytes: 100,
-            max_json_depth: 3,
-            body_timeout: std::time::Duration::from_secs(5),
-        })
-        .unwrap();
+        let rules = build_rules(&settings(WafMode::Detection)).unwrap();
         let mut tx = rules.transaction();
         tx.process_uri(b"GET", b"/?c=4111111111111111", b"HTTP/1.1");
         assert_eq!(tx.process_request_headers(), None);

@@ -206,6 +206,15 @@ pub async fn edge_policy(config: &Config) -> anyhow::Result<rampart_edge::EdgePo
     })
 }
 
+/// The security log in `data_dir/logs` (its writer thread starts here).
+pub fn security_log(config: &Config) -> anyhow::Result<rampart_audit::security_log::SecurityLog> {
+    rampart_audit::security_log::SecurityLog::open(
+        &config.data_dir.join("logs"),
+        config.audit.security_log_retention_days,
+    )
+    .context("cannot open the security log")
+}
+
 /// The WAF from config (`None` when `waf.mode = "off"`): our own rules, CRS when
 /// `waf.crs_dir` is set, then `waf.extra_rules`. Blocks and detections go to the security
 /// log; a rule file that does not parse stops start-up with its file, line and reason.
@@ -301,11 +310,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
-    let security_log = rampart_audit::security_log::SecurityLog::open(
-        &config.data_dir.join("logs"),
-        config.audit.security_log_retention_days,
-    )
-    .context("cannot open the security log")?;
+    let security_log = security_log(&config)?;
     let waf = waf(&config, &mut registry, security_log.clone())?;
     let rbac = rbac();
     let keyring = crypto.keyring.clone();

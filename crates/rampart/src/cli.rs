@@ -262,11 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Waf(WafCommand::Check) => {
             let mut registry = prometheus_client::registry::Registry::default();
-            let log = rampart_audit::security_log::SecurityLog::open(
-                &config.data_dir.join("logs"),
-                config.audit.security_log_retention_days,
-            )?;
-            match app::waf(&config, &mut registry, log)? {
+            match app::waf(&config, &mut registry, app::security_log(&config)?)? {
                 Some(waf) => println!("{} rules loaded", waf.rule_count()),
                 None => println!("the WAF is off (waf.mode = \"off\")"),
             }

@@ -167,18 +167,7 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<ProxyState>) -> Response {
-    let mut text = String::new();
-    if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
-        return ApiError::internal().into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    crate::ops::encode_metrics(&state.registry).into_response()
 }
 
 /// The proxy's router: its own `/health` and `/metrics`, everything else upstream, all
@@ -188,12 +177,7 @@ pub async fn build(config: &Config, upstream: Upstream) -> anyhow::Result<Router
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
-    let security_log = rampart_audit::security_log::SecurityLog::open(
-        &config.data_dir.join("logs"),
-        config.audit.security_log_retention_days,
-    )
-    .context("cannot open the security log")?;
-    let waf = app::waf(config, &mut registry, security_log)?;
+    let waf = app::waf(config, &mut registry, app::security_log(config)?)?;
     let mut edge = app::edge_policy(config).await?;
     edge.api_defaults = false;
 
