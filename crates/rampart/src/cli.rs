@@ -70,6 +70,13 @@ pub enum Command {
     /// The web application firewall's rules.
     #[command(subcommand)]
     Waf(WafCommand),
+    /// Ask a running node whether it is ready (for container health checks, which have
+    /// no curl): exits 0 when `GET /ready` answers 200. Plain HTTP only.
+    Health {
+        /// Default: `/ready` on `http.listen` (0.0.0.0 becomes 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +244,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app::shutdown_signal(),
             )
             .await
+        }
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(|| {
+                let mut addr = config.http.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}/ready")
+            });
+            let uri: http::Uri = url.parse().with_context(|| format!("bad --url {url}"))?;
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<axum::body::Body>();
+            let res = tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri))
+                .await
+                .with_context(|| format!("{url}: no answer within 3 s"))?
+                .with_context(|| format!("{url}: cannot connect"))?;
+            if !res.status().is_success() {
+                bail!("{url} answered {}", res.status());
+            }
+            println!("ready");
+            Ok(())
         }
         Command::Waf(WafCommand::Test {
             rules,
