@@ -31,7 +31,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
-    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge",
+    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -54,6 +54,125 @@ pub struct Config {
     pub audit: AuditConfig,
     pub vault: VaultConfig,
     pub edge: EdgeConfig,
+    pub waf: WafConfig,
+    pub tls: TlsConfig,
+}
+
+/// The web application firewall: Rampart's own rules always (unless `mode = "off"`), the
+/// OWASP Core Rule Set when `crs_dir` points at a CRS release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WafConfig {
+    /// `blocking` (default), `detection` (log only) or `off` (no rules, ours included).
+    pub mode: WafModeSetting,
+    /// A CRS v4 release directory: `crs-setup.conf` (or `crs-setup.conf.example`) and
+    /// `rules/`. Empty: only Rampart's own rules run. CRS is not shipped with Rampart;
+    /// download a release from coreruleset.org.
+    pub crs_dir: String,
+    /// CRS paranoia level, 1 (default) to 4: higher levels catch more and block more
+    /// legitimate traffic.
+    pub paranoia_level: u8,
+    /// CRS blocks a request whose anomaly score reaches this (default 5: one critical
+    /// match).
+    pub inbound_anomaly_threshold: u32,
+    pub outbound_anomaly_threshold: u32,
+    /// More rule files or directories loaded after CRS: exclusions, site rules.
+    #[serde(deserialize_with = "list")]
+    pub extra_rules: Vec<String>,
+    /// Run the response phases (3 and 4) too. Off for `serve` by default: our handlers
+    /// answer JSON, which CRS does not inspect; `rampart edge` turns it on.
+    pub inspect_responses: bool,
+}
+
+impl Default for WafConfig {
+    fn default() -> Self {
+        WafConfig {
+            mode: WafModeSetting::Blocking,
+            crs_dir: String::new(),
+            paranoia_level: 1,
+            inbound_anomaly_threshold: 5,
+            outbound_anomaly_threshold: 4,
+            extra_rules: Vec::new(),
+            inspect_responses: false,
+        }
+    }
+}
+
+/// TLS terminated by Rampart itself. With `cert_file` empty the server speaks plain HTTP
+/// (behind a proxy or load balancer that terminates TLS).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM: the server certificate first, then the intermediates. Set: serve HTTPS.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`'s certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
+    /// The oldest protocol version accepted: `"1.3"`, or `"1.2"` for clients that
+    /// cannot do 1.3 yet.
+    pub min_version: TlsVersionSetting,
+    /// PEM bundle of the CAs whose certificates clients (payment partners) may present.
+    pub client_ca_file: PathBuf,
+    /// `off`: no client certificates are asked for. `optional`: asked for, and verified
+    /// against `client_ca_file` when presented; routes that need one refuse requests
+    /// without. `required`: the handshake fails without a valid one.
+    pub client_auth: ClientAuthSetting,
+}
+
+impl TlsConfig {
+    /// Whether the server terminates TLS.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum TlsVersionSetting {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for TlsVersionSetting {
+    /// `"1.3"` as the documentation writes it, or `1.3`, which is what TOML makes of it
+    /// without quotes.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Either::deserialize(d)? {
+            Either::Text(text) => text,
+            Either::Number(n) => n.to_string(),
+        };
+        match text.trim() {
+            "1.2" => Ok(TlsVersionSetting::Tls12),
+            "1.3" => Ok(TlsVersionSetting::Tls13),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown TLS version {other:?}: it must be \"1.3\" or \"1.2\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WafModeSetting {
+    Blocking,
+    Detection,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthSetting {
+    #[default]
+    Off,
+    Optional,
+    Required,
 }
 
 /// What every request crosses before its handler: client address, security headers,
@@ -85,6 +204,9 @@ pub struct EdgeConfig {
     pub tenant_burst: u32,
     /// JSON bodies nested deeper than this are refused (400) before they are parsed.
     pub max_json_depth: u32,
+    /// JSON bodies larger than this are refused (413) by the WAF;
+    /// `http.max_body_bytes` caps it.
+    pub max_json_bytes: usize,
 }
 
 impl Default for EdgeConfig {
@@ -105,6 +227,7 @@ impl Default for EdgeConfig {
             tenant_per_minute_default: 1000,
             tenant_burst: 2000,
             max_json_depth: 32,
+            max_json_bytes: 1024 * 1024,
         }
     }
 }
@@ -314,6 +437,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             vault: VaultConfig::default(),
             edge: EdgeConfig::default(),
+            waf: WafConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -618,6 +743,36 @@ impl Config {
                 "it must be at least 1",
             ));
         }
+        let w = &self.waf;
+        if !(1..=4).contains(&w.paranoia_level) {
+            return Err(invalid(
+                "waf.paranoia_level",
+                w.paranoia_level,
+                "it must be 1, 2, 3 or 4",
+            ));
+        }
+        if w.inbound_anomaly_threshold == 0 || w.outbound_anomaly_threshold == 0 {
+            return Err(invalid(
+                "waf.inbound_anomaly_threshold",
+                w.inbound_anomaly_threshold
+                    .min(w.outbound_anomaly_threshold),
+                "anomaly thresholds must be at least 1",
+            ));
+        }
+        if !w.crs_dir.is_empty() && !Path::new(&w.crs_dir).join("rules").is_dir() {
+            return Err(invalid(
+                "waf.crs_dir",
+                &w.crs_dir,
+                "it must be a CRS release directory with a rules/ folder",
+            ));
+        }
+        if self.edge.max_json_bytes == 0 {
+            return Err(invalid(
+                "edge.max_json_bytes",
+                self.edge.max_json_bytes,
+                "it must be at least 1 (http.max_body_bytes caps it)",
+            ));
+        }
         let h = &self.http;
         if !(1024..=1024 * 1024 * 1024).contains(&h.max_body_bytes) {
             return Err(invalid(
@@ -673,6 +828,7 @@ impl Config {
                 "it must be empty (in-process state) or redis://HOST:PORT/DB",
             ));
         }
+        self.validate_tls()?;
         let root = self.crypto.root_key.expose();
         if !root.is_empty() && !is_base64_32_bytes(root) {
             return Err(invalid(
@@ -680,6 +836,58 @@ impl Config {
                 "[redacted]",
                 "it must be empty (key file in the data dir) or base64 of exactly 32 bytes",
             ));
+        }
+        Ok(())
+    }
+
+    /// The `[tls]` keys that only make sense together. Whether the files exist and hold
+    /// what they should is checked when the server loads them, at start-up.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        let set = |p: &Path| !p.as_os_str().is_empty();
+        if set(&t.cert_file) && !set(&t.key_file) {
+            return Err(ConfigError::Invalid {
+                key: "tls.key_file",
+                value: String::new(),
+                allowed: "it must be set when tls.cert_file is set",
+            });
+        }
+        if set(&t.key_file) && !set(&t.cert_file) {
+            return Err(ConfigError::Invalid {
+                key: "tls.cert_file",
+                value: String::new(),
+                allowed: "it must be set when tls.key_file is set",
+            });
+        }
+        let client_auth = match t.client_auth {
+            ClientAuthSetting::Off => "off",
+            ClientAuthSetting::Optional => "optional",
+            ClientAuthSetting::Required => "required",
+        };
+        if t.client_auth != ClientAuthSetting::Off && !set(&t.client_ca_file) {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_ca_file",
+                value: String::new(),
+                allowed: "it must name the CA bundle for client certificates when \
+                          tls.client_auth is optional or required",
+            });
+        }
+        if t.client_auth != ClientAuthSetting::Off && !t.enabled() {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_auth",
+                value: client_auth.into(),
+                allowed: "client certificates need TLS: set tls.cert_file and tls.key_file",
+            });
+        }
+        // A CA bundle with client_auth off would look like partner authentication while
+        // checking nothing.
+        if t.client_auth == ClientAuthSetting::Off && set(&t.client_ca_file) {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_auth",
+                value: client_auth.into(),
+                allowed: "it must be optional or required when tls.client_ca_file is set \
+                          (or leave tls.client_ca_file empty)",
+            });
         }
         Ok(())
     }
@@ -731,6 +939,11 @@ const TEXT_KEYS: &[&str] = &[
     "crypto.root_key",
     "auth.issuer",
     "auth.audience",
+    // "1.2" would otherwise arrive as a float.
+    "tls.min_version",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
 ];
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
@@ -897,6 +1110,88 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_configured_by_environment() {
+        let c = Config::load_from(None, &[]).expect("defaults");
+        assert!(!c.tls.enabled());
+        assert_eq!(c.tls.min_version, TlsVersionSetting::Tls13);
+        assert_eq!(c.tls.client_auth, ClientAuthSetting::Off);
+
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RAMPART_TLS_CERT_FILE", "/etc/rampart/cert.pem"),
+                ("RAMPART_TLS_KEY_FILE", "/etc/rampart/key.pem"),
+                ("RAMPART_TLS_MIN_VERSION", "1.2"),
+                ("RAMPART_TLS_CLIENT_CA_FILE", "/etc/rampart/partners.pem"),
+                ("RAMPART_TLS_CLIENT_AUTH", "required"),
+            ]),
+        )
+        .expect("load");
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.min_version, TlsVersionSetting::Tls12);
+        assert_eq!(c.tls.client_auth, ClientAuthSetting::Required);
+        assert_eq!(c.tls.client_ca_file, Path::new("/etc/rampart/partners.pem"));
+        // What `config show` prints loads back to the same settings.
+        let shown = c.to_redacted_toml();
+        assert!(shown.contains("min_version = \"1.2\""), "{shown}");
+    }
+
+    #[test]
+    fn tls_min_version_accepts_an_unquoted_toml_number() {
+        let dir = tempfile_dir("tls-version");
+        let file = dir.join("rampart.toml");
+        std::fs::write(&file, "[tls]\nmin_version = 1.2\n").unwrap();
+        let c = Config::load_from(Some(&file), &[]).expect("load");
+        assert_eq!(c.tls.min_version, TlsVersionSetting::Tls12);
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("rampart-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn tls_settings_that_do_not_fit_together_name_the_key() {
+        for (vars, key) in [
+            (&[("RAMPART_TLS_CERT_FILE", "c.pem")][..], "tls.key_file"),
+            (&[("RAMPART_TLS_KEY_FILE", "k.pem")][..], "tls.cert_file"),
+            (
+                &[
+                    ("RAMPART_TLS_CERT_FILE", "c.pem"),
+                    ("RAMPART_TLS_KEY_FILE", "k.pem"),
+                    ("RAMPART_TLS_CLIENT_AUTH", "optional"),
+                ][..],
+                "tls.client_ca_file",
+            ),
+            (
+                &[
+                    ("RAMPART_TLS_CLIENT_AUTH", "required"),
+                    ("RAMPART_TLS_CLIENT_CA_FILE", "ca.pem"),
+                ][..],
+                "tls.client_auth",
+            ),
+            (
+                &[
+                    ("RAMPART_TLS_CERT_FILE", "c.pem"),
+                    ("RAMPART_TLS_KEY_FILE", "k.pem"),
+                    ("RAMPART_TLS_CLIENT_CA_FILE", "ca.pem"),
+                ][..],
+                "tls.client_auth",
+            ),
+            (&[("RAMPART_TLS_MIN_VERSION", "1.1")][..], "tls.min_version"),
+            (
+                &[("RAMPART_TLS_CLIENT_AUTH", "maybe")][..],
+                "tls.client_auth",
+            ),
+        ] {
+            let err = Config::load_from(None, &env(vars)).unwrap_err().to_string();
+            assert!(err.contains(key), "{vars:?}: {err}");
+        }
     }
 
     #[test]

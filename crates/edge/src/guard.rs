@@ -1,6 +1,6 @@
 //! The edge middleware every request crosses after `request_context`: it settles the
-//! client address, answers CORS preflights, refuses card numbers in URLs and headers,
-//! applies the per-IP rate limit, and puts the security headers on every response.
+//! client address, answers CORS preflights, applies the per-IP rate limit, and puts the
+//! security headers on every response. The WAF (`waf`) runs right after it.
 //! Per-API-key and per-tenant limits need to know the caller, so `identity` applies them
 //! with the same [`RateLimiter`] once the caller is authenticated.
 
@@ -12,7 +12,6 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::card_guard;
 use crate::client_ip::TrustedProxies;
 use crate::cors::CorsPolicy;
 use crate::rate_limit::{Quota, RateLimiter};
@@ -35,6 +34,11 @@ pub struct EdgePolicy {
     pub limiter: Option<RateLimiter>,
     pub ip_quota: Quota,
     pub json: JsonLimits,
+    /// `serve`: responses default to `Cache-Control: no-store` and a CSP that loads
+    /// nothing (they are JSON), and CORS preflights are always answered here. The proxy
+    /// turns this off: the application behind it sets its own caching and CSP, and
+    /// answers preflights itself unless `edge.cors_origins` is set.
+    pub api_defaults: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +66,8 @@ pub async fn edge_guard(State(edge): State<Edge>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let origin_allowed = origin.as_deref().is_some_and(|o| policy.cors.allows(o));
-    let preflight = req.method() == Method::OPTIONS
+    let preflight = (policy.api_defaults || !policy.cors.is_empty())
+        && req.method() == Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
@@ -87,17 +92,6 @@ pub async fn edge_guard(State(edge): State<Edge>, mut req: Request, next: Next) 
         } else {
             ApiError::forbidden("this origin may not call the API").into_response()
         }
-    } else if let Some(place) = card_guard::find_in_request(
-        req.uri().path_and_query().map_or("", |p| p.as_str()),
-        req.headers(),
-    ) {
-        // Never the number itself, nor the path that carried it.
-        tracing::warn!(target: "rampart::security", place, "refused a card number outside the body");
-        ApiError::bad_request(
-            "card_number_outside_body",
-            "card numbers go in the request body only, never in the URL or a header",
-        )
-        .into_response()
     } else {
         match (&policy.limiter, client) {
             (Some(limiter), Some(ip)) => {
@@ -116,28 +110,30 @@ pub async fn edge_guard(State(edge): State<Edge>, mut req: Request, next: Next) 
         }
     };
 
+    // Defaults: a route (or the application behind the proxy) may set its own.
     let h = response.headers_mut();
     if let Some(hsts) = &policy.hsts {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        h.entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(hsts.clone());
     }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert("permissions-policy", HeaderValue::from_static(PERMISSIONS));
-    // API answers carry tokens and personal data: no cache keeps them unless a route
-    // says otherwise (the JWKS does).
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    h.entry("permissions-policy")
+        .or_insert(HeaderValue::from_static(PERMISSIONS));
+    if policy.api_defaults {
+        h.entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(CSP));
+        // API answers carry tokens and personal data: no cache keeps them unless a
+        // route says otherwise (the JWKS does).
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
     if !policy.cors.is_empty() {
         h.append(header::VARY, HeaderValue::from_static("origin"));
     }

@@ -17,32 +17,6 @@ pub struct Json<T>(pub T);
 /// When no edge guard set one (tests of single handlers).
 const DEFAULT_MAX_DEPTH: u32 = 32;
 
-/// The deepest nesting of arrays and objects, ignoring brackets inside strings.
-pub fn nesting_depth(json: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 impl<S, T> FromRequest<S> for Json<T>
 where
     T: DeserializeOwned,
@@ -90,7 +64,7 @@ where
         };
         // Counted before parsing, so a deeply nested body costs one linear scan and no
         // recursion.
-        if nesting_depth(&bytes) > max_depth as usize {
+        if rampart_waf::json_nesting_depth(&bytes) > max_depth as usize {
             return Err(ApiError::bad_request(
                 "json_too_deep",
                 format!("request body nests deeper than {max_depth} levels"),

@@ -5,13 +5,15 @@
 //! framework's own (unknown route, wrong method, body too large, timeout, panic), JSON
 //! access logs, HTTP metrics, the JSON body extractor (with a depth limit), the client
 //! address behind trusted proxies, CORS, security headers, GCRA rate limits (in process or
-//! Redis), and our own rule against card numbers in URLs and headers.
+//! Redis), and the WAF: our own SecLang rules (`rules/`: card numbers in URLs and
+//! headers, JSON size and depth) and the OWASP Core Rule Set; and the client certificate of
+//! a mutual-TLS caller.
 //!
 //! Invariant: no handler builds an error body by hand; they return [`ApiError`] (or an
 //! error enum that converts into it) and [`request_context`] renders it.
 #![forbid(unsafe_code)]
 
-pub mod card_guard;
+mod client_cert;
 pub mod client_ip;
 pub mod cors;
 mod error;
@@ -20,9 +22,12 @@ mod json;
 mod metrics;
 pub mod rate_limit;
 pub mod request;
+pub mod waf;
 
+pub use client_cert::ClientCertificate;
 pub use error::{ApiError, ErrorBody};
 pub use guard::{edge_guard, Edge, EdgePolicy, JsonLimits};
 pub use json::Json;
 pub use metrics::HttpMetrics;
+pub use rampart_waf::luhn;
 pub use request::{not_found, request_context, route_tag, ClientIp, RequestId, RequestInfo};

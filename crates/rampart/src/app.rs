@@ -11,12 +11,14 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use rampart_audit::security_log::SecurityEvent;
 use rampart_config::Config;
-use rampart_config::RootKeySourceSetting;
+use rampart_config::{RootKeySourceSetting, WafModeSetting};
 use rampart_crypto::hsm::Hsm;
 use rampart_crypto::signing::SigningKeys;
 use rampart_crypto::RootKey;
 use rampart_edge::rate_limit::{Quota, RateLimiter};
+use rampart_edge::waf::{Waf, WafEvent, WafMode, WafSettings};
 use rampart_edge::{ApiError, HttpMetrics};
 use rampart_identity::{Identity, LoginThrottle};
 use rampart_store::{Store, StoreOptions};
@@ -38,6 +40,8 @@ pub struct App {
     pub openapi: utoipa::openapi::OpenApi,
     /// Work that runs beside the server (audit checkpoints); stopped by `serve`.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Set when `tls.cert_file` is: `serve` then terminates TLS itself.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(OpenApi)]
@@ -198,13 +202,92 @@ pub async fn edge_policy(config: &Config) -> anyhow::Result<rampart_edge::EdgePo
         json: rampart_edge::JsonLimits {
             max_depth: e.max_json_depth,
         },
+        api_defaults: true,
     })
+}
+
+/// The security log in `data_dir/logs` (its writer thread starts here).
+pub fn security_log(config: &Config) -> anyhow::Result<rampart_audit::security_log::SecurityLog> {
+    rampart_audit::security_log::SecurityLog::open(
+        &config.data_dir.join("logs"),
+        config.audit.security_log_retention_days,
+    )
+    .context("cannot open the security log")
+}
+
+/// The WAF from config (`None` when `waf.mode = "off"`): our own rules, CRS when
+/// `waf.crs_dir` is set, then `waf.extra_rules`. Blocks and detections go to the security
+/// log; a rule file that does not parse stops start-up with its file, line and reason.
+pub fn waf(
+    config: &Config,
+    registry: &mut Registry,
+    security_log: rampart_audit::security_log::SecurityLog,
+) -> anyhow::Result<Option<Arc<Waf>>> {
+    let w = &config.waf;
+    let settings = WafSettings {
+        mode: match w.mode {
+            WafModeSetting::Blocking => WafMode::Blocking,
+            WafModeSetting::Detection => WafMode::Detection,
+            WafModeSetting::Off => WafMode::Off,
+        },
+        crs_dir: (!w.crs_dir.is_empty()).then(|| w.crs_dir.clone().into()),
+        paranoia_level: w.paranoia_level,
+        inbound_threshold: w.inbound_anomaly_threshold,
+        outbound_threshold: w.outbound_anomaly_threshold,
+        extra_rules: w.extra_rules.iter().map(Into::into).collect(),
+        inspect_responses: w.inspect_responses,
+        max_body_bytes: config.http.max_body_bytes,
+        max_json_bytes: config.edge.max_json_bytes.min(config.http.max_body_bytes),
+        max_json_depth: config.edge.max_json_depth,
+        body_timeout: Duration::from_secs(config.http.request_timeout_secs),
+    };
+    let sink: rampart_edge::waf::WafEventSink = Arc::new(move |e: WafEvent| {
+        let mut event = SecurityEvent::new(
+            e.event,
+            if e.blocking_rule.is_some() {
+                "warning"
+            } else {
+                "info"
+            },
+        );
+        event.request_id = Some(e.request_id);
+        event.source_ip = e.client_ip.map(|ip| ip.to_string());
+        // Rule ids and messages only: never the matched data (a card number, a password).
+        event.detail = serde_json::json!({
+            "method": e.method,
+            "phase": e.phase,
+            "blocking_rule": e.blocking_rule,
+            "status": e.status,
+            "rules": e.rules.iter().map(|(id, msg)| serde_json::json!({"id": id, "msg": msg})).collect::<Vec<_>>(),
+            "inbound_anomaly_score": e.inbound_anomaly_score,
+            "outbound_anomaly_score": e.outbound_anomaly_score,
+        });
+        security_log.record(event);
+    });
+    let waf = Waf::load(&settings, registry, sink).context("cannot load the WAF rules")?;
+    match &waf {
+        Some(waf) => tracing::info!(
+            mode = ?settings.mode,
+            crs = settings.crs_dir.as_ref().map(|d| d.display().to_string()),
+            paranoia_level = settings.paranoia_level,
+            rules = waf.rule_count(),
+            "WAF rules loaded"
+        ),
+        None => tracing::warn!("WAF is off (waf.mode = \"off\"): no rule runs, ours included"),
+    }
+    Ok(waf.map(Arc::new))
 }
 
 /// Opens storage (running migrations), loads keys, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Before the database: a wrong certificate path should stop start-up at once.
+    let tls = if config.tls.enabled() {
+        Some(crate::tls::server_config(&config.tls)?)
+    } else {
+        None
+    };
     let (store, report) = Store::open(&store_options(&config))
         .await
         .context("cannot open the database")?;
@@ -227,11 +310,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
-    let security_log = rampart_audit::security_log::SecurityLog::open(
-        &config.data_dir.join("logs"),
-        config.audit.security_log_retention_days,
-    )
-    .context("cannot open the security log")?;
+    let security_log = security_log(&config)?;
+    let waf = waf(&config, &mut registry, security_log.clone())?;
     let rbac = rbac();
     let keyring = crypto.keyring.clone();
     let edge = edge_policy(&config).await?;
@@ -286,7 +366,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         pool_metrics,
         openapi: Arc::new(openapi.clone()),
     };
-    let router = Router::new()
+    let routes = Router::new()
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
@@ -302,15 +382,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::internal().into_response()
-        }))
-        .layer(from_fn_with_state(
-            rampart_edge::Edge(Arc::new(edge)),
-            rampart_edge::edge_guard,
-        ))
-        .layer(from_fn_with_state(
-            http_metrics,
-            rampart_edge::request_context,
-        ));
+        }));
+    let router = edge_layers(routes, waf, edge, http_metrics);
 
     let background = vec![tokio::spawn(audit_checkpoints(
         store.clone(),
@@ -324,23 +397,94 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config,
         openapi,
         background,
+        tls,
     })
 }
 
+/// The layers every request crosses first, outermost last: the WAF, the edge guard
+/// (client address, CORS, IP rate limit, security headers), and the request context (id,
+/// error shape, access log, metrics). Shared by `serve` and the `edge` proxy.
+pub fn edge_layers(
+    routes: Router,
+    waf: Option<Arc<Waf>>,
+    edge: rampart_edge::EdgePolicy,
+    http_metrics: HttpMetrics,
+) -> Router {
+    let routes = match waf {
+        Some(waf) => routes.layer(from_fn_with_state(waf, rampart_edge::waf::waf_guard)),
+        None => routes,
+    };
+    routes
+        .layer(from_fn_with_state(
+            rampart_edge::Edge(Arc::new(edge)),
+            rampart_edge::edge_guard,
+        ))
+        .layer(from_fn_with_state(
+            http_metrics,
+            rampart_edge::request_context,
+        ))
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, and closes the database pool.
+/// `http.shutdown_grace_secs`, and closes the database pool. Over TLS when `tls.cert_file`
+/// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(app.config.http.shutdown_grace_secs);
+    if app.tls.is_some() {
+        tracing::info!(
+            min_version = ?app.config.tls.min_version,
+            client_auth = ?app.config.tls.client_auth,
+            "serving HTTPS"
+        );
+    }
+    serve_router(
+        app.router.clone(),
+        listener,
+        app.tls.clone(),
+        grace,
+        shutdown,
+    )
+    .await?;
+    for task in &app.background {
+        task.abort();
+    }
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves a router (with the peer address for the edge layer) until `shutdown`
+/// resolves, then drains in-flight requests for at most `grace`: over TLS with a rustls
+/// configuration, plain HTTP without (a proxy in front terminates TLS). Shared by `serve`
+/// and the `edge` proxy.
+pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match tls {
+        Some(tls) => crate::tls::serve(router, listener, tls, grace, shutdown).await,
+        None => serve_plain(router, listener, grace, shutdown).await,
+    }
+}
+
+async fn serve_plain(
+    router: Router,
+    listener: TcpListener,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_wait = stop_rx.clone();
     let server = axum::serve(
         listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
@@ -356,11 +500,6 @@ pub async fn serve(
         () = drained => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
     }
     drop(stop_rx);
-    for task in &app.background {
-        task.abort();
-    }
-    app.store.close().await;
-    tracing::info!("stopped");
     Ok(())
 }
 

@@ -53,6 +53,50 @@ pub enum Command {
     /// The keyring: named encryption keys and their versions.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run the edge layer alone (WAF, rate limits, client address, security headers) as
+    /// a reverse proxy in front of any HTTP application. Configuration as for `serve`
+    /// (`[edge]`, `[waf]`, `[http]`, `[redis]`); response rules are on.
+    Edge {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The application: `http://host:port[/prefix]`.
+        #[arg(long)]
+        upstream: String,
+        /// Skip the response phases (3 and 4) of the WAF.
+        #[arg(long)]
+        no_response_rules: bool,
+    },
+    /// The web application firewall's rules.
+    #[command(subcommand)]
+    Waf(WafCommand),
+    /// Ask a running node whether it is ready (for container health checks, which have
+    /// no curl): exits 0 when `GET /ready` answers 200. Plain HTTP only.
+    Health {
+        /// Default: `/ready` on `http.listen` (0.0.0.0 becomes 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WafCommand {
+    /// Run go-ftw YAML regression tests (CRS's own suite) in-process against a CRS
+    /// directory. Ends with `N passed, N failed, N skipped`; exits non-zero on failures.
+    Test {
+        /// The CRS release directory (crs-setup.conf[.example] and rules/).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Directory of YAML tests (searched recursively), e.g. tests/regression/tests.
+        #[arg(long)]
+        tests: PathBuf,
+        /// Tests to skip: one `<rule>-<test> reason` per line.
+        #[arg(long)]
+        exclusions: Option<PathBuf>,
+    },
+    /// Load the configured rule set (our rules, CRS, extra rules) and report how many
+    /// rules compiled, or the file, line and reason of the first error.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,12 +205,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             crate::telemetry::init(&config);
             let listen = config.http.listen;
+            let scheme = if config.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
             let app = app::build(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "listening");
+            tracing::info!(address = %listener.local_addr()?, scheme, "listening");
             app::serve(app, listener, app::shutdown_signal()).await
+        }
+        Command::Edge {
+            listen,
+            upstream,
+            no_response_rules,
+        } => {
+            crate::telemetry::init(&config);
+            let mut config = config;
+            config.waf.inspect_responses = !no_response_rules;
+            let upstream = crate::proxy::Upstream::parse(&upstream)?;
+            let tls = config
+                .tls
+                .enabled()
+                .then(|| crate::tls::server_config(&config.tls))
+                .transpose()?;
+            let router = crate::proxy::build(&config, upstream).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "edge proxy listening");
+            app::serve_router(
+                router,
+                listener,
+                tls,
+                std::time::Duration::from_secs(config.http.shutdown_grace_secs),
+                app::shutdown_signal(),
+            )
+            .await
+        }
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(|| {
+                let mut addr = config.http.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}/ready")
+            });
+            let uri: http::Uri = url.parse().with_context(|| format!("bad --url {url}"))?;
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<axum::body::Body>();
+            let res = tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri))
+                .await
+                .with_context(|| format!("{url}: no answer within 3 s"))?
+                .with_context(|| format!("{url}: cannot connect"))?;
+            if !res.status().is_success() {
+                bail!("{url} answered {}", res.status());
+            }
+            println!("ready");
+            Ok(())
+        }
+        Command::Waf(WafCommand::Test {
+            rules,
+            tests,
+            exclusions,
+        }) => {
+            let exclusions = match exclusions {
+                Some(path) => rampart_waf::ftw::parse_exclusions(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => Default::default(),
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                rampart_waf::ftw::run(&rules, &tests, &exclusions)
+            })
+            .await??;
+            print!("{report}");
+            if !report.failed.is_empty() {
+                bail!("{} WAF tests failed", report.failed.len());
+            }
+            Ok(())
+        }
+        Command::Waf(WafCommand::Check) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            match app::waf(&config, &mut registry, app::security_log(&config)?)? {
+                Some(waf) => println!("{} rules loaded", waf.rule_count()),
+                None => println!("the WAF is off (waf.mode = \"off\")"),
+            }
+            Ok(())
         }
         Command::Migrate => {
             crate::telemetry::init(&config);

@@ -8,4 +8,6 @@ pub mod app;
 pub mod cli;
 mod keyring_backend;
 mod ops;
+pub mod proxy;
 pub mod telemetry;
+pub mod tls;

@@ -107,8 +107,13 @@ pub async fn metrics(State(state): State<OpsState>) -> Result<impl IntoResponse,
         .get_or_create(&PoolLabels { state: "in_use" })
         .set(pool.size.saturating_sub(pool.idle) as i64);
     m.max.set(pool.max as i64);
+    encode_metrics(&state.registry)
+}
+
+/// A registry in the OpenMetrics text format (also the edge proxy's `/metrics`).
+pub(crate) fn encode_metrics(registry: &Registry) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &state.registry).map_err(|e| {
+    prometheus_client::encoding::text::encode(&mut text, registry).map_err(|e| {
         tracing::error!(error = %e, "cannot encode metrics");
         ApiError::internal()
     })?;

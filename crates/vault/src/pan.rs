@@ -61,7 +61,7 @@ impl Pan {
         if !(12..=19).contains(&digits.len()) {
             return Err(PanError::Length);
         }
-        if !rampart_edge::card_guard::luhn(digits.as_bytes()) {
+        if !rampart_edge::luhn(digits.as_bytes()) {
             return Err(PanError::Luhn);
         }
         brand_of(&digits).ok_or(PanError::UnknownBrand)?;

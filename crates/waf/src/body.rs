@@ -41,8 +41,43 @@ fn bad_escape(v: &[u8]) -> bool {
     })
 }
 
-/// Flattens a JSON document into `json.a.b` style argument names.
-pub(crate) fn parse_json(input: &[u8], limit: usize) -> Result<Pairs, String> {
+/// The deepest nesting of arrays and objects in a JSON text, ignoring brackets inside
+/// strings. One linear scan with no recursion, so it is safe to run before parsing.
+pub fn json_nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Flattens a JSON document into `json.a.b` style argument names. A document nested
+/// deeper than `max_depth` is an error (ModSecurity v3's `SecRequestBodyJsonDepthLimit`),
+/// checked before parsing.
+pub(crate) fn parse_json(input: &[u8], limit: usize, max_depth: usize) -> Result<Pairs, String> {
+    let depth = json_nesting_depth(input);
+    if depth > max_depth {
+        return Err(format!(
+            "JSON depth limit exceeded: nesting depth {depth} is over {max_depth}"
+        ));
+    }
     let value: serde_json::Value =
         serde_json::from_slice(input).map_err(|e| format!("JSON parsing error: {e}"))?;
     let mut out = Vec::new();
@@ -478,10 +513,14 @@ mod tests {
 
     #[test]
     fn json_flattening() {
-        let p = parse_json(br#"{"a":{"b":[1,"x"]},"c":true,"d":null}"#, 100).unwrap();
+        let p = parse_json(br#"{"a":{"b":[1,"x"]},"c":true,"d":null}"#, 100, 10).unwrap();
         let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["json.a.b", "json.a.b", "json.c", "json.d"]);
-        assert!(parse_json(b"{bad", 100).is_err());
+        assert!(parse_json(b"{bad", 100, 10).is_err());
+        let e = parse_json(br#"{"a":[[{"b":"]]]]"}]]}"#, 100, 3).unwrap_err();
+        assert!(e.contains("depth limit"), "{e}");
+        assert!(parse_json(br#"{"a":[[{"b":"]]]]"}]]}"#, 100, 4).is_ok());
+        assert_eq!(json_nesting_depth(br#"{"s":"{{{[[[\\"}"#), 1);
     }
 
     #[test]

@@ -35,6 +35,7 @@
 //! - Directives: `SecRule`, `SecAction`, `SecMarker`, `SecDefaultAction`,
 //!   `SecRuleRemoveById/ByTag/ByMsg`, `SecRuleUpdateTargetById/ByTag/ByMsg`,
 //!   `SecRuleUpdateActionById`, `SecRuleEngine`, `SecRequestBodyAccess`,
+//!   `SecRequestBodyJsonDepthLimit`,
 //!   `SecResponseBodyAccess`, `SecResponseBodyMimeType`, body and argument
 //!   limits; other `Sec*` housekeeping directives are accepted and ignored.
 //!   `Include` is rejected: rule sets load from a directory in file-name
@@ -46,7 +47,7 @@
 //!   @beginsWith @endsWith @within @eq @ge @gt @le @lt @detectSQLi
 //!   @detectXSS @validateByteRange @validateUrlEncoding
 //!   @validateUtf8Encoding @ipMatch @ipMatchFromFile @unconditionalMatch
-//!   @noMatch`, all matching on bytes.
+//!   @noMatch @verifyCC`, all matching on bytes.
 //! - Transformations: everything CRS names and more (see [`transform`]).
 //! - Body processors: URL-encoded, JSON (`json.a.b` argument names;
 //!   array elements take the array's name, as in ModSecurity v2), XML
@@ -103,6 +104,8 @@ mod ruleset;
 mod transaction;
 pub mod transform;
 
+pub use body::json_nesting_depth;
+pub use operator::luhn;
 pub use rule::{Disruptive, EngineMode};
 pub use ruleset::{EngineConfig, LoadError, RuleSet, RuleSetBuilder};
 pub use transaction::{Interruption, MatchedRule, Transaction};

@@ -33,6 +33,8 @@ pub(crate) enum Op {
     ValidateUrlEncoding,
     ValidateUtf8,
     IpMatch(Vec<(IpAddr, u8)>),
+    /// `@verifyCC`: a regex match whose digits pass the Luhn check.
+    VerifyCc(Regex),
     Unconditional,
     NoMatch,
 }
@@ -212,6 +214,50 @@ fn contains_word(hay: &[u8], word: &[u8]) -> bool {
     false
 }
 
+/// The Luhn check over ASCII digits (false for anything else).
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, &b) in digits.iter().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+/// ModSecurity's `@verifyCC`: each match of `re` (its first group when it has one, so a
+/// pattern can demand boundaries around the number) whose digits, separators dropped,
+/// number 13 to 19 and pass the Luhn check. Returns the matched text. Matches are tried
+/// one after another, each search starting where the last candidate ended, so a failed
+/// candidate does not hide a valid one right after it.
+fn verify_cc(re: &Regex, value: &[u8]) -> Option<Vec<u8>> {
+    let mut start = 0;
+    while start <= value.len() {
+        let caps = re.captures_at(value, start)?;
+        let whole = caps.get(0)?;
+        let number = caps.get(1).unwrap_or(whole);
+        let digits: Vec<u8> = number
+            .as_bytes()
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_digit)
+            .collect();
+        if (13..=19).contains(&digits.len()) && luhn(&digits) {
+            return Some(number.as_bytes().to_vec());
+        }
+        start = number.end().max(whole.start() + 1);
+    }
+    None
+}
+
 /// Returns true when the URL encoding in `v` is malformed.
 fn invalid_url_encoding(v: &[u8]) -> bool {
     let mut i = 0;
@@ -279,6 +325,7 @@ impl Op {
                     .any(|&(net, bits)| ip_in(ip, net, bits))
                     .then(Vec::new)
             }
+            Op::VerifyCc(re) => verify_cc(re, value).map(|m| vec![m]),
             Op::Unconditional => Some(Vec::new()),
             Op::NoMatch => None,
         }

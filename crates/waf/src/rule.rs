@@ -544,6 +544,7 @@ fn compile_operator(text: &str, dir: &Path) -> Result<(bool, Op), String> {
                 .collect();
             Op::IpMatch(operator::parse_ip_list(&list.join(","))?)
         }
+        "verifycc" => Op::VerifyCc(operator::build_regex(&arg)?),
         "unconditionalmatch" => Op::Unconditional,
         "nomatch" => Op::NoMatch,
         other => return Err(format!("unsupported operator @{other}")),

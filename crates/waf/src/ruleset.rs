@@ -58,7 +58,6 @@ const HOUSEKEEPING_DIRECTIVES: &[&str] = &[
     "secuploadfilemode",
     "secuploadfilelimit",
     "secxmlexternalentity",
-    "secrequestbodyjsondepthlimit",
     "secwebappid",
     "secserversignature",
     "secsensorid",
@@ -107,6 +106,9 @@ pub struct EngineConfig {
     pub response_body_limit: usize,
     /// Maximum number of arguments parsed from a request.
     pub arguments_limit: usize,
+    /// JSON bodies nested deeper than this set `REQBODY_ERROR` instead of being parsed
+    /// (`SecRequestBodyJsonDepthLimit`; ModSecurity v3's default is 10000).
+    pub json_depth_limit: usize,
 }
 
 impl Default for EngineConfig {
@@ -119,6 +121,7 @@ impl Default for EngineConfig {
             request_body_limit: 13_107_200,
             response_body_limit: 524_288,
             arguments_limit: 1000,
+            json_depth_limit: 10_000,
         }
     }
 }
@@ -396,6 +399,11 @@ impl RuleSetBuilder {
                 self.config.arguments_limit = arg(0)?
                     .parse()
                     .map_err(|_| "bad SecArgumentsLimit".to_string())?;
+            }
+            "secrequestbodyjsondepthlimit" => {
+                self.config.json_depth_limit = arg(0)?
+                    .parse()
+                    .map_err(|_| "bad SecRequestBodyJsonDepthLimit".to_string())?;
             }
             "include" => return Err("Include is not supported; load a directory instead".into()),
             other if HOUSEKEEPING_DIRECTIVES.contains(&other) => {}

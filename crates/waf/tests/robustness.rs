@@ -161,7 +161,7 @@ fn requests_and_bodies_never_panic() {
 /// The real CRS with hostile requests: every phase, every body processor.
 #[test]
 fn crs_survives_hostile_requests() {
-    let dir = std::env::var("RAMPART_CRS_DIR").map_or_else(
+    let dir = std::env::var("RAMPART_TEST_CRS_DIR").map_or_else(
         |_| {
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0")
         },

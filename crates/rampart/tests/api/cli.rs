@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::helpers::spawn_app;
+
 fn rampart(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(args)
@@ -148,4 +150,24 @@ fn config_show_redacts_and_bad_values_name_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("RAMPART_HTTP_LISTEN"), "{err}");
+}
+
+// Multi-threaded: the server must answer while this thread waits on the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_asks_a_running_node_whether_it_is_ready() {
+    let app = spawn_app().await;
+    let ready = format!("{}/ready", app.base);
+    let (ok, out, err) = app.cli(&["health", "--url", &ready]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "ready");
+    let (ok, _, err) = app.cli(&["health", "--url", &format!("{}/no-such-route", app.base)]);
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (ok, _, err) = app.cli(&["health", "--url", &format!("http://{free}/ready")]);
+    assert!(!ok);
+    assert!(err.contains("cannot connect"), "{err}");
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{error_code, security_events, spawn_app, spawn_app_with, TestApp};
 use crate::vault::{key, merchant};
 
 #[tokio::test]
@@ -66,6 +66,20 @@ async fn a_card_number_in_the_url_or_a_header_is_refused_and_never_echoed() {
             .status(),
         StatusCode::OK
     );
+    // The security log has each block, by rule, and never the number.
+    let blocks = security_events(app.dir.path(), "waf_blocked").await;
+    assert!(blocks
+        .iter()
+        .any(|e| e["detail"]["blocking_rule"] == 10100 && e["source_ip"] == "127.0.0.1"));
+    let log = std::fs::read_to_string(app.dir.path().join("logs/security.log")).unwrap();
+    for digits in [
+        "4111111111111111",
+        "4111 1111",
+        "5555-5555",
+        "5555555555554444",
+    ] {
+        assert!(!log.contains(digits), "{digits} reached the security log");
+    }
 }
 
 #[tokio::test]
@@ -221,6 +235,51 @@ async fn nodes_sharing_redis_share_the_limit() {
         }
     }
     assert_eq!(ok, 4, "one burst across both nodes");
+}
+
+/// Two `rampart serve` processes on one database and one Redis enforce one per-tenant
+/// limit together (needs `RAMPART_TEST_REDIS_URL`).
+#[tokio::test]
+async fn two_processes_on_one_redis_enforce_one_tenant_limit() {
+    if std::env::var("RAMPART_TEST_REDIS_URL").is_err() {
+        eprintln!("skipped: set RAMPART_TEST_REDIS_URL");
+        return;
+    }
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let (_, shop) = merchant(&app, &root, "shop").await;
+    // A fresh key prefix: the processes share their own limits, not the test app's.
+    let prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("RAMPART_REDIS_KEY_PREFIX", prefix.as_str()),
+        ("RAMPART_EDGE_TENANT_PER_MINUTE_DEFAULT", "60"),
+        ("RAMPART_EDGE_TENANT_BURST", "4"),
+    ];
+    let (a, b) = (app.spawn_node(&env).await, app.spawn_node(&env).await);
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let res = app
+            .client
+            .get(format!("{}/api/v1/users/me", node.base))
+            .bearer_auth(&shop)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(res.headers()["ratelimit-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("\"tenant\""));
+        }
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429, 429, 429],
+        "one burst of 4 across both processes"
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,19 @@ pub struct TestApp {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// A `rampart serve` process (see [`TestApp::spawn_node`]).
+pub struct Node {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
@@ -72,6 +85,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_using(reqwest::Client::new(), customise).await
+}
+
+/// Like [`spawn_app_with`], talking through `client` (one that trusts the test CA, when
+/// `customise` sets up `[tls]`). The base URL is `https://` when the app serves TLS.
+pub async fn spawn_app_using(
+    client: reqwest::Client,
+    customise: impl FnOnce(&mut Config),
+) -> TestApp {
     report_backends();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
@@ -106,9 +128,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
             .await
             .ok();
     });
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        base: format!("{scheme}://{addr}"),
+        client,
         store,
         config,
         database_url,
@@ -141,6 +168,60 @@ impl TestApp {
     /// Runs the real binary against this app's database and data dir:
     /// (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_env(args, &[])
+    }
+
+    /// Starts another node: `rampart serve` as its own process on this app's database,
+    /// data dir and Redis, with more settings from `env`. Killed when dropped.
+    pub async fn spawn_node(&self, env: &[(&str, &str)]) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = self.command(&["serve"]);
+        cmd.env("RAMPART_HTTP_LISTEN", &listen)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        if !self.config.redis.url.is_empty() {
+            cmd.env("RAMPART_REDIS_URL", self.config.redis.url.expose());
+        }
+        let node = Node {
+            base: format!("http://{listen}"),
+            child: cmd.spawn().expect("start rampart serve"),
+        };
+        for _ in 0..200 {
+            if let Ok(res) = self
+                .client
+                .get(format!("{}/health", node.base))
+                .send()
+                .await
+            {
+                if res.status() == StatusCode::OK {
+                    return node;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("rampart serve did not come up on {listen}");
+    }
+
+    /// [`TestApp::cli`] with more environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run rampart");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The real binary, pointed at this app's database and data dir.
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args(args)
             .env("RAMPART_DATA_DIR", self.dir.path())
@@ -166,12 +247,7 @@ impl TestApp {
                     },
                 );
         }
-        let out = cmd.output().expect("run rampart");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        cmd
     }
 
     /// Creates a user directly through the same path the CLI uses.
@@ -321,4 +397,46 @@ pub fn softhsm_token() -> Option<(String, String, String)> {
             Some((module, "rampart-api-test".to_string(), "1234".to_string()))
         })
         .clone()
+}
+
+/// The OWASP CRS release the WAF tests load: `RAMPART_TEST_CRS_DIR` (set by `.ci/run`,
+/// where a missing directory fails the test), else `../shared/crs/v4.28.0` beside the
+/// repository. `None` (the test says it skipped) when neither is there.
+pub fn crs_dir() -> Option<std::path::PathBuf> {
+    if let Ok(dir) = std::env::var("RAMPART_TEST_CRS_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        assert!(
+            dir.join("rules").is_dir(),
+            "RAMPART_TEST_CRS_DIR={} has no rules/",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0");
+    if dir.join("rules").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: CRS not found (set RAMPART_TEST_CRS_DIR)");
+        None
+    }
+}
+
+/// The security-log events of one kind, waiting (up to 5 s) for the writer thread to
+/// put at least one on disk.
+pub async fn security_events(data_dir: &std::path::Path, event: &str) -> Vec<Value> {
+    let path = data_dir.join("logs/security.log");
+    for _ in 0..50 {
+        let found: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == event)
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {event} event in {}", path.display());
 }

@@ -345,14 +345,16 @@ impl<'r> Transaction<'r> {
                     self.add_arg(Coll::ArgsPost, k, v);
                 }
             }
-            "JSON" if !body.is_empty() => match body::parse_json(&body, limit) {
-                Ok(args) => {
-                    for (k, v) in args {
-                        self.add_arg(Coll::ArgsPost, k, v);
+            "JSON" if !body.is_empty() => {
+                match body::parse_json(&body, limit, self.rs.config.json_depth_limit) {
+                    Ok(args) => {
+                        for (k, v) in args {
+                            self.add_arg(Coll::ArgsPost, k, v);
+                        }
                     }
+                    Err(e) => error = Some(e),
                 }
-                Err(e) => error = Some(e),
-            },
+            }
             "XML" if !body.is_empty() => match body::parse_xml(&body) {
                 Ok(doc) => self.xml = Some(doc),
                 Err(e) => error = Some(e),

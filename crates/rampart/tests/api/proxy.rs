@@ -1,0 +1,243 @@
+//! `rampart edge`: the edge layer as a reverse proxy in front of another application,
+//! built by the same function the command uses, with CRS and response rules on.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use axum::Router;
+use rampart_config::Config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{crs_dir, error_code, security_events};
+
+/// The application behind the proxy: it echoes what reached it and counts requests.
+async fn spawn_upstream(seen: Arc<AtomicUsize>) -> SocketAddr {
+    let echo = move |headers: HeaderMap, body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let h = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            };
+            axum::Json(json!({
+                "x_forwarded_for": h("x-forwarded-for"),
+                "x_request_id": h("x-request-id"),
+                "host": h("host"),
+                "connection": h("connection"),
+                "body_len": body.len(),
+            }))
+        }
+    };
+    let app = Router::new()
+        .route("/echo", any(echo))
+        .route(
+            "/leak",
+            get(|| async {
+                (
+                    [("content-type", "text/html")],
+                    "<html><body>You have an error in your SQL syntax; check the manual that \
+                     corresponds to your MySQL server version</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                let chunks =
+                    (0..64).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 64 * 1024])));
+                (
+                    [("content-type", "application/octet-stream")],
+                    Body::from_stream(tokio_stream_iter(chunks)),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    addr
+}
+
+/// A stream over an iterator, without a stream utility crate.
+fn tokio_stream_iter<I>(iter: I) -> impl futures_core::Stream<Item = I::Item>
+where
+    I: Iterator + Unpin,
+{
+    struct It<I>(I);
+    impl<I: Iterator + Unpin> futures_core::Stream for It<I> {
+        type Item = I::Item;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<I::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    It(iter)
+}
+
+struct Proxy {
+    base: String,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Config)) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.waf.inspect_responses = true;
+    customise(&mut config);
+    config.validate().expect("valid config");
+    let upstream = rampart::proxy::Upstream::parse(upstream).unwrap();
+    let router = rampart::proxy::build(&config, upstream)
+        .await
+        .expect("proxy builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        rampart::app::serve_router(
+            router,
+            listener,
+            None,
+            std::time::Duration::from_secs(1),
+            std::future::pending(),
+        )
+        .await
+        .ok()
+    });
+    Proxy {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        dir,
+    }
+}
+
+impl Proxy {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_forwards_with_the_edge_layer_and_blocks_with_crs() {
+    let Some(crs) = crs_dir() else { return };
+    let seen = Arc::new(AtomicUsize::new(0));
+    let up = spawn_upstream(seen.clone()).await;
+    let proxy = spawn_proxy(&format!("http://{up}"), |c| {
+        c.waf.crs_dir = crs.display().to_string();
+    })
+    .await;
+
+    // Its own /health; the upstream has none.
+    let res = proxy.get("/health").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+
+    // Forwarded: client address, request id, the client's Host; hop headers dropped.
+    let res = proxy.get("/echo?page=2&sort=name").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(echo["x_forwarded_for"], "127.0.0.1");
+    assert_eq!(echo["x_request_id"], id.as_str());
+    assert_eq!(echo["host"], proxy.base.trim_start_matches("http://"));
+    assert_eq!(echo["connection"], Value::Null);
+
+    // A 1 KB form post reaches the upstream whole.
+    let form = format!("name=Siti&comment={}", "a".repeat(1000));
+    let res = proxy
+        .client
+        .post(format!("{}/echo", proxy.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["body_len"], form.len());
+
+    // A large response the rules do not inspect streams through whole.
+    let res = proxy.get("/big").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().len(), 64 * 64 * 1024);
+
+    // Blocked before the upstream: an SQL injection, a card number in the query.
+    let before = seen.load(Ordering::SeqCst);
+    let res = proxy.get("/echo?id=1%27%20OR%20%271%27%3D%271").await;
+    assert_eq!(
+        error_code(res, StatusCode::FORBIDDEN).await,
+        "request_blocked"
+    );
+    let res = proxy.get("/echo?card=4111111111111111").await;
+    assert_eq!(
+        error_code(res, StatusCode::BAD_REQUEST).await,
+        "card_number_outside_body"
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        before,
+        "the upstream saw neither"
+    );
+
+    // Response rules: an SQL error page leaking from the upstream is not shown.
+    let res = proxy.get("/leak").await;
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.contains("SQL syntax"), "{body}");
+
+    let blocks = security_events(proxy.dir.path(), "waf_blocked").await;
+    let rules: Vec<u64> = blocks
+        .iter()
+        .filter_map(|e| e["detail"]["blocking_rule"].as_u64())
+        .collect();
+    for expected in [949110, 10100, 959100] {
+        assert!(rules.contains(&expected), "{expected} not in {rules:?}");
+    }
+    assert!(blocks.iter().any(|e| e["detail"]["phase"] == "response"
+        && e["detail"]["outbound_anomaly_score"].as_i64() >= Some(4)));
+    let log = std::fs::read_to_string(proxy.dir.path().join("logs/security.log")).unwrap();
+    assert!(!log.contains("4111111111111111"));
+
+    let metrics = proxy.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"waf_rule_matches_total{rule_id="10100"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_answers_502_when_the_upstream_is_down() {
+    // A port nobody listens on: bind, note it, close.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let proxy = spawn_proxy(&format!("http://{addr}"), |_| {}).await;
+    let res = proxy.get("/anything").await;
+    assert_eq!(
+        error_code(res, StatusCode::BAD_GATEWAY).await,
+        "bad_gateway"
+    );
+    // Our own rules run without CRS.
+    let res = proxy.get("/x?c=4111-1111-1111-1111").await;
+    assert_eq!(
+        error_code(res, StatusCode::BAD_REQUEST).await,
+        "card_number_outside_body"
+    );
+}
