@@ -79,6 +79,7 @@ declare -A method=([get]=GET [post]=POST [sqli]=GET)
 declare -A path=([get]='/index.html?page=2&sort=name' [post]=/checkout [sqli]="/?id=1'%20OR%20'1'='1")
 declare -A verdict=([get]=200 [post]=200 [sqli]=403)
 
+readonly TARGETS=(upstream modsec rampart)
 declare -A title=([upstream]='upstream direct' [modsec]='nginx+ModSecurity' [rampart]='Rampart edge')
 
 # ModSecurity's recommended configuration (upstream's modsecurity.conf-recommended) as
@@ -112,13 +113,7 @@ done
 [[ -n $recommended ]] || die "found no ModSecurity recommended configuration (looked at ${MODSEC_RECOMMENDED[*]})"
 
 resolve_bin
-# PLACEHOLDER until `rampart edge` is on main: without it Rampart's column says n/a.
-if "$bin" edge --help >/dev/null 2>&1; then
-    targets=(upstream modsec rampart)
-else
-    echo "bench/waf.sh: $bin has no 'edge' command yet; Rampart's column will be n/a" >&2
-    targets=(upstream modsec)
-fi
+"$bin" edge --help >/dev/null 2>&1 || die "$bin has no 'edge' command (the proxy); build a newer one"
 clear_rampart_env
 prepare_workdir
 
@@ -274,6 +269,9 @@ export RAMPART_WAF_MODE=blocking
 # tokio's default, said out loud: one worker thread per CPU, like nginx's processes above.
 export TOKIO_WORKER_THREADS=$CPUS
 
+# The same rule set the proxy will build, loaded once to count it (and to fail early).
+rampart_rules=$("$bin" waf check 2>&1) || { echo "$rampart_rules" >&2; die "rampart waf check failed"; }
+
 launch_edge() {
     "$bin" edge --listen "127.0.0.1:$1" --upstream "${url[upstream]}" >>"$work/server.log" 2>&1 &
     server_pid=$!
@@ -365,7 +363,7 @@ start_nginx upstream write_upstream_conf
 check_verdicts upstream || die "the upstream does not answer 200 to every request"
 
 verdicts_ok=0
-for target in "${targets[@]:1}"; do
+for target in modsec rampart; do
     start_waf "$target"
     check_verdicts "$target" || verdicts_ok=1
     stop_waf "$target"
@@ -381,7 +379,7 @@ printf '  %-42s %-9s %-18s %s\n' request expected "${title[modsec]}" "${title[ra
 for w in "${WORKLOADS[@]}"; do
     request="${method[$w]} ${path[$w]}"
     [[ ${method[$w]} == POST ]] && request+=" (${#FORM_BODY}-byte form)"
-    printf '  %-42s %-9s %-18s %s\n' "$request" "${verdict[$w]}" "${answer[modsec/$w]}" "${answer[rampart/$w]:-n/a}"
+    printf '  %-42s %-9s %-18s %s\n' "$request" "${verdict[$w]}" "${answer[modsec/$w]}" "${answer[rampart/$w]}"
 done
 echo
 ((verdicts_ok == 0)) || die "a WAF gave a verdict other than expected (000: no answer): the throughputs would not compare like for like"
@@ -393,14 +391,15 @@ echo "          paranoia level 1, blocking on the anomaly score"
 echo "modsec:   $(nginx -v 2>&1 | cut -d' ' -f3-), ${modsec_connector:-ModSecurity-nginx}, libmodsecurity3 $(dpkg-query -W -f='${Version}' libmodsecurity3 2>/dev/null || echo '(version unknown)'),"
 echo "          ${modsec_rules:-?} rules, $CPUS worker processes; $recommended"
 echo "          with SecRuleEngine On and SecAuditEngine Off"
-echo "rampart:  rampart edge, $CPUS tokio worker threads, rate limits off, log level warn"
+echo "rampart:  rampart edge, ${rampart_rules% loaded} (CRS and Rampart's own), response rules on, $CPUS tokio worker threads,"
+echo "          rate limits off, log level warn"
 echo "upstream: nginx without ModSecurity, $CPUS worker processes, 200 \"ok\" to everything; kept-alive connections from both WAFs"
 print_load_settings
 echo "          one WAF runs at a time; the upstream runs throughout"
 echo "busy:     load average $(cut -d' ' -f1 /proc/loadavg) when the runs start (other work on the machine lowers every number)"
 echo
 
-for target in "${targets[@]}"; do
+for target in "${TARGETS[@]}"; do
     [[ $target == upstream ]] || start_waf "$target"
     # Check again what is about to be measured (a restart must not change it).
     [[ $target == upstream ]] || check_verdicts "$target" || die "${title[$target]} changed its verdicts after a restart"
@@ -413,8 +412,7 @@ done
 echo
 printf '%-12s %18s %20s %16s %24s\n' workload "${title[upstream]}" "${title[modsec]}" "${title[rampart]}" 'Rampart ÷ ModSecurity'
 for w in "${WORKLOADS[@]}"; do
-    awk -v name="${label[$w]}" -v upstream="${rps[upstream/$w]}" -v modsec="${rps[modsec/$w]}" -v rampart="${rps[rampart/$w]:-}" 'BEGIN {
-        if (rampart == "") { printf "%-12s %12.0f req/s %14.0f req/s %16s %23s\n", name, upstream, modsec, "n/a", "n/a"; exit }
+    awk -v name="${label[$w]}" -v upstream="${rps[upstream/$w]}" -v modsec="${rps[modsec/$w]}" -v rampart="${rps[rampart/$w]}" 'BEGIN {
         printf "%-12s %12.0f req/s %14.0f req/s %10.0f req/s %23.2f\n", name, upstream, modsec, rampart, rampart / modsec
     }'
 done
