@@ -16,8 +16,9 @@
 # First it checks the verdicts: each WAF must answer 200 to the benign GET and POST and 403
 # to the SQL injection, or the script prints what each answered and stops, because a
 # throughput comparison means nothing unless both do the same work. Then it runs wrk with
-# the same settings against the upstream directly, then nginx+ModSecurity, then Rampart
-# (one WAF running at a time), for three workloads:
+# the same settings, workload by workload, against the upstream directly, then
+# nginx+ModSecurity, then Rampart (one WAF running at a time; each is started fresh for
+# each workload):
 #   benign GET   GET /index.html?page=2&sort=name
 #   form POST    POST /checkout, a 1 KB urlencoded body of ordinary form fields
 #   SQLi GET     GET /?id=1'%20OR%20'1'='1 (blocked by CRS at paranoia level 1: 403)
@@ -399,17 +400,23 @@ echo "          one WAF runs at a time; the upstream runs throughout"
 echo "busy:     load average $(cut -d' ' -f1 /proc/loadavg) when the runs start (other work on the machine lowers every number)"
 echo
 
-for target in "${TARGETS[@]}"; do
-    [[ $target == upstream ]] || start_waf "$target"
-    # Check again what is about to be measured (a restart must not change it).
-    [[ $target == upstream ]] || check_verdicts "$target" || die "${title[$target]} changed its verdicts after a restart"
-    for w in "${WORKLOADS[@]}"; do
+# Workload by workload, the two WAFs back to back: on a machine where other work comes and
+# goes, the two numbers of one ratio are then measured seconds apart, not minutes.
+for w in "${WORKLOADS[@]}"; do
+    for target in "${TARGETS[@]}"; do
+        if [[ $target == upstream ]]; then
+            measure "$target" "$w"
+            continue
+        fi
+        start_waf "$target"
+        # Check again what is about to be measured (a restart must not change it).
+        check_verdicts "$target" || die "${title[$target]} changed its verdicts after a restart"
         measure "$target" "$w"
+        stop_waf "$target"
     done
-    [[ $target == upstream ]] || stop_waf "$target"
+    echo
 done
 
-echo
 printf '%-12s %18s %20s %16s %24s\n' workload "${title[upstream]}" "${title[modsec]}" "${title[rampart]}" 'Rampart ÷ ModSecurity'
 for w in "${WORKLOADS[@]}"; do
     awk -v name="${label[$w]}" -v upstream="${rps[upstream/$w]}" -v modsec="${rps[modsec/$w]}" -v rampart="${rps[rampart/$w]}" 'BEGIN {
