@@ -12,6 +12,7 @@ mod keys;
 mod mfa;
 mod ops;
 mod proxy;
+mod resilience;
 mod signing;
 mod storage;
 mod tenants;
