@@ -70,12 +70,30 @@ pub enum Command {
     /// The web application firewall's rules.
     #[command(subcommand)]
     Waf(WafCommand),
+    /// Payments fraud rules.
+    #[command(subcommand)]
+    Fraud(FraudCommand),
     /// Ask a running node whether it is ready (for container health checks, which have
     /// no curl): exits 0 when `GET /ready` answers 200. Plain HTTP only.
     Health {
         /// Default: `/ready` on `http.listen` (0.0.0.0 becomes 127.0.0.1).
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FraudCommand {
+    /// Replay past payments (CSV: time,card,amount,currency,ip,country[,email,card_country,
+    /// fraud]) through the rules and report, per rule and overall, how many were flagged
+    /// and, with fraud labels, precision and recall.
+    Backtest {
+        file: PathBuf,
+        /// The merchant's rules as JSON (only the fields that differ from the defaults).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -244,6 +262,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app::shutdown_signal(),
             )
             .await
+        }
+        Command::Fraud(FraudCommand::Backtest { file, rules, json }) => {
+            let rules: rampart_payments::fraud::FraudRules = match rules {
+                Some(path) => serde_json::from_str(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                )
+                .with_context(|| format!("{}: not valid fraud rules", path.display()))?,
+                None => Default::default(),
+            };
+            rules.validate().map_err(anyhow::Error::msg)?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let report = rampart_payments::backtest::run(&rules, std::io::BufReader::new(input))
+                .with_context(|| format!("{}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
         }
         Command::Health { url } => {
             let url = url.unwrap_or_else(|| {
