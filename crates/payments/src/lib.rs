@@ -19,6 +19,7 @@
 //! queue.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backtest;
 pub mod connector;
 pub mod fraud;

@@ -78,6 +78,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
     rampart_vault::register_permissions(&mut builder);
+    rampart_payments::api::register_permissions(&mut builder);
     builder.build()
 }
 
@@ -358,7 +359,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(ops_api);
     let (vault_routes, vault_api) = rampart_vault::router().split_for_parts();
     openapi.merge(vault_api);
+    let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
+    openapi.merge(payments_api);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
+    let payments = rampart_payments::api::Payments::new(identity.clone(), vault.clone());
 
     let ops_state = OpsState {
         store: store.clone(),
@@ -370,6 +374,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
+        .merge(payment_routes.with_state(payments))
         .fallback(rampart_edge::not_found)
         .route_layer(from_fn(rampart_edge::request::route_tag))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))

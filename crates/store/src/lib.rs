@@ -24,6 +24,7 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod keyring;
 pub mod mfa;
+pub mod payments;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;

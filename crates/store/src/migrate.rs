@@ -54,6 +54,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
         postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
     },
+    // 7 (jobs) and 8 (backups) are being built on their own branches.
+    Migration {
+        version: 9,
+        name: "payments",
+        sqlite: include_str!("../migrations/sqlite/0009_payments.sql"),
+        postgres: include_str!("../migrations/postgres/0009_payments.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -11,6 +11,7 @@ mod helpers;
 mod keys;
 mod mfa;
 mod ops;
+mod payments;
 mod proxy;
 mod resilience;
 mod signing;
