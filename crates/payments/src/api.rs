@@ -48,6 +48,10 @@ impl FromRef<Payments> for Identity {
 }
 
 impl Payments {
+    pub(crate) fn store(&self) -> &rampart_store::Store {
+        self.identity.store()
+    }
+
     /// Payments through the built-in `test` connector (the simulator); a real acquirer's
     /// connector will be chosen by configuration.
     pub fn new(identity: Identity, vault: Vault) -> Payments {
@@ -84,6 +88,7 @@ pub fn router() -> OpenApiRouter<Payments> {
         .routes(routes!(approve_payment))
         .routes(routes!(reject_payment))
         .routes(routes!(get_fraud_rules, put_fraud_rules))
+        .routes(routes!(crate::report::transactions))
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {

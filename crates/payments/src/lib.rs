@@ -23,3 +23,4 @@ pub mod api;
 pub mod backtest;
 pub mod connector;
 pub mod fraud;
+pub mod report;

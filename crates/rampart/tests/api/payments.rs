@@ -465,3 +465,75 @@ async fn another_merchant_sees_nothing_and_card_numbers_stay_out() {
         "invalid_field"
     );
 }
+
+#[tokio::test]
+async fn the_transaction_report_totals_by_status_and_currency_without_card_numbers() {
+    let app = spawn_app().await;
+    let (_, key) = setup(&app).await;
+    for (i, card) in ["4242424242424242", "4111111111111111", "4000000000000002"]
+        .iter()
+        .enumerate()
+    {
+        let ip = format!("192.0.2.{}", 40 + i);
+        created(pay(&app, &key, None, &card_payment(card, 10_000, &ip)).await).await;
+    }
+    let mut usd = card_payment("5555555555554444", 700, "192.0.2.50");
+    usd["currency"] = json!("USD");
+    created(pay(&app, &key, None, &usd).await).await;
+
+    let report: Value = app
+        .get("/api/v1/reports/transactions", Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["rows"].as_array().unwrap().len(), 4);
+    let totals = report["totals"].as_array().unwrap();
+    let find = |status: &str, currency: &str| {
+        totals
+            .iter()
+            .find(|t| t["status"] == status && t["currency"] == currency)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(find("captured", "IDR")["count"], 2);
+    assert_eq!(find("captured", "IDR")["amount"], 20_000);
+    assert_eq!(find("declined", "IDR")["count"], 1);
+    assert_eq!(find("captured", "USD")["captured_amount"], 700);
+
+    let res = app
+        .get("/api/v1/reports/transactions?format=csv", Some(&key))
+        .await;
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = res.text().await.unwrap();
+    assert!(
+        csv.starts_with("record,id,created_at,status,currency,count,amount"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().filter(|l| l.starts_with("payment,")).count(), 4);
+    assert_eq!(csv.lines().filter(|l| l.starts_with("total,")).count(), 3);
+    for number in ["4242424242424242", "4111111111111111", "5555555555554444"] {
+        assert!(!csv.contains(number));
+    }
+    // A range with nothing in it.
+    let empty: Value = app
+        .get(
+            "/api/v1/reports/transactions?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z",
+            Some(&key),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["rows"], json!([]));
+    let res = app
+        .get("/api/v1/reports/transactions?format=xml", Some(&key))
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+}
