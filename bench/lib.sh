@@ -15,7 +15,7 @@
 #   start_server               `$bin serve` on a free loopback port; sets $base and $server_pid
 #   write_report_lua           $work/report.lua, the wrk script that prints one BENCH_RESULT line
 #   print_machine, print_load  the report header: machine and binary; server and load settings
-#   run NAME PATH [SCRIPT]     warm up, then load $base$PATH with wrk (with the $auth header
+#   run NAME PATH [SCRIPT] [CONNS] warm up, then load $base$PATH with wrk (with the $auth header
 #                              the caller sets), print one result line, store req/s in rps[NAME]
 #   print_ratio NAME           the final line: rps[NAME] against rps[health]
 # The scripts call them in the order they need; what they measure stays in the scripts.
@@ -161,9 +161,9 @@ write_report_lua() {
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH_RESULT rps=%.1f requests=%d p50_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d\n",
+    "BENCH_RESULT rps=%.1f requests=%d p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d\n",
     summary.requests / (summary.duration / 1e6), summary.requests,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
     e.status, e.connect + e.read + e.write + e.timeout))
 end
 LUA
@@ -191,6 +191,7 @@ print_load() {
 declare -A rps
 run() {
     local name=$1 path=$2 script=${3:-$work/report.lua} out
+    local CONNECTIONS=${4:-$CONNECTIONS}
     if ((WARMUP > 0)); then
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "$auth" -s "$script" "$base$path" >/dev/null
     fi
@@ -199,19 +200,20 @@ run() {
     local line
     line=$(grep '^BENCH_RESULT ' <<<"$out") || { echo "$out" >&2; die "no result from wrk for $path"; }
     # Turn "key=value ..." into local variables.
-    local kv rps_v requests p50_ms p99_ms non2xx socket_errors
+    local kv rps_v requests p50_ms p95_ms p99_ms non2xx socket_errors
     for kv in ${line#BENCH_RESULT }; do
         case ${kv%%=*} in
             rps) rps_v=${kv#*=} ;;
             requests) requests=${kv#*=} ;;
             p50_ms) p50_ms=${kv#*=} ;;
+            p95_ms) p95_ms=${kv#*=} ;;
             p99_ms) p99_ms=${kv#*=} ;;
             non2xx) non2xx=${kv#*=} ;;
             socket_errors) socket_errors=${kv#*=} ;;
         esac
     done
-    printf '%-10s %10s req/s  p50 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
-        "$name:" "$rps_v" "$p50_ms" "$p99_ms" "$requests" "$non2xx" "$socket_errors"
+    printf '%-14s %10s req/s  p50 %7s ms  p95 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
+        "$name:" "$rps_v" "$p50_ms" "$p95_ms" "$p99_ms" "$requests" "$non2xx" "$socket_errors"
     # Error responses and failed connections are cheap and would flatter the numbers: a run
     # with any of them is not a result.
     kill -0 "$server_pid" 2>/dev/null || die "the server died during the run on $path"
