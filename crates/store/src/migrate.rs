@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
         postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
     },
+    Migration {
+        version: 7,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.
