@@ -494,9 +494,9 @@ pub fn edge_layers(
         ))
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, gives running jobs the same grace (then returns the
-/// unfinished ones to the queue), and closes the database pool. Over TLS when `tls.cert_file`
+/// Serves until `shutdown` resolves, then, at once, drains in-flight requests and lets
+/// running jobs finish, each for at most `http.shutdown_grace_secs` (jobs still running
+/// then go back to the queue), and closes the database pool. Over TLS when `tls.cert_file`
 /// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
     mut app: App,
@@ -511,19 +511,35 @@ pub async fn serve(
             "serving HTTPS"
         );
     }
-    serve_router(
-        app.router.clone(),
-        listener,
-        app.tls.clone(),
-        grace,
-        shutdown,
-    )
-    .await?;
+    // The job worker stops when the server starts draining, not after it: both get the
+    // same grace at once, so the whole stop fits in one `http.shutdown_grace_secs` (what
+    // an orchestrator's kill timeout is set against).
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let worker = app.worker.take();
+    let jobs_stopped = async move {
+        // An early server error drops the sender: the worker is then dropped, which stops
+        // it without waiting.
+        if let (Ok(()), Some(worker)) = (stopping_rx.await, worker) {
+            worker.shutdown(grace).await;
+        }
+    };
+    let (served, ()) = tokio::join!(
+        serve_router(
+            app.router.clone(),
+            listener,
+            app.tls.clone(),
+            grace,
+            shutdown,
+        ),
+        jobs_stopped
+    );
+    served?;
     for task in &app.background {
         task.abort();
-    }
-    if let Some(worker) = app.worker.take() {
-        worker.shutdown(grace).await;
     }
     app.store.close().await;
     tracing::info!("stopped");
