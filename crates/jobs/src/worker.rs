@@ -206,6 +206,9 @@ async fn run_job(
     let renew_every = settings.lease / 3;
     let outcome = loop {
         tokio::select! {
+            // A handler that has finished is recorded as finished, even if the abort
+            // arrived in the same instant.
+            biased;
             result = &mut task => break Some(result),
             () = tokio::time::sleep(renew_every) => {
                 let until = now_ms() + settings.lease.as_millis() as i64;
