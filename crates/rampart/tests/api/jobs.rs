@@ -437,7 +437,7 @@ async fn graceful_shutdown_finishes_quick_jobs_and_returns_stuck_ones() {
         async move { state_of(&store, &a).await == "running" && state_of(&store, &b).await == "running" }
     })
     .await;
-    worker.shutdown(Duration::from_millis(300)).await;
+    worker.shutdown(Duration::from_secs(2)).await;
     let returned = app.store.get_job(&stuck).await.unwrap();
     assert_eq!(returned.state, "queued", "returned to the queue");
     assert_eq!(
@@ -490,5 +490,65 @@ async fn metrics_show_queue_depth_and_age() {
     assert!(
         text.contains("rampart_jobs_dead{queue=\"reports\"} 0"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_purge_deletes_old_done_jobs_and_keeps_dead_ones_and_the_latest_cron_slot() {
+    let app = spawn_app().await;
+    let store = &app.store;
+    let jobs = Jobs::builder(store.clone(), fast("a")).build();
+    let done = jobs
+        .enqueue(Job::new("p", "k", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let dead = jobs
+        .enqueue(Job::new("p", "k", json!({})).with_max_attempts(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let until = rampart_store::now_ms() + 60_000;
+    for job in store.claim_jobs("p", 10, "n", until).await.unwrap() {
+        if job.id == done {
+            assert!(store
+                .complete_job(&job.id, "n", job.attempts)
+                .await
+                .unwrap());
+        } else {
+            store
+                .fail_job(&job.id, "n", job.attempts, "boom", Some(0))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(state_of(store, &dead).await, "dead", "no attempts left");
+    let cron_job = |slot: i64| rampart_store::jobs::NewJob {
+        queue: "p".into(),
+        kind: "cron.k".into(),
+        payload: "{}".into(),
+        priority: 0,
+        run_at: 0,
+        max_attempts: 1,
+        unique_key: Some(format!("cron:s:{slot}")),
+    };
+    for slot in [1_000, 2_000] {
+        assert!(store
+            .enqueue_cron_job("s", slot, "n", &cron_job(slot))
+            .await
+            .unwrap());
+    }
+
+    let purged = store.purge_jobs(rampart_store::now_ms() + 1).await.unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.get_job(&done).await.is_err());
+    assert_eq!(state_of(store, &dead).await, "dead");
+    assert_eq!(store.last_cron_slot("s").await.unwrap(), Some(2_000));
+    assert!(
+        !store
+            .enqueue_cron_job("s", 2_000, "n", &cron_job(2_000))
+            .await
+            .unwrap(),
+        "the latest slot is still recorded"
     );
 }
