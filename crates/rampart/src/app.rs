@@ -42,6 +42,10 @@ pub struct App {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Set when `tls.cert_file` is: `serve` then terminates TLS itself.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The job queue: apps enqueue through it.
+    pub jobs: rampart_jobs::Jobs,
+    /// This node's job worker (`jobs.enabled`); `serve` shuts it down gracefully.
+    worker: Option<rampart_jobs::Worker>,
 }
 
 #[derive(OpenApi)]
@@ -279,6 +283,65 @@ pub fn waf(
     Ok(waf.map(Arc::new))
 }
 
+/// The job runtime's settings from `[jobs]` (validated by the config crate).
+pub fn jobs_settings(config: &Config) -> anyhow::Result<rampart_jobs::Settings> {
+    let j = &config.jobs;
+    let queues = j
+        .queue_settings()
+        .map_err(|e| anyhow::anyhow!("jobs.queues: {e}"))?
+        .into_iter()
+        .map(|q| {
+            (
+                q.name,
+                rampart_jobs::QueueLimits {
+                    concurrency: q.concurrency,
+                    per_second: q.per_second,
+                },
+            )
+        })
+        .collect();
+    Ok(rampart_jobs::Settings {
+        poll_interval: Duration::from_millis(j.poll_interval_ms),
+        lease: Duration::from_secs(j.lease_secs),
+        default_max_attempts: i64::from(j.max_attempts),
+        backoff_base: Duration::from_secs(j.backoff_base_secs),
+        backoff_cap: Duration::from_secs(j.backoff_cap_secs),
+        queues,
+        ..rampart_jobs::Settings::default()
+    })
+}
+
+/// The queue with the platform's own jobs registered. Only housekeeping so far: done jobs
+/// older than `jobs.retention_days` are purged nightly at 03:17 WIB (an odd minute, away
+/// from the top-of-the-hour crowd). Apps register theirs here as they arrive.
+pub fn jobs(config: &Config, store: &Store) -> anyhow::Result<rampart_jobs::Jobs> {
+    let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
+    let purge_store = store.clone();
+    let jobs = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+        .handler("maintenance", "jobs.purge", move |_ctx, _payload| {
+            let store = purge_store.clone();
+            async move {
+                let purged = store
+                    .purge_jobs(rampart_store::now_ms() - retention_ms)
+                    .await
+                    .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+                tracing::info!(jobs = purged, "purged done jobs");
+                Ok(())
+            }
+        })
+        .schedule(
+            "jobs-purge",
+            "17 3 * * *",
+            "Asia/Jakarta",
+            "maintenance",
+            "jobs.purge",
+            serde_json::json!({}),
+        )
+        .map_err(anyhow::Error::msg)?
+        .build();
+    Ok(jobs)
+}
+
 /// Opens storage (running migrations), loads keys, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
@@ -351,6 +414,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
+    let jobs = jobs(&config, &store)?;
+    jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rampart_identity::router())
@@ -368,6 +433,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         store: store.clone(),
         registry: Arc::new(registry),
         pool_metrics,
+        jobs: jobs.clone(),
         openapi: Arc::new(openapi.clone()),
     };
     let routes = Router::new()
@@ -395,6 +461,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         identity.clone(),
         config.audit.clone(),
     ))];
+    let worker = if config.jobs.enabled {
+        Some(jobs.start().await.context("cannot start the job worker")?)
+    } else {
+        tracing::info!("job worker off (jobs.enabled = false): other nodes run the jobs");
+        None
+    };
     Ok(App {
         router,
         store,
@@ -403,6 +475,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         openapi,
         background,
         tls,
+        jobs,
+        worker,
     })
 }
 
@@ -430,11 +504,12 @@ pub fn edge_layers(
         ))
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, and closes the database pool. Over TLS when `tls.cert_file`
+/// Serves until `shutdown` resolves, then, at once, drains in-flight requests and lets
+/// running jobs finish, each for at most `http.shutdown_grace_secs` (jobs still running
+/// then go back to the queue), and closes the database pool. Over TLS when `tls.cert_file`
 /// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
-    app: App,
+    mut app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -446,14 +521,33 @@ pub async fn serve(
             "serving HTTPS"
         );
     }
-    serve_router(
-        app.router.clone(),
-        listener,
-        app.tls.clone(),
-        grace,
-        shutdown,
-    )
-    .await?;
+    // The job worker stops when the server starts draining, not after it: both get the
+    // same grace at once, so the whole stop fits in one `http.shutdown_grace_secs` (what
+    // an orchestrator's kill timeout is set against).
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let worker = app.worker.take();
+    let jobs_stopped = async move {
+        // An early server error drops the sender: the worker is then dropped, which stops
+        // it without waiting.
+        if let (Ok(()), Some(worker)) = (stopping_rx.await, worker) {
+            worker.shutdown(grace).await;
+        }
+    };
+    let (served, ()) = tokio::join!(
+        serve_router(
+            app.router.clone(),
+            listener,
+            app.tls.clone(),
+            grace,
+            shutdown,
+        ),
+        jobs_stopped
+    );
+    served?;
     for task in &app.background {
         task.abort();
     }

@@ -80,6 +80,9 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The job queue: list jobs, list dead jobs, re-queue a dead job.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +98,28 @@ pub enum FraudCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs, newest first (100 at most).
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        /// queued, running, done or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// One JSON object per line, payload included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead jobs: failed on every attempt, or permanently.
+    Dead {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue a dead job with a fresh set of attempts (audited).
+    Retry { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -440,6 +465,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Jobs(command) => {
+            let store = open_store(&config).await?;
+            jobs_command(&store, command).await
+        }
         Command::Users(UsersCommand::Import { file }) => {
             let store = open_store(&config).await?;
             import_users(&store, &file).await
@@ -539,6 +568,66 @@ async fn import_users(store: &Store, file: &std::path::Path) -> anyhow::Result<(
     eprintln!("imported {imported}, skipped {skipped}, failed {failed}");
     if failed > 0 {
         bail!("{failed} rows failed");
+    }
+    Ok(())
+}
+
+const JOB_STATES: &[&str] = &["queued", "running", "done", "dead"];
+
+async fn jobs_command(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
+    let (queue, state, json) = match command {
+        JobsCommand::Retry { id } => {
+            let audit = rampart_audit::event(Actor::System, "job.retry", "job", cli_meta()).build();
+            let job = store
+                .retry_dead_job(&id, audit)
+                .await
+                .map_err(|e| match e {
+                    rampart_store::StoreError::NotFound => {
+                        anyhow::anyhow!("no dead job {id} (see `rampart jobs dead`)")
+                    }
+                    rampart_store::StoreError::Conflict { .. } => anyhow::anyhow!(
+                    "job {id} cannot be re-queued: a live job of the same kind holds its unique key"
+                ),
+                    other => other.into(),
+                })?;
+            tracing::info!(job = %job.id, kind = %job.kind, "dead job re-queued from the CLI");
+            eprintln!("re-queued {} ({} on queue {})", job.id, job.kind, job.queue);
+            println!("{}", job.id);
+            return Ok(());
+        }
+        JobsCommand::Dead { json } => (None, Some("dead".to_string()), json),
+        JobsCommand::List { queue, state, json } => (queue, state, json),
+    };
+    if let Some(s) = &state {
+        if !JOB_STATES.contains(&s.as_str()) {
+            bail!("--state must be one of {}", JOB_STATES.join(", "));
+        }
+    }
+    let jobs = store
+        .list_jobs(queue.as_deref(), state.as_deref(), 100)
+        .await?;
+    if json {
+        for job in &jobs {
+            println!("{}", serde_json::to_string(job)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<12} {:<20} {:<8} {:>8} {:<20} last error",
+        "id", "queue", "kind", "state", "attempts", "run at"
+    );
+    for j in &jobs {
+        let attempts = format!("{}/{}", j.attempts, j.max_attempts);
+        println!(
+            "{:<36} {:<12} {:<20} {:<8} {:>8} {:<20} {}",
+            j.id,
+            j.queue,
+            j.kind,
+            j.state,
+            attempts,
+            rampart_identity::rfc3339(j.run_at),
+            j.last_error.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }

@@ -54,7 +54,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
         postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
     },
-    // 7 (jobs) and 8 (backups) are being built on their own branches.
+    Migration {
+        version: 7,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
+    },
+    // 8 (backups) is being built on its own branch.
     Migration {
         version: 9,
         name: "payments",

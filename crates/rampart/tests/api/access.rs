@@ -357,11 +357,25 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .json()
         .await
         .unwrap();
+    // A payment of B's, taken by B's admin.
+    let res = app
+        .post(
+            "/api/v1/payments",
+            Some(&w.admins[1]),
+            &json!({"amount": 1000, "currency": "IDR", "token": w.card_tokens[1]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let b_payment = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let b_ids = [
         &w.tenants[1],
         &w.member_ids[1],
         &w.key_ids[1],
         &w.card_tokens[1],
+        &b_payment,
     ];
     // A body every route's extractor accepts, so the handler (not the JSON parser) answers.
     let body = json!({
@@ -386,6 +400,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{user_id}", &w.member_ids[1]),
                 ("{key_id}", &w.key_ids[1]),
                 ("{token}", &w.card_tokens[1]),
+                ("{id}", &b_payment),
             ] {
                 concrete = concrete.replace(param, value);
             }

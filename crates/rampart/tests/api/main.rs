@@ -8,6 +8,7 @@ mod cli;
 mod edge;
 mod errors;
 mod helpers;
+mod jobs;
 mod keys;
 mod mfa;
 mod ops;
