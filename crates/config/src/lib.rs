@@ -32,7 +32,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs",
+    "jobs", "payments",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -58,6 +58,28 @@ pub struct Config {
     pub waf: WafConfig,
     pub tls: TlsConfig,
     pub jobs: JobsConfig,
+    pub payments: PaymentsConfig,
+}
+
+/// Payments (seed 003).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Let webhook endpoints be `http://` on private or loopback addresses (development
+    /// and tests). Off: webhooks go only to public `https://` URLs, so a merchant cannot
+    /// make Rampart call internal services.
+    pub webhook_allow_private_targets: bool,
+    /// How long a webhook receiver has to answer.
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            webhook_allow_private_targets: false,
+            webhook_timeout_secs: 10,
+        }
+    }
 }
 
 /// The durable job queue (`crates/jobs`). Every node runs a worker; they share the queue
@@ -551,6 +573,7 @@ impl Default for Config {
             waf: WafConfig::default(),
             tls: TlsConfig::default(),
             jobs: JobsConfig::default(),
+            payments: PaymentsConfig::default(),
         }
     }
 }

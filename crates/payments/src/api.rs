@@ -39,6 +39,8 @@ pub struct Payments {
     identity: Identity,
     vault: Vault,
     processor: Simulator,
+    keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
+    webhook_allow_private: bool,
 }
 
 impl FromRef<Payments> for Identity {
@@ -54,12 +56,27 @@ impl Payments {
 
     /// Payments through the built-in `test` connector (the simulator); a real acquirer's
     /// connector will be chosen by configuration.
-    pub fn new(identity: Identity, vault: Vault) -> Payments {
+    pub fn new(
+        identity: Identity,
+        vault: Vault,
+        keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
+        config: &rampart_config::PaymentsConfig,
+    ) -> Payments {
         Payments {
             identity,
             vault,
             processor: Simulator,
+            keyring,
+            webhook_allow_private: config.webhook_allow_private_targets,
         }
+    }
+
+    pub(crate) fn keyring(&self) -> &rampart_crypto::keyring::Keyring {
+        &self.keyring
+    }
+
+    pub(crate) fn webhook_allow_private(&self) -> bool {
+        self.webhook_allow_private
     }
 }
 
@@ -72,6 +89,7 @@ pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
         PAYMENTS_REFUND,
         PAYMENTS_REVIEW,
         FRAUD_RULES_WRITE,
+        crate::webhooks::WEBHOOKS_WRITE,
     ];
     rbac.grant(Role::TenantAdmin, &all);
     rbac.grant(Role::PlatformAdmin, &all);
@@ -89,6 +107,13 @@ pub fn router() -> OpenApiRouter<Payments> {
         .routes(routes!(reject_payment))
         .routes(routes!(get_fraud_rules, put_fraud_rules))
         .routes(routes!(crate::report::transactions))
+        .routes(routes!(
+            crate::webhooks::create_endpoint,
+            crate::webhooks::list_endpoints
+        ))
+        .routes(routes!(crate::webhooks::delete_endpoint))
+        .routes(routes!(crate::webhooks::list_deliveries))
+        .routes(routes!(crate::webhooks::resend_delivery))
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
@@ -616,10 +641,13 @@ impl Payments {
             "fraud_decision": payment.fraud_decision,
         }))
         .build();
+        payment.created_at = rampart_store::now_ms();
+        payment.updated_at = payment.created_at;
+        let events = crate::webhooks::outbox_for(&payment);
         Ok(self
             .identity
             .store()
-            .insert_payment(&principal.scope, payment, audit)
+            .insert_payment(&principal.scope, payment, audit, &events)
             .await
             .map_err(IdentityError::from)?)
     }
@@ -951,7 +979,14 @@ async fn transition(
     match p
         .identity
         .store()
-        .transition_payment(&principal.scope, &payment.id, from, &change, audit)
+        .transition_payment(
+            &principal.scope,
+            &payment.id,
+            from,
+            &change,
+            audit,
+            crate::webhooks::outbox_for,
+        )
         .await
     {
         Ok(updated) => Ok(Json(PaymentView::from(&updated))),
@@ -1099,7 +1134,14 @@ pub async fn refund_payment(
     let updated = match p
         .identity
         .store()
-        .refund_payment(&principal.scope, &payment.id, &refund_id, amount, audit)
+        .refund_payment(
+            &principal.scope,
+            &payment.id,
+            &refund_id,
+            amount,
+            audit,
+            crate::webhooks::outbox_for,
+        )
         .await
     {
         Ok(updated) => updated,

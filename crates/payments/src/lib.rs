@@ -24,3 +24,4 @@ pub mod backtest;
 pub mod connector;
 pub mod fraud;
 pub mod report;
+pub mod webhooks;

@@ -311,13 +311,27 @@ pub fn jobs_settings(config: &Config) -> anyhow::Result<rampart_jobs::Settings> 
     })
 }
 
-/// The queue with the platform's own jobs registered. Only housekeeping so far: done jobs
-/// older than `jobs.retention_days` are purged nightly at 03:17 WIB (an odd minute, away
-/// from the top-of-the-hour crowd). Apps register theirs here as they arrive.
-pub fn jobs(config: &Config, store: &Store) -> anyhow::Result<rampart_jobs::Jobs> {
+/// The queue with the platform's own jobs registered: webhook deliveries (payments), and
+/// housekeeping: done jobs older than `jobs.retention_days` are purged nightly at 03:17
+/// WIB (an odd minute, away from the top-of-the-hour crowd). Apps register theirs here.
+pub fn jobs(
+    config: &Config,
+    store: &Store,
+    keyring: Arc<rampart_crypto::keyring::Keyring>,
+) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
+    let webhooks = rampart_payments::webhooks::Sender::new(
+        store.clone(),
+        keyring,
+        Duration::from_secs(config.payments.webhook_timeout_secs),
+    );
     let jobs = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+        .handler(
+            rampart_store::webhooks::QUEUE,
+            rampart_store::webhooks::DELIVER_KIND,
+            move |ctx, payload| webhooks.clone().deliver(ctx, payload),
+        )
         .handler("maintenance", "jobs.purge", move |_ctx, _payload| {
             let store = purge_store.clone();
             async move {
@@ -414,7 +428,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
-    let jobs = jobs(&config, &store)?;
+    let jobs = jobs(&config, &store, crypto.keyring.clone())?;
     jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -427,7 +441,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
-    let payments = rampart_payments::api::Payments::new(identity.clone(), vault.clone());
+    let payments = rampart_payments::api::Payments::new(
+        identity.clone(),
+        vault.clone(),
+        crypto.keyring.clone(),
+        &config.payments,
+    );
 
     let ops_state = OpsState {
         store: store.clone(),

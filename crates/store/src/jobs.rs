@@ -98,7 +98,10 @@ fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
 }
 
 /// Inserts `job` on `conn`; `None` when a live job of the same kind holds its unique key.
-async fn insert(conn: &mut AnyConnection, job: &NewJob) -> Result<Option<String>, StoreError> {
+pub(crate) async fn insert(
+    conn: &mut AnyConnection,
+    job: &NewJob,
+) -> Result<Option<String>, StoreError> {
     let now = now_ms();
     // ON CONFLICT DO NOTHING (both backends): a duplicate key neither errors nor aborts the
     // caller's PostgreSQL transaction, which a caught unique violation would.

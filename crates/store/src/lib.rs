@@ -31,6 +31,7 @@ pub mod signing_keys;
 pub mod tenants;
 pub mod users;
 pub mod vault;
+pub mod webhooks;
 
 pub use connect::{Backend, PoolStats, Store, StoreOptions};
 pub use error::StoreError;

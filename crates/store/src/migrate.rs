@@ -67,6 +67,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_payments.sql"),
         postgres: include_str!("../migrations/postgres/0009_payments.sql"),
     },
+    Migration {
+        version: 10,
+        name: "webhooks",
+        sqlite: include_str!("../migrations/sqlite/0010_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0010_webhooks.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

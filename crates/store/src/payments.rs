@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::webhooks::{outbox, OutboxEvent};
 use crate::{now_ms, NewAuditEvent, Store, StoreError, TenantScope};
 
 /// A stored payment.
@@ -306,15 +307,19 @@ impl Store {
         Ok(counts)
     }
 
-    /// Records a new payment with its audit event, in one transaction.
+    /// Records a new payment with its audit event and its webhook events, in one
+    /// transaction. `created_at` is kept when set (the event bodies carry it).
     pub async fn insert_payment(
         &self,
         scope: &TenantScope,
         mut p: Payment,
         mut audit: NewAuditEvent,
+        events: &[OutboxEvent],
     ) -> Result<Payment, StoreError> {
         p.tenant_id = scope.tenant_id().to_string();
-        p.created_at = now_ms();
+        if p.created_at == 0 {
+            p.created_at = now_ms();
+        }
         p.updated_at = p.created_at;
         let mut tx = self.tenant_write(scope).await?;
         sqlx::query(&format!(
@@ -353,6 +358,7 @@ impl Store {
         .await?;
         audit.target_id = Some(p.id.clone());
         tx.audit(scope.tenant_id(), &audit).await?;
+        outbox(tx.conn(), scope.tenant_id(), events).await?;
         tx.commit().await?;
         Ok(p)
     }
@@ -408,6 +414,7 @@ impl Store {
         from: &[&str],
         change: &PaymentChange,
         mut audit: NewAuditEvent,
+        events: impl FnOnce(&Payment) -> Vec<OutboxEvent>,
     ) -> Result<Payment, StoreError> {
         let mut tx = self.tenant_write(scope).await?;
         let tenant = tx.tenant_id().to_string();
@@ -446,8 +453,10 @@ impl Store {
         .bind(id)
         .fetch_one(tx.conn())
         .await?;
+        let payment = from_row(&row)?;
+        outbox(tx.conn(), &tenant, &events(&payment)).await?;
         tx.commit().await?;
-        from_row(&row)
+        Ok(payment)
     }
 
     /// Refunds `amount` of a captured payment. The sum of refunds never exceeds the
@@ -460,6 +469,7 @@ impl Store {
         refund_id: &str,
         amount: i64,
         mut audit: NewAuditEvent,
+        events: impl FnOnce(&Payment) -> Vec<OutboxEvent>,
     ) -> Result<Payment, StoreError> {
         let now = now_ms();
         let mut tx = self.tenant_write(scope).await?;
@@ -502,8 +512,10 @@ impl Store {
         .bind(id)
         .fetch_one(tx.conn())
         .await?;
+        let payment = from_row(&row)?;
+        outbox(tx.conn(), &tenant, &events(&payment)).await?;
         tx.commit().await?;
-        from_row(&row)
+        Ok(payment)
     }
 
     /// The tenant's fraud rules as JSON, if it set any.

@@ -537,3 +537,217 @@ async fn the_transaction_report_totals_by_status_and_currency_without_card_numbe
         "invalid_field"
     );
 }
+
+/// A webhook receiver that checks every signature, and can be down at first.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = Some(x),
+            Some(("v1", x)) => v1 = Some(x),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    expected == v1
+}
+
+async fn start_receiver(listener: tokio::net::TcpListener, secret: String, got: Receiver) {
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (secret, got) = (secret.clone(), got.clone());
+                async move {
+                    let sig = headers["rampart-signature"].to_str().unwrap_or("");
+                    if !verify(&secret, sig, &body) {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    }
+                    let event = headers["rampart-event"].to_str().unwrap().to_string();
+                    got.got
+                        .lock()
+                        .unwrap()
+                        .push((event, serde_json::from_slice(&body).unwrap()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_until_the_receiver_is_back_and_logged() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.payments.webhook_allow_private_targets = true;
+        c.jobs.poll_interval_ms = 100;
+        c.jobs.backoff_base_secs = 1;
+        c.jobs.backoff_cap_secs = 2;
+    })
+    .await;
+    let (admin, key) = setup(&app).await;
+    // A port with nobody listening yet: the receiver is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": format!("http://127.0.0.1:{port}/hooks"),
+                    "events": ["payment.captured", "payment.refunded", "payment.declined"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let endpoint: Value = res.json().await.unwrap();
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let listed: Value = app
+        .get("/api/v1/webhooks/endpoints", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed[0].get("secret").is_none(),
+        "the secret is shown once"
+    );
+    // Refused: a public-looking plain http URL.
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": "http://shop.example/hooks", "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+
+    let paid = created(
+        pay(
+            &app,
+            &key,
+            None,
+            &card_payment("4242424242424242", 5000, "192.0.2.60"),
+        )
+        .await,
+    )
+    .await;
+    let id = paid["id"].as_str().unwrap();
+    let res = app
+        .post(
+            &format!("/api/v1/payments/{id}/refunds"),
+            Some(&key),
+            &json!({"amount": 1000}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // While the receiver is down, attempts fail and are logged.
+    let log = |app: &TestApp, admin: String| {
+        let url = app.url("/api/v1/webhooks/deliveries");
+        let client = app.client.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut failed_once = false;
+    for _ in 0..100 {
+        let l = log(&app, admin.clone()).await;
+        if l.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["attempts"].as_i64() >= Some(1) && d["last_error"].is_string())
+        {
+            failed_once = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        failed_once,
+        "an attempt against the down receiver is logged"
+    );
+
+    // The receiver comes back; both events arrive, signed.
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    start_receiver(listener, secret, receiver.clone()).await;
+    for _ in 0..300 {
+        if receiver.got.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let got = receiver.got.lock().unwrap().clone();
+    let events: std::collections::BTreeSet<&str> = got.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        events,
+        ["payment.captured", "payment.refunded"]
+            .into_iter()
+            .collect()
+    );
+    let captured = &got.iter().find(|(e, _)| e == "payment.captured").unwrap().1;
+    assert_eq!(captured["type"], "payment.captured");
+    assert_eq!(captured["data"]["id"], id);
+    assert_eq!(captured["data"]["card"]["last4"], "4242");
+    assert!(!captured.to_string().contains("4242424242424242"));
+    let l = log(&app, admin.clone()).await;
+    assert!(
+        l.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "delivered"),
+        "{l}"
+    );
+
+    // A manual resend delivers again.
+    let first = l[0]["id"].as_str().unwrap();
+    let res = app
+        .post(
+            &format!("/api/v1/webhooks/deliveries/{first}/resend"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    for _ in 0..100 {
+        if receiver.got.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.got.lock().unwrap().len(), 3);
+}
