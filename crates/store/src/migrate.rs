@@ -54,6 +54,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
         postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
     },
+    // 7 is the job queue's (another branch).
+    Migration {
+        version: 8,
+        name: "backups",
+        sqlite: include_str!("../migrations/sqlite/0008_backups.sql"),
+        postgres: include_str!("../migrations/postgres/0008_backups.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.
