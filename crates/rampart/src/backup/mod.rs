@@ -651,6 +651,8 @@ pub struct DrillReport {
     pub ok: bool,
     /// Recovery time: restore, open the store, verify the audit chains and count rows.
     pub rto_ms: u128,
+    /// Of which the restore itself (hash check, decrypt, decompress, write or pg_restore).
+    pub restore_ms: u128,
     /// Recovery point: how old the newest backup was when the drill began.
     pub rpo_ms: i64,
     pub audit_events_verified: u64,
@@ -727,6 +729,7 @@ async fn drill_inner(
         backup_id: newest.id.clone(),
         ok: false,
         rto_ms,
+        restore_ms: restored.elapsed_ms,
         rpo_ms: began - newest.created_at,
         audit_events_verified: 0,
         audit_chains: 0,

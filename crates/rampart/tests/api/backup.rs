@@ -355,6 +355,7 @@ async fn the_drill_restores_the_newest_backup_and_reports_rto_and_rpo() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["backup_id"], backup["id"]);
     assert!(report["rto_ms"].as_u64().unwrap() > 0);
+    assert!(report["restore_ms"].as_u64().unwrap() <= report["rto_ms"].as_u64().unwrap());
     assert!(report["rpo_ms"].as_i64().unwrap() >= 0);
     assert!(
         report["audit_events_verified"].as_u64().unwrap() >= 2,
