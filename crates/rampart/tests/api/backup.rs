@@ -367,3 +367,22 @@ async fn the_drill_restores_the_newest_backup_and_reports_rto_and_rpo() {
     );
     security_events(app.dir.path(), "backup_drill").await;
 }
+
+#[tokio::test]
+async fn without_pg_dump_on_path_a_postgres_backup_fails_saying_what_to_install() {
+    let app = spawn_app().await;
+    if app.database_url.is_none() {
+        eprintln!("skipped on SQLite: pg_dump is a PostgreSQL tool");
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().display().to_string();
+    let (success, _, stderr) = app.cli_env(&["backup", "create"], &[("PATH", &path)]);
+    assert!(!success);
+    assert!(
+        stderr.contains("pg_dump is not on PATH") && stderr.contains("postgresql-client"),
+        "{stderr}"
+    );
+    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["status"], "failed");
+}
