@@ -334,8 +334,53 @@ fn object_store_files(_config: &Config) -> Vec<format::Entry> {
     Vec::new()
 }
 
-fn pg_tool(name: &str) -> Command {
-    Command::new(name)
+/// A PostgreSQL client tool for `url`. The password travels in `PGPASSWORD`, not in the
+/// arguments, which every local user can read in the process list.
+fn pg_tool(name: &str, url: &str) -> (Command, String) {
+    let (url, password) = split_password(url);
+    let mut cmd = Command::new(name);
+    if let Some(password) = password {
+        cmd.env("PGPASSWORD", password);
+    }
+    (cmd, url)
+}
+
+/// `postgres://user:secret@host/db` → (`postgres://user@host/db`, `Some("secret")`),
+/// the password percent-decoded.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return (url.to_string(), None);
+    };
+    let encoded = &rest[colon + 1..at];
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let raw = encoded.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (raw[i], hex) {
+            (b'%', Some(b)) => {
+                bytes.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    let stripped = format!("{}{}{}", &url[..scheme_end], &rest[..colon], &rest[at..]);
+    (stripped, Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn run_tool(mut cmd: Command, name: &str) -> Result<(), String> {
@@ -360,7 +405,7 @@ fn run_tool(mut cmd: Command, name: &str) -> Result<(), String> {
 }
 
 fn pg_dump(url: &str, snapshot: &str, out: &Path) -> Result<(), String> {
-    let mut cmd = pg_tool("pg_dump");
+    let (mut cmd, url) = pg_tool("pg_dump", url);
     cmd.arg("--format=custom")
         .arg("--no-owner")
         .arg(format!("--snapshot={snapshot}"))
@@ -370,7 +415,7 @@ fn pg_dump(url: &str, snapshot: &str, out: &Path) -> Result<(), String> {
 }
 
 fn pg_restore(url: &str, dump: &Path) -> Result<(), String> {
-    let mut cmd = pg_tool("pg_restore");
+    let (mut cmd, url) = pg_tool("pg_restore", url);
     cmd.arg("--no-owner")
         .arg("--no-acl")
         .arg("--exit-on-error")
@@ -876,5 +921,24 @@ mod tests {
             "postgres://h/copy"
         );
         assert!(replace_database("postgres://h", "copy").is_err());
+    }
+
+    #[test]
+    fn passwords_leave_the_url_for_the_environment() {
+        assert_eq!(
+            split_password("postgres://u:p%40ss@h:5432/db?sslmode=disable"),
+            (
+                "postgres://u@h:5432/db?sslmode=disable".to_string(),
+                Some("p@ss".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u@h/db"),
+            ("postgres://u@h/db".to_string(), None)
+        );
+        assert_eq!(
+            split_password("postgres://h/db"),
+            ("postgres://h/db".to_string(), None)
+        );
     }
 }
