@@ -81,6 +81,20 @@ impl Keyring {
             crate::envelope::EnvelopeError::Format,
         ))
     }
+
+    /// [`Keyring::open_stream_key`] with the key version carried beside the stream (see
+    /// [`Keyring::open_with_carried`]).
+    pub fn open_stream_key_carried(
+        &self,
+        context: &Context,
+        sealed: &[u8],
+        carried: &[u8],
+    ) -> Result<StreamKey, KeyringError> {
+        let material = self.open_with_carried(context, sealed, carried)?;
+        StreamKey::from_material(&material).ok_or(KeyringError::Envelope(
+            crate::envelope::EnvelopeError::Format,
+        ))
+    }
 }
 
 /// Encrypts everything written to it into `inner`. Call [`EncryptWriter::finish`]: a

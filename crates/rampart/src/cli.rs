@@ -99,7 +99,13 @@ pub enum BackupCommand {
     /// (`--to`). PostgreSQL: into `--database-url` (an empty database), or by default a
     /// new database `rampart_restore_<id>` on the configured server.
     Restore {
-        id: String,
+        /// A backup id from `backup list`.
+        #[arg(required_unless_present = "file")]
+        id: Option<String>,
+        /// A backup file instead, when the database that recorded it is gone: it opens
+        /// with this deployment's root key.
+        #[arg(long, conflicts_with = "id")]
+        file: Option<PathBuf>,
         #[arg(long)]
         to: Option<PathBuf>,
         #[arg(long)]
@@ -516,6 +522,7 @@ async fn backup_command(
         }
         BackupCommand::Restore {
             id,
+            file,
             to,
             database_url,
             json,
@@ -529,7 +536,12 @@ async fn backup_command(
                 }
                 (None, None) => bail!("a SQLite backup restores into a folder: give --to DIR"),
             };
-            let report = backup::restore(config, store, crypto, &log, &id, target).await?;
+            let from = match (id, file) {
+                (_, Some(file)) => backup::RestoreFrom::File(file),
+                (Some(id), None) => backup::RestoreFrom::Recorded(id),
+                (None, None) => bail!("give a backup id or --file PATH"),
+            };
+            let report = backup::restore(config, store, crypto, &log, from, target).await?;
             if json {
                 print_json(&report)?;
             } else {

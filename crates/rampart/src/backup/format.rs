@@ -38,6 +38,11 @@ pub struct Header {
     pub sealed_key: String,
     pub compression: String,
     pub chunk_bytes: usize,
+    /// `sqlite` or `postgres`, so a file restores without its `backups` row.
+    pub backend: String,
+    /// The keyring key version, sealed under the root key (base64): with the root key, the
+    /// file restores where the keyring that made it is gone (a lost database).
+    pub carried_key: String,
 }
 
 /// Writes through to `inner`, hashing and counting what passes.

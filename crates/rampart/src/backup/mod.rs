@@ -271,6 +271,7 @@ async fn create(
         .await
         .with_context(|| format!("cannot make a data key under keyring key {key_name}"))?;
     let (_, key_version) = key_of(&sealed)?;
+    let carried = crypto.keyring.sealed_version(key_name, key_version).await?;
     let header = format::Header {
         id: id.to_string(),
         created_at,
@@ -279,6 +280,8 @@ async fn create(
         sealed_key: STANDARD.encode(&sealed),
         compression: "zstd".into(),
         chunk_bytes: rampart_crypto::stream::CHUNK,
+        backend: store.backend().name().into(),
+        carried_key: STANDARD.encode(&carried),
     };
     let partial = path.with_extension("rbak.partial");
     let written = {
@@ -457,7 +460,7 @@ pub async fn verify(store: &Store, crypto: &Crypto, id: &str) -> anyhow::Result<
             record.sha256, report.sha256
         ));
     }
-    if let Err(e) = open_and_check(crypto, &record, &path, None).await {
+    if let Err(e) = open_and_check(crypto, Some(&record), &path, None).await {
         report.problems.push(format!("{e:#}"));
     }
     report.ok = report.problems.is_empty();
@@ -479,47 +482,68 @@ async fn find(store: &Store, id: &str) -> anyhow::Result<BackupRecord> {
 /// checks the archived files against the file's own manifest and the recorded one.
 async fn open_and_check(
     crypto: &Crypto,
-    record: &BackupRecord,
+    record: Option<&BackupRecord>,
     path: &Path,
     into: Option<PathBuf>,
 ) -> anyhow::Result<Manifest> {
     let p = path.to_path_buf();
     let (header, prefix, reader) =
         tokio::task::spawn_blocking(move || format::read_header(&p)).await??;
-    if header.id != record.id {
-        bail!("the file holds backup {}, not {}", header.id, record.id);
+    if let Some(record) = record {
+        if header.id != record.id {
+            bail!("the file holds backup {}, not {}", header.id, record.id);
+        }
     }
     let sealed = STANDARD
         .decode(&header.sealed_key)
         .context("the header's sealed key is not base64")?;
-    let key = crypto
-        .keyring
-        .open_stream_key(&data_key_context(&header.id), &sealed)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the backup's data key (keyring key {} version {})",
-                header.key_name, header.key_version
-            )
-        })?;
+    let context = data_key_context(&header.id);
+    let key = match crypto.keyring.open_stream_key(&context, &sealed).await {
+        // This deployment's keyring never had the key, or not that version (a restore
+        // onto a new database): the version carried in the header, under the root key.
+        // A version this keyring has retired stays refused.
+        Err(rampart_crypto::keyring::KeyringError::Envelope(
+            rampart_crypto::envelope::EnvelopeError::UnknownKey(_)
+            | rampart_crypto::envelope::EnvelopeError::UnknownVersion { .. },
+        )) => {
+            let carried = STANDARD
+                .decode(&header.carried_key)
+                .context("the header's carried key is not base64")?;
+            crypto
+                .keyring
+                .open_stream_key_carried(&context, &sealed, &carried)
+        }
+        other => other,
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the backup's data key (keyring key {} version {})",
+            header.key_name, header.key_version
+        )
+    })?;
     let contents =
         tokio::task::spawn_blocking(move || format::read(reader, &prefix, key, into.as_deref()))
             .await?
             .context("the backup does not decrypt and decompress")?;
     let manifest: Manifest = serde_json::from_slice(&contents.manifest)
         .context("the backup's manifest is unreadable")?;
-    let recorded: Manifest =
-        serde_json::from_str(&record.manifest).context("the recorded manifest is unreadable")?;
     let found: Vec<ArchivedFile> = contents
         .entries
         .into_iter()
         .map(|(name, size, sha256)| ArchivedFile { name, size, sha256 })
         .collect();
-    if found != manifest.files || manifest.files != recorded.files {
+    if found != manifest.files {
         bail!("the archived files do not match the manifest");
     }
-    if manifest.row_counts != recorded.row_counts || manifest.audit_heads != recorded.audit_heads {
-        bail!("the file's manifest differs from the recorded one");
+    if let Some(record) = record {
+        let recorded: Manifest = serde_json::from_str(&record.manifest)
+            .context("the recorded manifest is unreadable")?;
+        if manifest.files != recorded.files
+            || manifest.row_counts != recorded.row_counts
+            || manifest.audit_heads != recorded.audit_heads
+        {
+            bail!("the file's manifest differs from the recorded one");
+        }
     }
     Ok(manifest)
 }
@@ -548,17 +572,31 @@ pub enum RestoreTo {
     NewDatabase,
 }
 
-/// Restores backup `id`, verifying it on the way (hash, every chunk, every file). Never
+/// What to restore.
+pub enum RestoreFrom {
+    /// A backup recorded in this deployment's `backups` table.
+    Recorded(String),
+    /// A backup file on its own (the database that recorded it may be gone). Checked by
+    /// its authenticated encryption and its own manifest; there is no recorded hash.
+    File(PathBuf),
+}
+
+/// Restores a backup, verifying it on the way (hash, every chunk, every file). Never
 /// touches the live database.
 pub async fn restore(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
     log: &SecurityLog,
-    id: &str,
+    from: RestoreFrom,
     to: RestoreTo,
 ) -> anyhow::Result<RestoreReport> {
-    let result = restore_inner(config, store, crypto, id, to).await;
+    let id = match &from {
+        RestoreFrom::Recorded(id) => id.clone(),
+        RestoreFrom::File(path) => path.display().to_string(),
+    };
+    let id = id.as_str();
+    let result = restore_inner(config, store, crypto, from, to).await;
     let (outcome, detail) = match &result {
         Ok(r) => (
             "success",
@@ -587,23 +625,40 @@ async fn restore_inner(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
-    id: &str,
+    from: RestoreFrom,
     to: RestoreTo,
 ) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
-    let record = find(store, id).await?;
-    let path = file_path(&record)?;
+    let (record, path) = match from {
+        RestoreFrom::Recorded(id) => {
+            let record = find(store, &id).await?;
+            let path = file_path(&record)?;
+            let p = path.clone();
+            let sha = tokio::task::spawn_blocking(move || format::sha256_file(&p))
+                .await?
+                .with_context(|| format!("cannot read backup file {}", path.display()))?;
+            if sha != record.sha256 {
+                bail!(
+                    "backup {id}: SHA-256 mismatch (recorded {}, the file has {sha}); \
+                     refusing to restore",
+                    record.sha256
+                );
+            }
+            (Some(record), path)
+        }
+        RestoreFrom::File(path) => (None, path),
+    };
     let p = path.clone();
-    let sha = tokio::task::spawn_blocking(move || format::sha256_file(&p))
+    let (header, _, _) = tokio::task::spawn_blocking(move || format::read_header(&p))
         .await?
         .with_context(|| format!("cannot read backup file {}", path.display()))?;
-    if sha != record.sha256 {
-        bail!(
-            "backup {id}: SHA-256 mismatch (recorded {}, the file has {sha}); refusing to restore",
-            record.sha256
-        );
-    }
-    match (record.backend.as_str(), to) {
+    let id = header.id.as_str();
+    let backend = match &record {
+        Some(r) => r.backend.clone(),
+        None => header.backend.clone(),
+    };
+    let record = record.as_ref();
+    match (backend.as_str(), to) {
         ("sqlite", RestoreTo::Dir(dir)) => {
             std::fs::create_dir_all(&dir)?;
             let db = dir.join("rampart.db");
@@ -617,7 +672,7 @@ async fn restore_inner(
                 .prefix(".rampart-restore-")
                 .tempdir_in(&dir)?;
             let manifest =
-                open_and_check(crypto, &record, &path, Some(work.path().to_path_buf())).await?;
+                open_and_check(crypto, record, &path, Some(work.path().to_path_buf())).await?;
             std::fs::rename(work.path().join("database.sqlite"), &db)?;
             // The keyring and signing keys in the copy are sealed under the root key; a
             // data dir without it could not open them. Copy it when it is a file here.
@@ -629,7 +684,7 @@ async fn restore_inner(
             }
             Ok(RestoreReport {
                 id: id.to_string(),
-                backend: record.backend.clone(),
+                backend: backend.clone(),
                 restored_to: absolute(&dir).display().to_string(),
                 elapsed_ms: started.elapsed().as_millis(),
                 database_url: format!("sqlite://{}", absolute(&db).display()),
@@ -645,11 +700,12 @@ async fn restore_inner(
                     replace_database(&config.database_url(), &name)?
                 }
             };
+            std::fs::create_dir_all(config.backup_dir())?;
             let work = tempfile::Builder::new()
                 .prefix(".rampart-restore-")
                 .tempdir_in(config.backup_dir())?;
             let manifest =
-                open_and_check(crypto, &record, &path, Some(work.path().to_path_buf())).await?;
+                open_and_check(crypto, record, &path, Some(work.path().to_path_buf())).await?;
             let dump = work.path().join("database.pgdump");
             let u = url.clone();
             tokio::task::spawn_blocking(move || pg_restore(&u, &dump))
@@ -657,7 +713,7 @@ async fn restore_inner(
                 .map_err(|e| anyhow!(e))?;
             Ok(RestoreReport {
                 id: id.to_string(),
-                backend: record.backend.clone(),
+                backend: backend.clone(),
                 restored_to: rampart_config::ConnectionUrl::new(url.clone()).to_string(),
                 elapsed_ms: started.elapsed().as_millis(),
                 database_url: url,
@@ -758,7 +814,15 @@ async fn drill_inner(
         Backend::Sqlite => RestoreTo::Dir(scratch.path().join("data")),
         Backend::Postgres => RestoreTo::NewDatabase,
     };
-    let restored = restore(config, store, crypto, log, &newest.id, to).await?;
+    let restored = restore(
+        config,
+        store,
+        crypto,
+        log,
+        RestoreFrom::Recorded(newest.id.clone()),
+        to,
+    )
+    .await?;
     let checked = check_restored(config, &restored).await;
     if store.backend() == Backend::Postgres {
         let name = format!(

@@ -386,3 +386,68 @@ async fn without_pg_dump_on_path_a_postgres_backup_fails_saying_what_to_install(
     let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
     assert_eq!(list[0]["status"], "failed");
 }
+
+#[tokio::test]
+async fn a_backup_file_restores_where_its_database_is_gone_with_the_root_key_alone() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let backup = create(&app);
+    let file = backup["target"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap()
+        .to_string();
+
+    // A new deployment: empty database, no keyring, but this deployment's root key.
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    std::fs::copy(
+        app.dir.path().join("keys/root.key"),
+        data.join("keys/root.key"),
+    )
+    .unwrap();
+    let data = data.display().to_string();
+    let mut env = vec![("RAMPART_DATA_DIR".to_string(), data.clone())];
+    if app.database_url.is_some() {
+        let base = std::env::var("RAMPART_TEST_DATABASE_URL").unwrap();
+        env.push((
+            "RAMPART_DATABASE_URL".into(),
+            fresh_postgres_database(&base).await,
+        ));
+    }
+    let (args, restored_env, _dir) = restore_target(&app).await;
+    let mut restore = vec!["backup", "restore", "--file", &file];
+    restore.extend(args.iter().map(String::as_str));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (success, _, stderr) = app.cli_env(&restore, &env_ref);
+    assert!(success, "restore from the file alone: {stderr}");
+    let restored: Vec<(&str, &str)> = restored_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &restored);
+    assert!(success, "audit verify on the restored copy: {stderr}");
+    assert!(stdout.contains("verified"), "{stdout}");
+
+    // Another root key opens nothing.
+    let other = tempfile::tempdir().unwrap();
+    let other_data = other.path().display().to_string();
+    let mut env = env.clone();
+    env[0].1 = other_data;
+    if app.database_url.is_some() {
+        let base = std::env::var("RAMPART_TEST_DATABASE_URL").unwrap();
+        env[1].1 = fresh_postgres_database(&base).await;
+    }
+    let (args, _, _dir2) = restore_target(&app).await;
+    let mut restore = vec!["backup", "restore", "--file", &file];
+    restore.extend(args.iter().map(String::as_str));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (success, _, stderr) = app.cli_env(&restore, &env_ref);
+    assert!(!success, "a backup restored under another root key");
+    assert!(
+        stderr.contains("does not open with this root key"),
+        "{stderr}"
+    );
+}
