@@ -32,7 +32,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs", "payments",
+    "jobs", "payments", "backup",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -59,6 +59,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub jobs: JobsConfig,
     pub payments: PaymentsConfig,
+    pub backup: BackupConfig,
 }
 
 /// Payments (seed 003).
@@ -384,6 +385,66 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// `rampart backup`: where backups go, when the job queue takes them, how long they stay.
+/// The schedules are read by the job queue; `rampart backup` itself runs when invoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// A local folder for backup files; empty means `<data_dir>/backups`.
+    pub target_dir: String,
+    /// The keyring key that wraps each backup's data key.
+    pub key_name: String,
+    /// Cron text (minute hour day month weekday) for `backup create`, in `schedule_zone`.
+    pub schedule: String,
+    /// Cron text for `backup drill`.
+    pub drill_schedule: String,
+    /// IANA zone the schedules are read in.
+    pub schedule_zone: String,
+    /// Every backup is kept this many days...
+    pub keep_daily_days: u32,
+    /// ...the first of each month this many...
+    pub keep_monthly_days: u32,
+    /// ...and the first of each year this many.
+    pub keep_yearly_days: u32,
+    /// S3 target (not yet implemented; a non-empty bucket is refused at validation).
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret<String>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            target_dir: String::new(),
+            key_name: "backup".into(),
+            schedule: "0 2 * * *".into(),
+            drill_schedule: "0 4 * * 0".into(),
+            schedule_zone: "Asia/Jakarta".into(),
+            keep_daily_days: 30,
+            keep_monthly_days: 90,
+            keep_yearly_days: 365,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::new(String::new()),
+        }
+    }
+}
+
+impl Config {
+    /// The folder backups are written to.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.target_dir.is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            PathBuf::from(&self.backup.target_dir)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultConfig {
@@ -574,6 +635,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             jobs: JobsConfig::default(),
             payments: PaymentsConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -723,6 +785,23 @@ impl Config {
                 value: value.to_string(),
                 allowed,
             }
+        }
+        let b = &self.backup;
+        for (key, days) in [
+            ("backup.keep_daily_days", b.keep_daily_days),
+            ("backup.keep_monthly_days", b.keep_monthly_days),
+            ("backup.keep_yearly_days", b.keep_yearly_days),
+        ] {
+            if days == 0 {
+                return Err(invalid(key, days, "it must be at least 1 day"));
+            }
+        }
+        if !b.s3_bucket.is_empty() {
+            return Err(invalid(
+                "backup.s3_bucket",
+                &b.s3_bucket,
+                "S3 backup targets are not implemented yet; leave it empty and use target_dir",
+            ));
         }
         let a = &self.auth;
         if !(60..=24 * 3600).contains(&a.access_token_ttl_secs) {
@@ -1139,6 +1218,11 @@ const TEXT_KEYS: &[&str] = &[
     "tls.key_file",
     "tls.client_ca_file",
     "jobs.queues",
+    "backup.target_dir",
+    "backup.schedule",
+    "backup.drill_schedule",
+    "backup.s3_access_key_id",
+    "backup.s3_secret_access_key",
 ];
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the

@@ -317,16 +317,45 @@ pub fn jobs_settings(config: &Config) -> anyhow::Result<rampart_jobs::Settings> 
 pub fn jobs(
     config: &Config,
     store: &Store,
-    keyring: Arc<rampart_crypto::keyring::Keyring>,
+    crypto: &Crypto,
+    security_log: rampart_audit::security_log::SecurityLog,
 ) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
     let webhooks = rampart_payments::webhooks::Sender::new(
         store.clone(),
-        keyring,
+        crypto.keyring.clone(),
         Duration::from_secs(config.payments.webhook_timeout_secs),
     );
-    let jobs = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+    let backups = Arc::new((config.clone(), store.clone(), crypto.clone(), security_log));
+    let drills = backups.clone();
+    let mut builder = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+        // Backups and drills: the work (and its audit and security events) is in
+        // `crate::backup`; a failure is retried like any job and stays visible in
+        // `rampart jobs dead`.
+        .handler("backup", "backup.create", move |_ctx, _payload| {
+            scheduled_backup(backups.clone())
+        })
+        .handler("backup", "backup.drill", move |_ctx, _payload| {
+            scheduled_drill(drills.clone())
+        });
+    let zone = &config.backup.schedule_zone;
+    for (name, expr, kind) in [
+        ("backup", &config.backup.schedule, "backup.create"),
+        (
+            "backup-drill",
+            &config.backup.drill_schedule,
+            "backup.drill",
+        ),
+    ] {
+        // An empty schedule turns the scheduled run off (another system takes backups).
+        if !expr.trim().is_empty() {
+            builder = builder
+                .schedule(name, expr, zone, "backup", kind, serde_json::json!({}))
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    let jobs = builder
         .handler(
             rampart_store::webhooks::QUEUE,
             rampart_store::webhooks::DELIVER_KIND,
@@ -354,6 +383,55 @@ pub fn jobs(
         .map_err(anyhow::Error::msg)?
         .build();
     Ok(jobs)
+}
+
+/// Scheduled backups report progress to no one (the CLI prints it).
+fn quiet_progress(_: &str) {}
+
+type BackupDeps = Arc<(
+    Config,
+    Store,
+    Crypto,
+    rampart_audit::security_log::SecurityLog,
+)>;
+type JobFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), rampart_jobs::JobError>> + Send>>;
+
+/// The `backup.create` job: a backup, then pruning by the retention policy. Boxed here
+/// so the compiler checks `Send` on one concrete future rather than for every lifetime.
+fn scheduled_backup(b: BackupDeps) -> JobFuture {
+    Box::pin(async move {
+        let retry = |e: anyhow::Error| rampart_jobs::JobError::Retryable(format!("{e:#}"));
+        crate::backup::run_backup(&b.0, &b.1, &b.2, &b.3, &quiet_progress)
+            .await
+            .map_err(retry)?;
+        crate::backup::run_prune(&b.0, &b.1).await.map_err(retry)?;
+        Ok(())
+    })
+}
+
+/// The `backup.drill` job. A failed drill has already raised its security event.
+///
+/// The drill's future is not `Send` for every lifetime (rustc cannot prove it through the
+/// sqlx executor bounds inside), so it runs on a blocking thread that drives it with this
+/// runtime's handle; it is a long, rare job, so a blocking thread is no loss.
+fn scheduled_drill(b: BackupDeps) -> JobFuture {
+    Box::pin(async move {
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                crate::backup::run_drill(&b.0, &b.1, &b.2, &b.3)
+                    .await
+                    .map(|r| r.ok)
+                    .map_err(|e| format!("{e:#}"))
+            })
+        })
+        .await
+        .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+        let ok = outcome.map_err(rampart_jobs::JobError::Retryable)?;
+        tracing::info!(ok, "restore drill done");
+        Ok(())
+    })
 }
 
 /// Opens storage (running migrations), loads keys, and builds the router.
@@ -422,13 +500,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.auth.clone(),
         throttle,
         rbac,
-        security_log,
+        security_log.clone(),
         &mut registry,
     )
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
-    let jobs = jobs(&config, &store, crypto.keyring.clone())?;
+    let jobs = jobs(&config, &store, &crypto, security_log.clone())?;
     jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())

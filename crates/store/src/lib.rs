@@ -22,6 +22,7 @@ mod tx;
 
 pub mod api_keys;
 pub mod audit_events;
+pub mod backups;
 pub mod jobs;
 pub mod keyring;
 pub mod mfa;

@@ -60,7 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
     },
-    // 8 (backups) is being built on its own branch.
+    Migration {
+        version: 8,
+        name: "backups",
+        sqlite: include_str!("../migrations/sqlite/0008_backups.sql"),
+        postgres: include_str!("../migrations/postgres/0008_backups.sql"),
+    },
     Migration {
         version: 9,
         name: "payments",

@@ -64,7 +64,7 @@ fn report_backends() {
 }
 
 /// A fresh database on the server `RAMPART_TEST_DATABASE_URL` points at.
-async fn fresh_postgres_database(base_url: &str) -> String {
+pub async fn fresh_postgres_database(base_url: &str) -> String {
     let name = format!("rampart_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(base_url)
         .await

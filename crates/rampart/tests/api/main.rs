@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod auth;
+mod backup;
 mod cli;
 mod edge;
 mod errors;
