@@ -31,6 +31,14 @@ pub struct Node {
     child: std::process::Child,
 }
 
+impl Node {
+    /// `kill -9`: no shutdown, no drain, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -11,8 +11,6 @@ use rampart_jobs::{Job, JobError, Jobs, QueueLimits, Settings};
 use rampart_store::{Role, Store, PLATFORM_TENANT_ID};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
-
 /// Quick polls and retries, so tests wait for behaviour, not for production timings.
 fn fast(node: &str) -> Settings {
     Settings {
@@ -47,7 +45,7 @@ async fn state_of(store: &Store, id: &str) -> String {
 
 #[tokio::test]
 async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let admin = app
         .create_user(PLATFORM_TENANT_ID, "ops@example.com", Role::PlatformAdmin)
         .await;
@@ -83,7 +81,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
 
 #[tokio::test]
 async fn due_jobs_run_by_priority_then_age_and_delayed_jobs_wait() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = order.clone();
     let mut settings = fast("a");
@@ -137,7 +135,7 @@ async fn due_jobs_run_by_priority_then_age_and_delayed_jobs_wait() {
 
 #[tokio::test]
 async fn a_unique_key_dedups_while_the_job_is_live() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let jobs = Jobs::builder(app.store.clone(), fast("a")).build();
     let job = || Job::new("webhooks", "deliver", json!({})).with_unique_key("evt_1");
     let first = jobs.enqueue(job()).await.unwrap().expect("inserted");
@@ -165,7 +163,7 @@ async fn a_unique_key_dedups_while_the_job_is_live() {
 
 #[tokio::test]
 async fn failing_jobs_retry_with_backoff_then_die_and_the_cli_requeues_them() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
     let jobs = Jobs::builder(app.store.clone(), fast("a"))
@@ -250,7 +248,7 @@ async fn failing_jobs_retry_with_backoff_then_die_and_the_cli_requeues_them() {
 
 #[tokio::test]
 async fn a_job_whose_worker_died_runs_again_when_its_lease_expires() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let jobs_a = Jobs::builder(app.store.clone(), fast("dead-node")).build();
     let id = jobs_a
         .enqueue(Job::new("work", "resume", json!({})))
@@ -296,7 +294,7 @@ async fn a_job_whose_worker_died_runs_again_when_its_lease_expires() {
 
 #[tokio::test]
 async fn a_queue_never_runs_more_jobs_at_once_than_its_concurrency() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
@@ -343,7 +341,7 @@ async fn a_queue_never_runs_more_jobs_at_once_than_its_concurrency() {
 
 #[tokio::test]
 async fn a_cron_slot_runs_once_when_two_nodes_race() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let node = |name: &str| {
         Jobs::builder(app.store.clone(), fast(name))
             .schedule(
@@ -402,7 +400,7 @@ async fn a_cron_slot_runs_once_when_two_nodes_race() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_quick_jobs_and_returns_stuck_ones() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let started = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
     let jobs = Jobs::builder(app.store.clone(), fast("a"))
@@ -454,7 +452,7 @@ async fn graceful_shutdown_finishes_quick_jobs_and_returns_stuck_ones() {
 
 #[tokio::test]
 async fn metrics_show_queue_depth_and_age() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let jobs = Jobs::builder(app.store.clone(), fast("a")).build();
     jobs.enqueue(Job::new("reports", "render", json!({})))
         .await
@@ -495,7 +493,7 @@ async fn metrics_show_queue_depth_and_age() {
 
 #[tokio::test]
 async fn the_purge_deletes_old_done_jobs_and_keeps_dead_ones_and_the_latest_cron_slot() {
-    let app = spawn_app().await;
+    let app = app_without_worker().await;
     let store = &app.store;
     let jobs = Jobs::builder(store.clone(), fast("a")).build();
     let done = jobs
@@ -551,4 +549,10 @@ async fn the_purge_deletes_old_done_jobs_and_keeps_dead_ones_and_the_latest_cron
             .unwrap(),
         "the latest slot is still recorded"
     );
+}
+
+/// These tests run their own workers against the app's store; the app's own worker would
+/// claim their jobs from the queues it serves (webhooks, backup, maintenance).
+async fn app_without_worker() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|c| c.jobs.enabled = false).await
 }
