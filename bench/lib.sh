@@ -21,9 +21,11 @@
 #   print_machine, print_load  the report header: machine and binary; server and load settings
 #   print_load_settings        the load part of print_load alone
 #   wrk_load URL SCRIPT [ARG...]  warm up, then load URL with wrk; sets load_rps, load_requests,
-#                              load_p50_ms, load_p99_ms, load_non2xx, load_socket_errors
-#   run NAME PATH [SCRIPT]     wrk_load $base$PATH (with the $auth header the caller sets),
-#                              print one result line, store req/s in rps[NAME]
+#                              load_p50_ms, load_p95_ms, load_p99_ms, load_non2xx,
+#                              load_socket_errors
+#   run NAME PATH [SCRIPT] [CONNS] wrk_load $base$PATH (with the $auth header the caller sets;
+#                              CONNS connections instead of CONNECTIONS), print one result
+#                              line, store req/s in rps[NAME]
 #   print_ratio NAME           the final line: rps[NAME] against rps[health]
 # The scripts call them in the order they need; what they measure stays in the scripts.
 
@@ -203,9 +205,9 @@ write_report_lua() {
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH_RESULT rps=%.1f requests=%d p50_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d\n",
+    "BENCH_RESULT rps=%.1f requests=%d p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d\n",
     summary.requests / (summary.duration / 1e6), summary.requests,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
     e.status, e.connect + e.read + e.write + e.timeout))
 end
 LUA
@@ -244,12 +246,13 @@ wrk_load() {
         || { echo "$out" >&2; die "wrk failed on $url"; }
     line=$(grep '^BENCH_RESULT ' <<<"$out") || { echo "$out" >&2; die "no result from wrk for $url"; }
     # Turn "key=value ..." into load_* variables.
-    load_rps='' load_requests='' load_p50_ms='' load_p99_ms='' load_non2xx='' load_socket_errors=''
+    load_rps='' load_requests='' load_p50_ms='' load_p95_ms='' load_p99_ms='' load_non2xx='' load_socket_errors=''
     for kv in ${line#BENCH_RESULT }; do
         case ${kv%%=*} in
             rps) load_rps=${kv#*=} ;;
             requests) load_requests=${kv#*=} ;;
             p50_ms) load_p50_ms=${kv#*=} ;;
+            p95_ms) load_p95_ms=${kv#*=} ;;
             p99_ms) load_p99_ms=${kv#*=} ;;
             non2xx) load_non2xx=${kv#*=} ;;
             socket_errors) load_socket_errors=${kv#*=} ;;
@@ -260,9 +263,11 @@ wrk_load() {
 declare -A rps
 run() {
     local name=$1 path=$2 script=${3:-$work/report.lua}
+    # wrk_load reads CONNECTIONS; this one run may use another count.
+    local CONNECTIONS=${4:-$CONNECTIONS}
     wrk_load "$base$path" "$script" -H "$auth"
-    printf '%-10s %10s req/s  p50 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
-        "$name:" "$load_rps" "$load_p50_ms" "$load_p99_ms" "$load_requests" "$load_non2xx" "$load_socket_errors"
+    printf '%-14s %10s req/s  p50 %7s ms  p95 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
+        "$name:" "$load_rps" "$load_p50_ms" "$load_p95_ms" "$load_p99_ms" "$load_requests" "$load_non2xx" "$load_socket_errors"
     # Error responses and failed connections are cheap and would flatter the numbers: a run
     # with any of them is not a result.
     kill -0 "$server_pid" 2>/dev/null || die "the server died during the run on $path"

@@ -346,8 +346,8 @@ measure() {
     local target=$1 w=$2 script=$work/report.lua expected_non2xx=0
     [[ ${method[$w]} == POST ]] && script=$work/post.lua
     wrk_load "${url[$target]}${path[$w]}" "$script" "${header_args[@]}"
-    printf '%-18s %-10s %10s req/s  p50 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
-        "${title[$target]}" "${label[$w]}:" "$load_rps" "$load_p50_ms" "$load_p99_ms" \
+    printf '%-18s %-10s %10s req/s  p50 %7s ms  p95 %7s ms  p99 %7s ms  (%s requests, %s non-2xx, %s socket errors)\n' \
+        "${title[$target]}" "${label[$w]}:" "$load_rps" "$load_p50_ms" "$load_p95_ms" "$load_p99_ms" \
         "$load_requests" "$load_non2xx" "$load_socket_errors"
     waf_running "$target" || die "${title[$target]} died during the $w run"
     # Every blocked request must be blocked and every other one pass: a run that is partly

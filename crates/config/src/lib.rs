@@ -32,6 +32,7 @@ pub const ENV_PREFIX: &str = "RAMPART_";
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
+    "jobs", "payments", "backup",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -56,6 +57,139 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub waf: WafConfig,
     pub tls: TlsConfig,
+    pub jobs: JobsConfig,
+    pub payments: PaymentsConfig,
+    pub backup: BackupConfig,
+}
+
+/// Payments (seed 003).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Let webhook endpoints be `http://` on private or loopback addresses (development
+    /// and tests). Off: webhooks go only to public `https://` URLs, so a merchant cannot
+    /// make Rampart call internal services.
+    pub webhook_allow_private_targets: bool,
+    /// How long a webhook receiver has to answer.
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            webhook_allow_private_targets: false,
+            webhook_timeout_secs: 10,
+        }
+    }
+}
+
+/// The durable job queue (`crates/jobs`). Every node runs a worker; they share the queue
+/// through the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Run a worker on this node. Off: the node still enqueues, other nodes run the jobs.
+    pub enabled: bool,
+    /// How often an idle queue looks for due jobs (a local enqueue wakes it at once).
+    pub poll_interval_ms: u64,
+    /// How long a claimed job is leased; renewed while it runs. A job whose node died runs
+    /// again after at most this long.
+    pub lease_secs: u64,
+    /// Attempts before a job is dead, unless the job sets its own.
+    pub max_attempts: u32,
+    /// Retry n waits a random time in [0, min(cap, base * 2^(n-1))] (full jitter).
+    pub backoff_base_secs: u64,
+    pub backoff_cap_secs: u64,
+    /// Days done jobs are kept before the nightly purge.
+    pub retention_days: u32,
+    /// Per-queue limits on each node: `name:concurrency[:rate]`, comma-separated, rate as
+    /// `50/s` or `600/m`, e.g. `webhooks:8:50/s,backup:1`. Other queues: 4 at a time,
+    /// no rate limit.
+    pub queues: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            enabled: true,
+            poll_interval_ms: 1000,
+            lease_secs: 60,
+            max_attempts: 10,
+            backoff_base_secs: 10,
+            backoff_cap_secs: 6 * 3600,
+            retention_days: 7,
+            queues: String::new(),
+        }
+    }
+}
+
+/// One entry of `jobs.queues`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSetting {
+    pub name: String,
+    pub concurrency: usize,
+    /// Jobs started per second; `None`: no limit.
+    pub per_second: Option<f64>,
+}
+
+impl JobsConfig {
+    /// `jobs.queues` parsed; the error says which entry is wrong and why.
+    pub fn queue_settings(&self) -> Result<Vec<QueueSetting>, String> {
+        let mut out: Vec<QueueSetting> = Vec::new();
+        for entry in self
+            .queues
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let parts: Vec<&str> = entry.split(':').collect();
+            let bad = |why: &str| format!("entry {entry:?}: {why}");
+            let (name, concurrency, rate) = match parts[..] {
+                [name, c] => (name, c, None),
+                [name, c, r] => (name, c, Some(r)),
+                _ => return Err(bad("expected name:concurrency[:rate]")),
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                return Err(bad("the queue name must be letters, digits, _ - ."));
+            }
+            let concurrency: usize = concurrency
+                .parse()
+                .ok()
+                .filter(|c| (1..=1024).contains(c))
+                .ok_or_else(|| bad("concurrency must be 1 to 1024"))?;
+            let per_second = match rate {
+                None => None,
+                Some(r) => {
+                    let (n, unit) = r
+                        .split_once('/')
+                        .ok_or_else(|| bad("rate must look like 50/s or 600/m"))?;
+                    let n: f64 = n
+                        .parse()
+                        .ok()
+                        .filter(|n: &f64| *n > 0.0 && n.is_finite())
+                        .ok_or_else(|| bad("rate must be a positive number"))?;
+                    Some(match unit {
+                        "s" => n,
+                        "m" => n / 60.0,
+                        _ => return Err(bad("rate unit must be s or m")),
+                    })
+                }
+            };
+            if out.iter().any(|q| q.name == name) {
+                return Err(bad("queue named twice"));
+            }
+            out.push(QueueSetting {
+                name: name.to_string(),
+                concurrency,
+                per_second,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// The web application firewall: Rampart's own rules always (unless `mode = "off"`), the
@@ -251,6 +385,66 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// `rampart backup`: where backups go, when the job queue takes them, how long they stay.
+/// The schedules are read by the job queue; `rampart backup` itself runs when invoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// A local folder for backup files; empty means `<data_dir>/backups`.
+    pub target_dir: String,
+    /// The keyring key that wraps each backup's data key.
+    pub key_name: String,
+    /// Cron text (minute hour day month weekday) for `backup create`, in `schedule_zone`.
+    pub schedule: String,
+    /// Cron text for `backup drill`.
+    pub drill_schedule: String,
+    /// IANA zone the schedules are read in.
+    pub schedule_zone: String,
+    /// Every backup is kept this many days...
+    pub keep_daily_days: u32,
+    /// ...the first of each month this many...
+    pub keep_monthly_days: u32,
+    /// ...and the first of each year this many.
+    pub keep_yearly_days: u32,
+    /// S3 target (not yet implemented; a non-empty bucket is refused at validation).
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret<String>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            target_dir: String::new(),
+            key_name: "backup".into(),
+            schedule: "0 2 * * *".into(),
+            drill_schedule: "0 4 * * 0".into(),
+            schedule_zone: "Asia/Jakarta".into(),
+            keep_daily_days: 30,
+            keep_monthly_days: 90,
+            keep_yearly_days: 365,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::new(String::new()),
+        }
+    }
+}
+
+impl Config {
+    /// The folder backups are written to.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.target_dir.is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            PathBuf::from(&self.backup.target_dir)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultConfig {
@@ -439,6 +633,9 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             waf: WafConfig::default(),
             tls: TlsConfig::default(),
+            jobs: JobsConfig::default(),
+            payments: PaymentsConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -588,6 +785,23 @@ impl Config {
                 value: value.to_string(),
                 allowed,
             }
+        }
+        let b = &self.backup;
+        for (key, days) in [
+            ("backup.keep_daily_days", b.keep_daily_days),
+            ("backup.keep_monthly_days", b.keep_monthly_days),
+            ("backup.keep_yearly_days", b.keep_yearly_days),
+        ] {
+            if days == 0 {
+                return Err(invalid(key, days, "it must be at least 1 day"));
+            }
+        }
+        if !b.s3_bucket.is_empty() {
+            return Err(invalid(
+                "backup.s3_bucket",
+                &b.s3_bucket,
+                "S3 backup targets are not implemented yet; leave it empty and use target_dir",
+            ));
         }
         let a = &self.auth;
         if !(60..=24 * 3600).contains(&a.access_token_ttl_secs) {
@@ -829,6 +1043,7 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        self.validate_jobs()?;
         let root = self.crypto.root_key.expose();
         if !root.is_empty() && !is_base64_32_bytes(root) {
             return Err(invalid(
@@ -836,6 +1051,64 @@ impl Config {
                 "[redacted]",
                 "it must be empty (key file in the data dir) or base64 of exactly 32 bytes",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_jobs(&self) -> Result<(), ConfigError> {
+        let j = &self.jobs;
+        let invalid = |key, value: String, allowed| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                allowed,
+            })
+        };
+        if !(50..=60_000).contains(&j.poll_interval_ms) {
+            return invalid(
+                "jobs.poll_interval_ms",
+                j.poll_interval_ms.to_string(),
+                "it must be between 50 and 60000",
+            );
+        }
+        if !(5..=3600).contains(&j.lease_secs) {
+            return invalid(
+                "jobs.lease_secs",
+                j.lease_secs.to_string(),
+                "it must be between 5 and 3600 seconds",
+            );
+        }
+        if !(1..=100).contains(&j.max_attempts) {
+            return invalid(
+                "jobs.max_attempts",
+                j.max_attempts.to_string(),
+                "it must be between 1 and 100",
+            );
+        }
+        if j.backoff_base_secs == 0 {
+            return invalid(
+                "jobs.backoff_base_secs",
+                "0".into(),
+                "it must be at least 1",
+            );
+        }
+        if j.backoff_cap_secs < j.backoff_base_secs {
+            return invalid(
+                "jobs.backoff_cap_secs",
+                j.backoff_cap_secs.to_string(),
+                "it must be at least jobs.backoff_base_secs",
+            );
+        }
+        if j.retention_days == 0 {
+            return invalid("jobs.retention_days", "0".into(), "it must be at least 1");
+        }
+        if let Err(why) = j.queue_settings() {
+            return Err(ConfigError::Invalid {
+                key: "jobs.queues",
+                value: format!("{} ({why})", j.queues),
+                allowed: "it must be name:concurrency[:rate] entries, comma-separated, \
+                          e.g. webhooks:8:50/s,backup:1",
+            });
         }
         Ok(())
     }
@@ -944,6 +1217,12 @@ const TEXT_KEYS: &[&str] = &[
     "tls.cert_file",
     "tls.key_file",
     "tls.client_ca_file",
+    "jobs.queues",
+    "backup.target_dir",
+    "backup.schedule",
+    "backup.drill_schedule",
+    "backup.s3_access_key_id",
+    "backup.s3_secret_access_key",
 ];
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
@@ -1191,6 +1470,51 @@ mod tests {
         ] {
             let err = Config::load_from(None, &env(vars)).unwrap_err().to_string();
             assert!(err.contains(key), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn jobs_queues_parse_and_bad_jobs_settings_name_the_key() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                (
+                    "RAMPART_JOBS_QUEUES",
+                    "webhooks:8:50/s, backup:1,slow:2:30/m",
+                ),
+                ("RAMPART_JOBS_LEASE_SECS", "30"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.jobs.lease_secs, 30);
+        let q = c.jobs.queue_settings().unwrap();
+        assert_eq!(q.len(), 3);
+        assert_eq!((q[0].name.as_str(), q[0].concurrency), ("webhooks", 8));
+        assert_eq!(q[0].per_second, Some(50.0));
+        assert_eq!(q[1].per_second, None);
+        assert_eq!(q[2].per_second, Some(0.5));
+        for (var, value, key) in [
+            ("RAMPART_JOBS_QUEUES", "webhooks", "jobs.queues"),
+            ("RAMPART_JOBS_QUEUES", "webhooks:0", "jobs.queues"),
+            ("RAMPART_JOBS_QUEUES", "webhooks:2:5/h", "jobs.queues"),
+            ("RAMPART_JOBS_QUEUES", "a:1,a:2", "jobs.queues"),
+            ("RAMPART_JOBS_LEASE_SECS", "1", "jobs.lease_secs"),
+            ("RAMPART_JOBS_MAX_ATTEMPTS", "0", "jobs.max_attempts"),
+            (
+                "RAMPART_JOBS_POLL_INTERVAL_MS",
+                "0",
+                "jobs.poll_interval_ms",
+            ),
+            (
+                "RAMPART_JOBS_BACKOFF_CAP_SECS",
+                "1",
+                "jobs.backoff_cap_secs",
+            ),
+        ] {
+            let err = Config::load_from(None, &env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
         }
     }
 

@@ -141,6 +141,54 @@ impl Keyring {
         Ok(envelope::rewrap(&key, sealed)?)
     }
 
+    /// Version `version` of `name` as the backend keeps it: sealed under the root key, so
+    /// it can travel beside what it protects (a backup's header) and opens only where the
+    /// root key is.
+    pub async fn sealed_version(&self, name: &str, version: u32) -> Result<Vec<u8>, KeyringError> {
+        let stored = self
+            .backend
+            .load(name)
+            .await
+            .map_err(KeyringError::Storage)?
+            .ok_or_else(|| KeyringError::Envelope(EnvelopeError::UnknownKey(name.to_string())))?;
+        stored
+            .versions
+            .into_iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, wrapped)| wrapped)
+            .ok_or_else(|| {
+                KeyringError::Envelope(EnvelopeError::UnknownVersion {
+                    name: name.to_string(),
+                    version,
+                })
+            })
+    }
+
+    /// Opens `sealed` with its key version taken from `carried` (made by
+    /// [`Keyring::sealed_version`]) instead of from the backend: for a restore onto a
+    /// database whose keyring never had, or lost, that key.
+    pub fn open_with_carried(
+        &self,
+        context: &Context,
+        sealed: &[u8],
+        carried: &[u8],
+    ) -> Result<Vec<u8>, KeyringError> {
+        let (name, version) = envelope::key_of(sealed)?;
+        let material = self
+            .root
+            .open(&wrap_context(&name, version), carried)
+            .ok()
+            .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
+            .ok_or(KeyringError::Unwrap {
+                name: name.clone(),
+                version,
+            })?;
+        let mut key = KeyVersions::default();
+        key.min_version = version;
+        key.insert(version, material);
+        Ok(envelope::open(&key, context, sealed)?)
+    }
+
     /// Adds a version to `name` (creating the key if new); returns the new version.
     pub async fn rotate(&self, name: &str) -> Result<u32, KeyringError> {
         let key = self.versions(name, true, true).await?;

@@ -1,6 +1,7 @@
 //! Rampart's cryptography: the root key (a file, configuration, or a PKCS#11 token), the
-//! keyring and envelope encryption, signing keys (ES256, EdDSA, PS256; in a token when
-//! one is configured), access tokens, and hashing of high-entropy bearer secrets.
+//! keyring and envelope encryption, streaming encryption (backups), signing keys (ES256,
+//! EdDSA, PS256; in a token when one is configured), access tokens, and hashing of
+//! high-entropy bearer secrets.
 //!
 //! Other crates never touch a raw key: they ask this crate to seal, open, sign or verify.
 //! It does no I/O except reading or creating the root key file.
@@ -15,6 +16,7 @@ pub mod keyring;
 mod root_key;
 mod seal;
 pub mod signing;
+pub mod stream;
 
 pub use jwt::{AccessClaims, AccessTokens, JwtError};
 pub use root_key::{RootKey, RootKeyError, RootKeySource};

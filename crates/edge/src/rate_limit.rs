@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderName, HeaderValue};
 use redis::aio::ConnectionManager;
@@ -162,6 +162,22 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long a request waits on Redis before the limit fails open (or, for login
+/// throttling, closed). Redis answers in well under a millisecond when it is there.
+pub const REDIS_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A Redis connection for per-request state (limits, throttles): it reconnects by itself
+/// when Redis returns, but a command never waits longer than [`REDIS_DEADLINE`] for a
+/// dead server (redis-rs' defaults retry for ~13 s and have no response timeout).
+pub async fn redis_connection(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(REDIS_DEADLINE)
+        .set_response_timeout(REDIS_DEADLINE)
+        .set_number_of_retries(1)
+        .set_max_delay(500);
+    ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
+}
+
 impl RateLimiter {
     pub fn memory() -> RateLimiter {
         RateLimiter {
@@ -170,7 +186,7 @@ impl RateLimiter {
     }
 
     pub async fn redis(url: &str, prefix: &str) -> Result<RateLimiter, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = redis_connection(url).await?;
         Ok(RateLimiter {
             backend: Backend::Redis {
                 conn,
@@ -204,12 +220,15 @@ impl RateLimiter {
                 script,
             } => {
                 let mut conn = conn.clone();
-                let result: Result<(i64, i64), _> = script
-                    .key(format!("{prefix}{policy}:{key}"))
+                let mut invocation = script.key(format!("{prefix}{policy}:{key}"));
+                invocation
                     .arg(quota.emission_us())
-                    .arg(quota.tolerance_us())
-                    .invoke_async(&mut conn)
-                    .await;
+                    .arg(quota.tolerance_us());
+                let call = invocation.invoke_async::<(i64, i64)>(&mut conn);
+                let result = match tokio::time::timeout(REDIS_DEADLINE, call).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("no answer within the deadline".to_string()),
+                };
                 match result {
                     Ok((tat, now)) => gcra(Some(tat), now, quota, policy).0,
                     Err(e) => {

@@ -71,8 +71,7 @@ impl LoginThrottle {
     }
 
     pub async fn redis(url: &str, prefix: &str) -> Result<LoginThrottle, ThrottleUnavailable> {
-        let client = redis::Client::open(url).map_err(|e| ThrottleUnavailable(e.to_string()))?;
-        let conn = ConnectionManager::new(client)
+        let conn = rampart_edge::rate_limit::redis_connection(url)
             .await
             .map_err(|e| ThrottleUnavailable(e.to_string()))?;
         Ok(LoginThrottle::Redis {

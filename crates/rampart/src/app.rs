@@ -42,6 +42,10 @@ pub struct App {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Set when `tls.cert_file` is: `serve` then terminates TLS itself.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The job queue: apps enqueue through it.
+    pub jobs: rampart_jobs::Jobs,
+    /// This node's job worker (`jobs.enabled`); `serve` shuts it down gracefully.
+    worker: Option<rampart_jobs::Worker>,
 }
 
 #[derive(OpenApi)]
@@ -78,6 +82,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
     rampart_vault::register_permissions(&mut builder);
+    rampart_payments::api::register_permissions(&mut builder);
     builder.build()
 }
 
@@ -278,6 +283,157 @@ pub fn waf(
     Ok(waf.map(Arc::new))
 }
 
+/// The job runtime's settings from `[jobs]` (validated by the config crate).
+pub fn jobs_settings(config: &Config) -> anyhow::Result<rampart_jobs::Settings> {
+    let j = &config.jobs;
+    let queues = j
+        .queue_settings()
+        .map_err(|e| anyhow::anyhow!("jobs.queues: {e}"))?
+        .into_iter()
+        .map(|q| {
+            (
+                q.name,
+                rampart_jobs::QueueLimits {
+                    concurrency: q.concurrency,
+                    per_second: q.per_second,
+                },
+            )
+        })
+        .collect();
+    Ok(rampart_jobs::Settings {
+        poll_interval: Duration::from_millis(j.poll_interval_ms),
+        lease: Duration::from_secs(j.lease_secs),
+        default_max_attempts: i64::from(j.max_attempts),
+        backoff_base: Duration::from_secs(j.backoff_base_secs),
+        backoff_cap: Duration::from_secs(j.backoff_cap_secs),
+        queues,
+        ..rampart_jobs::Settings::default()
+    })
+}
+
+/// The queue with the platform's own jobs registered: webhook deliveries (payments), and
+/// housekeeping: done jobs older than `jobs.retention_days` are purged nightly at 03:17
+/// WIB (an odd minute, away from the top-of-the-hour crowd). Apps register theirs here.
+pub fn jobs(
+    config: &Config,
+    store: &Store,
+    crypto: &Crypto,
+    security_log: rampart_audit::security_log::SecurityLog,
+) -> anyhow::Result<rampart_jobs::Jobs> {
+    let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
+    let purge_store = store.clone();
+    let webhooks = rampart_payments::webhooks::Sender::new(
+        store.clone(),
+        crypto.keyring.clone(),
+        Duration::from_secs(config.payments.webhook_timeout_secs),
+    );
+    let backups = Arc::new((config.clone(), store.clone(), crypto.clone(), security_log));
+    let drills = backups.clone();
+    let mut builder = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+        // Backups and drills: the work (and its audit and security events) is in
+        // `crate::backup`; a failure is retried like any job and stays visible in
+        // `rampart jobs dead`.
+        .handler("backup", "backup.create", move |_ctx, _payload| {
+            scheduled_backup(backups.clone())
+        })
+        .handler("backup", "backup.drill", move |_ctx, _payload| {
+            scheduled_drill(drills.clone())
+        });
+    let zone = &config.backup.schedule_zone;
+    for (name, expr, kind) in [
+        ("backup", &config.backup.schedule, "backup.create"),
+        (
+            "backup-drill",
+            &config.backup.drill_schedule,
+            "backup.drill",
+        ),
+    ] {
+        // An empty schedule turns the scheduled run off (another system takes backups).
+        if !expr.trim().is_empty() {
+            builder = builder
+                .schedule(name, expr, zone, "backup", kind, serde_json::json!({}))
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    let jobs = builder
+        .handler(
+            rampart_store::webhooks::QUEUE,
+            rampart_store::webhooks::DELIVER_KIND,
+            move |ctx, payload| webhooks.clone().deliver(ctx, payload),
+        )
+        .handler("maintenance", "jobs.purge", move |_ctx, _payload| {
+            let store = purge_store.clone();
+            async move {
+                let purged = store
+                    .purge_jobs(rampart_store::now_ms() - retention_ms)
+                    .await
+                    .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+                tracing::info!(jobs = purged, "purged done jobs");
+                Ok(())
+            }
+        })
+        .schedule(
+            "jobs-purge",
+            "17 3 * * *",
+            "Asia/Jakarta",
+            "maintenance",
+            "jobs.purge",
+            serde_json::json!({}),
+        )
+        .map_err(anyhow::Error::msg)?
+        .build();
+    Ok(jobs)
+}
+
+/// Scheduled backups report progress to no one (the CLI prints it).
+fn quiet_progress(_: &str) {}
+
+type BackupDeps = Arc<(
+    Config,
+    Store,
+    Crypto,
+    rampart_audit::security_log::SecurityLog,
+)>;
+type JobFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), rampart_jobs::JobError>> + Send>>;
+
+/// The `backup.create` job: a backup, then pruning by the retention policy. Boxed here
+/// so the compiler checks `Send` on one concrete future rather than for every lifetime.
+fn scheduled_backup(b: BackupDeps) -> JobFuture {
+    Box::pin(async move {
+        let retry = |e: anyhow::Error| rampart_jobs::JobError::Retryable(format!("{e:#}"));
+        crate::backup::run_backup(&b.0, &b.1, &b.2, &b.3, &quiet_progress)
+            .await
+            .map_err(retry)?;
+        crate::backup::run_prune(&b.0, &b.1).await.map_err(retry)?;
+        Ok(())
+    })
+}
+
+/// The `backup.drill` job. A failed drill has already raised its security event.
+///
+/// The drill's future is not `Send` for every lifetime (rustc cannot prove it through the
+/// sqlx executor bounds inside), so it runs on a blocking thread that drives it with this
+/// runtime's handle; it is a long, rare job, so a blocking thread is no loss.
+fn scheduled_drill(b: BackupDeps) -> JobFuture {
+    Box::pin(async move {
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                crate::backup::run_drill(&b.0, &b.1, &b.2, &b.3)
+                    .await
+                    .map(|r| r.ok)
+                    .map_err(|e| format!("{e:#}"))
+            })
+        })
+        .await
+        .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+        let ok = outcome.map_err(rampart_jobs::JobError::Retryable)?;
+        tracing::info!(ok, "restore drill done");
+        Ok(())
+    })
+}
+
 /// Opens storage (running migrations), loads keys, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
@@ -344,12 +500,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.auth.clone(),
         throttle,
         rbac,
-        security_log,
+        security_log.clone(),
         &mut registry,
     )
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
+    let jobs = jobs(&config, &store, &crypto, security_log.clone())?;
+    jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rampart_identity::router())
@@ -358,18 +516,28 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(ops_api);
     let (vault_routes, vault_api) = rampart_vault::router().split_for_parts();
     openapi.merge(vault_api);
+    let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
+    openapi.merge(payments_api);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
+    let payments = rampart_payments::api::Payments::new(
+        identity.clone(),
+        vault.clone(),
+        crypto.keyring.clone(),
+        &config.payments,
+    );
 
     let ops_state = OpsState {
         store: store.clone(),
         registry: Arc::new(registry),
         pool_metrics,
+        jobs: jobs.clone(),
         openapi: Arc::new(openapi.clone()),
     };
     let routes = Router::new()
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
+        .merge(payment_routes.with_state(payments))
         .fallback(rampart_edge::not_found)
         .route_layer(from_fn(rampart_edge::request::route_tag))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
@@ -390,6 +558,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         identity.clone(),
         config.audit.clone(),
     ))];
+    let worker = if config.jobs.enabled {
+        Some(jobs.start().await.context("cannot start the job worker")?)
+    } else {
+        tracing::info!("job worker off (jobs.enabled = false): other nodes run the jobs");
+        None
+    };
     Ok(App {
         router,
         store,
@@ -398,6 +572,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         openapi,
         background,
         tls,
+        jobs,
+        worker,
     })
 }
 
@@ -425,11 +601,12 @@ pub fn edge_layers(
         ))
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `http.shutdown_grace_secs`, and closes the database pool. Over TLS when `tls.cert_file`
+/// Serves until `shutdown` resolves, then, at once, drains in-flight requests and lets
+/// running jobs finish, each for at most `http.shutdown_grace_secs` (jobs still running
+/// then go back to the queue), and closes the database pool. Over TLS when `tls.cert_file`
 /// is set (see `crate::tls`), plain HTTP otherwise.
 pub async fn serve(
-    app: App,
+    mut app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -441,14 +618,33 @@ pub async fn serve(
             "serving HTTPS"
         );
     }
-    serve_router(
-        app.router.clone(),
-        listener,
-        app.tls.clone(),
-        grace,
-        shutdown,
-    )
-    .await?;
+    // The job worker stops when the server starts draining, not after it: both get the
+    // same grace at once, so the whole stop fits in one `http.shutdown_grace_secs` (what
+    // an orchestrator's kill timeout is set against).
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let worker = app.worker.take();
+    let jobs_stopped = async move {
+        // An early server error drops the sender: the worker is then dropped, which stops
+        // it without waiting.
+        if let (Ok(()), Some(worker)) = (stopping_rx.await, worker) {
+            worker.shutdown(grace).await;
+        }
+    };
+    let (served, ()) = tokio::join!(
+        serve_router(
+            app.router.clone(),
+            listener,
+            app.tls.clone(),
+            grace,
+            shutdown,
+        ),
+        jobs_stopped
+    );
+    served?;
     for task in &app.background {
         task.abort();
     }

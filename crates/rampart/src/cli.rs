@@ -70,12 +70,110 @@ pub enum Command {
     /// The web application firewall's rules.
     #[command(subcommand)]
     Waf(WafCommand),
+    /// Payments fraud rules.
+    #[command(subcommand)]
+    Fraud(FraudCommand),
     /// Ask a running node whether it is ready (for container health checks, which have
     /// no curl): exits 0 when `GET /ready` answers 200. Plain HTTP only.
     Health {
         /// Default: `/ready` on `http.listen` (0.0.0.0 becomes 127.0.0.1).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// The job queue: list jobs, list dead jobs, re-queue a dead job.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Encrypted, verified backups, restores and restore drills.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FraudCommand {
+    /// Replay past payments (CSV: time,card,amount,currency,ip,country[,email,card_country,
+    /// fraud]) through the rules and report, per rule and overall, how many were flagged
+    /// and, with fraud labels, precision and recall.
+    Backtest {
+        file: PathBuf,
+        /// The merchant's rules as JSON (only the fields that differ from the defaults).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs, newest first (100 at most).
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        /// queued, running, done or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// One JSON object per line, payload included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead jobs: failed on every attempt, or permanently.
+    Dead {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue a dead job with a fresh set of attempts (audited).
+    Retry { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Take a backup now: a consistent snapshot while the server runs, compressed,
+    /// encrypted, written to `backup.target_dir`, read back and checked. Prints its id.
+    Create {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Backups, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash a backup against its recorded SHA-256, decrypt and decompress all of it,
+    /// and check it against its manifest. Exits non-zero naming the problem.
+    Verify {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup, never over the live database. SQLite: into the data dir DIR
+    /// (`--to`). PostgreSQL: into `--database-url` (an empty database), or by default a
+    /// new database `rampart_restore_<id>` on the configured server.
+    Restore {
+        /// A backup id from `backup list`.
+        #[arg(required_unless_present = "file")]
+        id: Option<String>,
+        /// A backup file instead, when the database that recorded it is gone: it opens
+        /// with this deployment's root key.
+        #[arg(long, conflicts_with = "id")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the newest backup into a scratch place, open the store on it, verify the
+    /// audit chains and row counts against the manifest; print the restore time (RTO)
+    /// and the backup's age (RPO). Exits non-zero when the drill fails.
+    Drill {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply retention (`backup.keep_daily_days`, `keep_monthly_days`, `keep_yearly_days`).
+    Prune {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -245,6 +343,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Fraud(FraudCommand::Backtest { file, rules, json }) => {
+            let rules: rampart_payments::fraud::FraudRules = match rules {
+                Some(path) => serde_json::from_str(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                )
+                .with_context(|| format!("{}: not valid fraud rules", path.display()))?,
+                None => Default::default(),
+            };
+            rules.validate().map_err(anyhow::Error::msg)?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let report = rampart_payments::backtest::run(&rules, std::io::BufReader::new(input))
+                .with_context(|| format!("{}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::Health { url } => {
             let url = url.unwrap_or_else(|| {
                 let mut addr = config.http.listen;
@@ -401,11 +520,178 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Jobs(command) => {
+            let store = open_store(&config).await?;
+            jobs_command(&store, command).await
+        }
+        Command::Backup(command) => {
+            let store = open_store(&config).await?;
+            let crypto = app::crypto(&config, &store).await?;
+            backup_command(&config, &store, &crypto, command).await
+        }
         Command::Users(UsersCommand::Import { file }) => {
             let store = open_store(&config).await?;
             import_users(&store, &file).await
         }
     }
+}
+
+async fn backup_command(
+    config: &Config,
+    store: &Store,
+    crypto: &app::Crypto,
+    command: BackupCommand,
+) -> anyhow::Result<()> {
+    use crate::backup;
+    let log = backup::security_log(config)?;
+    match command {
+        BackupCommand::Create { json } => {
+            let progress = |line: &str| eprintln!("backup: {line}");
+            let quiet = |_: &str| {};
+            let progress: backup::Progress = if json { &quiet } else { &progress };
+            let record = backup::run_backup(config, store, crypto, &log, progress).await?;
+            if json {
+                print_json(&record)?;
+            } else {
+                eprintln!(
+                    "backup {} complete: {} bytes, sha256 {}, key {} v{}, at {}",
+                    record.id,
+                    record.size_bytes,
+                    record.sha256,
+                    record.key_name,
+                    record.key_version,
+                    record.target
+                );
+                println!("{}", record.id);
+            }
+        }
+        BackupCommand::List { json } => {
+            let backups = store.list_backups().await?;
+            if json {
+                let rows: Vec<serde_json::Value> = backups
+                    .iter()
+                    .map(|b| {
+                        let mut v = serde_json::to_value(b).unwrap_or_default();
+                        v["manifest"] =
+                            serde_json::from_str(&b.manifest).unwrap_or(serde_json::Value::Null);
+                        v
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                println!("ID\tCREATED_AT_MS\tSTATUS\tBACKEND\tSIZE\tKEY\tSHA256");
+                for b in backups {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}/v{}\t{}",
+                        b.id,
+                        b.created_at,
+                        b.status,
+                        b.backend,
+                        b.size_bytes,
+                        b.key_name,
+                        b.key_version,
+                        b.sha256
+                    );
+                }
+            }
+        }
+        BackupCommand::Verify { id, json } => {
+            let report = backup::verify(store, crypto, &id).await?;
+            if json {
+                print_json(&report)?;
+            } else if report.ok {
+                println!(
+                    "backup {} verifies: {} bytes, sha256 {}",
+                    report.id, report.size_bytes, report.sha256
+                );
+            }
+            if !report.ok {
+                bail!(
+                    "backup {} does not verify: {}",
+                    id,
+                    report.problems.join("; ")
+                );
+            }
+        }
+        BackupCommand::Restore {
+            id,
+            file,
+            to,
+            database_url,
+            json,
+        } => {
+            let target = match (to, database_url) {
+                (Some(_), Some(_)) => bail!("give --to or --database-url, not both"),
+                (Some(dir), None) => backup::RestoreTo::Dir(dir),
+                (None, Some(url)) => backup::RestoreTo::DatabaseUrl(url),
+                (None, None) if store.backend() == rampart_store::Backend::Postgres => {
+                    backup::RestoreTo::NewDatabase
+                }
+                (None, None) => bail!("a SQLite backup restores into a folder: give --to DIR"),
+            };
+            let from = match (id, file) {
+                (_, Some(file)) => backup::RestoreFrom::File(file),
+                (Some(id), None) => backup::RestoreFrom::Recorded(id),
+                (None, None) => bail!("give a backup id or --file PATH"),
+            };
+            let report = backup::restore(config, store, crypto, &log, from, target).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                eprintln!(
+                    "restored backup {} in {} ms; the live database was not touched",
+                    report.id, report.elapsed_ms
+                );
+                println!("{}", report.restored_to);
+            }
+        }
+        BackupCommand::Drill { json } => {
+            let report = backup::run_drill(config, store, crypto, &log).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "drill of backup {}: {}\nRTO (restore, open, verify): {:.3} s \
+                     (restore alone {:.3} s)\n\
+                     RPO (backup age): {:.3} s\naudit: {} events in {} chains verified\n\
+                     tables compared with the manifest: {}",
+                    report.backup_id,
+                    if report.ok { "passed" } else { "FAILED" },
+                    report.rto_ms as f64 / 1000.0,
+                    report.restore_ms as f64 / 1000.0,
+                    report.rpo_ms as f64 / 1000.0,
+                    report.audit_events_verified,
+                    report.audit_chains,
+                    report.tables_compared
+                );
+                for problem in &report.problems {
+                    println!("problem: {problem}");
+                }
+            }
+            if !report.ok {
+                bail!("the restore drill failed: {}", report.problems.join("; "));
+            }
+        }
+        BackupCommand::Prune { json } => {
+            let report = backup::run_prune(config, store).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "pruned {} backups, kept {}",
+                    report.pruned.len(),
+                    report.kept
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--json` output: one JSON document on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -500,6 +786,66 @@ async fn import_users(store: &Store, file: &std::path::Path) -> anyhow::Result<(
     eprintln!("imported {imported}, skipped {skipped}, failed {failed}");
     if failed > 0 {
         bail!("{failed} rows failed");
+    }
+    Ok(())
+}
+
+const JOB_STATES: &[&str] = &["queued", "running", "done", "dead"];
+
+async fn jobs_command(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
+    let (queue, state, json) = match command {
+        JobsCommand::Retry { id } => {
+            let audit = rampart_audit::event(Actor::System, "job.retry", "job", cli_meta()).build();
+            let job = store
+                .retry_dead_job(&id, audit)
+                .await
+                .map_err(|e| match e {
+                    rampart_store::StoreError::NotFound => {
+                        anyhow::anyhow!("no dead job {id} (see `rampart jobs dead`)")
+                    }
+                    rampart_store::StoreError::Conflict { .. } => anyhow::anyhow!(
+                    "job {id} cannot be re-queued: a live job of the same kind holds its unique key"
+                ),
+                    other => other.into(),
+                })?;
+            tracing::info!(job = %job.id, kind = %job.kind, "dead job re-queued from the CLI");
+            eprintln!("re-queued {} ({} on queue {})", job.id, job.kind, job.queue);
+            println!("{}", job.id);
+            return Ok(());
+        }
+        JobsCommand::Dead { json } => (None, Some("dead".to_string()), json),
+        JobsCommand::List { queue, state, json } => (queue, state, json),
+    };
+    if let Some(s) = &state {
+        if !JOB_STATES.contains(&s.as_str()) {
+            bail!("--state must be one of {}", JOB_STATES.join(", "));
+        }
+    }
+    let jobs = store
+        .list_jobs(queue.as_deref(), state.as_deref(), 100)
+        .await?;
+    if json {
+        for job in &jobs {
+            println!("{}", serde_json::to_string(job)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<12} {:<20} {:<8} {:>8} {:<20} last error",
+        "id", "queue", "kind", "state", "attempts", "run at"
+    );
+    for j in &jobs {
+        let attempts = format!("{}/{}", j.attempts, j.max_attempts);
+        println!(
+            "{:<36} {:<12} {:<20} {:<8} {:>8} {:<20} {}",
+            j.id,
+            j.queue,
+            j.kind,
+            j.state,
+            attempts,
+            rampart_identity::rfc3339(j.run_at),
+            j.last_error.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }

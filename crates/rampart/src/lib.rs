@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 mod keyring_backend;
 mod ops;

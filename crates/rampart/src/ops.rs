@@ -21,6 +21,7 @@ pub(crate) struct OpsState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub pool_metrics: PoolMetrics,
+    pub jobs: rampart_jobs::Jobs,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -107,6 +108,11 @@ pub async fn metrics(State(state): State<OpsState>) -> Result<impl IntoResponse,
         .get_or_create(&PoolLabels { state: "in_use" })
         .set(pool.size.saturating_sub(pool.idle) as i64);
     m.max.set(pool.max as i64);
+    // Queue depth and age come from the database, so a slow database slows the scrape;
+    // a failing one leaves the last values and is logged rather than failing the scrape.
+    if let Err(e) = state.jobs.refresh_metrics().await {
+        tracing::warn!(error = %e, "cannot read job queue depths");
+    }
     encode_metrics(&state.registry)
 }
 

@@ -51,6 +51,9 @@ pub(crate) struct Inner {
     max_connections: u32,
     /// PostgreSQL: the role requests run as, when the configured user could bypass RLS.
     run_as_role: Option<String>,
+    /// The URL as configured: restores and drills on PostgreSQL connect with it to create
+    /// and drop databases.
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -93,6 +96,7 @@ impl Store {
                 sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
                 max_connections: options.max_connections,
                 run_as_role,
+                url: Some(url.clone()),
             }),
         };
         let chained = store.backfill_audit_chain().await?;
@@ -183,7 +187,7 @@ fn prepare_url(url: &str) -> Result<(Backend, String), StoreError> {
     }
 }
 
-async fn connect_one(url: &str) -> Result<AnyConnection, StoreError> {
+pub(crate) async fn connect_one(url: &str) -> Result<AnyConnection, StoreError> {
     let options: AnyConnectOptions = url.parse().map_err(StoreError::Unavailable)?;
     options
         .disable_statement_logging()

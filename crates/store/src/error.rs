@@ -33,7 +33,9 @@ impl From<sqlx::Error> for StoreError {
                     .constraint()
                     .map(str::to_string)
                     .unwrap_or_else(|| constraint_from_message(db.message()));
-                if db.is_unique_violation() {
+                if db.code().as_deref().is_some_and(server_unavailable) {
+                    StoreError::Unavailable(e)
+                } else if db.is_unique_violation() {
                     StoreError::Conflict { constraint }
                 } else if db.is_foreign_key_violation() || db.is_check_violation() {
                     StoreError::Constraint { constraint }
@@ -47,6 +49,15 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Database(e),
         }
     }
+}
+
+/// PostgreSQL codes that mean "the server cannot serve you now", not "your query is
+/// wrong": connection exceptions (class 08), an administrator or crash shutdown and
+/// "cannot connect now" (57P01–57P03), too many connections (53300), and a database that
+/// does not accept connections (55000, as during a failover or maintenance). They are
+/// 503, like a pool timeout, and `/ready` reports them.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
 }
 
 /// SQLite names the columns, not the index: "UNIQUE constraint failed: users.email".

@@ -54,6 +54,30 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_signing_and_pii.sql"),
         postgres: include_str!("../migrations/postgres/0006_signing_and_pii.sql"),
     },
+    Migration {
+        version: 7,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "backups",
+        sqlite: include_str!("../migrations/sqlite/0008_backups.sql"),
+        postgres: include_str!("../migrations/postgres/0008_backups.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "payments",
+        sqlite: include_str!("../migrations/sqlite/0009_payments.sql"),
+        postgres: include_str!("../migrations/postgres/0009_payments.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "webhooks",
+        sqlite: include_str!("../migrations/sqlite/0010_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0010_webhooks.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -68,6 +68,120 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Seals a card under the tenant's vault key and stores it as a new token, audited
+    /// (`token.create`). Payments use it to tokenize the card of a payment.
+    pub async fn store_card(
+        &self,
+        principal: &Principal,
+        info: &RequestInfo,
+        pan: &Pan,
+        exp_month: i64,
+        exp_year: i64,
+    ) -> Result<VaultToken, IdentityError> {
+        let tenant = principal.scope.tenant_id().to_string();
+        let token = rampart_crypto::random_secret(TOKEN_PREFIX, 24);
+        let fingerprint = self
+            .keyring
+            .mac(&fingerprint_key(&tenant), pan.expose().as_bytes())
+            .await
+            .map_err(keyring_error)?;
+        let sealed_pan = self
+            .keyring
+            .seal(
+                &vault_key(&tenant),
+                &pan_context(&tenant, &token),
+                pan.expose().as_bytes(),
+            )
+            .await
+            .map_err(keyring_error)?;
+        let brand = pan.brand().as_str();
+        let audit = rampart_audit::event(
+            principal.actor(),
+            "token.create",
+            "card_token",
+            rampart_identity::request_meta(info),
+        )
+        .changes(serde_json::json!({ "last4": pan.last4(), "brand": brand }))
+        .build();
+        Ok(self
+            .identity
+            .store()
+            .insert_vault_token(
+                &principal.scope,
+                VaultToken {
+                    token,
+                    tenant_id: tenant,
+                    sealed_pan,
+                    bin: pan.bin().to_string(),
+                    last4: pan.last4().to_string(),
+                    brand: brand.to_string(),
+                    fingerprint: hex(&fingerprint),
+                    exp_month,
+                    exp_year,
+                    created_at: 0,
+                },
+                audit,
+            )
+            .await?)
+    }
+
+    /// A stored token of the tenant and its card number, opened for one use inside
+    /// Rampart (a payment's authorization); never returned to a client from here.
+    pub async fn open_card(
+        &self,
+        scope: &rampart_store::TenantScope,
+        token: &str,
+    ) -> Result<(VaultToken, Pan), IdentityError> {
+        let stored = self
+            .identity
+            .store()
+            .vault_token(scope, token)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => IdentityError::NotFound,
+                other => IdentityError::Store(other),
+            })?;
+        let number = self
+            .keyring
+            .open(
+                &pan_context(scope.tenant_id(), &stored.token),
+                &stored.sealed_pan,
+            )
+            .await
+            .map_err(keyring_error)?;
+        let number = String::from_utf8(number)
+            .map_err(|_| IdentityError::Keys("sealed card number is not text".into()))?;
+        let pan = Pan::parse(&number)
+            .map_err(|_| IdentityError::Keys("sealed card number is not a card".into()))?;
+        Ok((stored, pan))
+    }
+
+    /// A keyed hash under the tenant's fingerprint key, domain-separated by `purpose`
+    /// (e.g. idempotency: a hash of a request that holds a card number must be keyed).
+    pub async fn keyed_hash(
+        &self,
+        tenant: &str,
+        purpose: &str,
+        data: &[u8],
+    ) -> Result<String, IdentityError> {
+        let mut input = Vec::with_capacity(purpose.len() + 1 + data.len());
+        input.extend_from_slice(purpose.as_bytes());
+        input.push(0);
+        input.extend_from_slice(data);
+        let mac = self
+            .keyring
+            .mac(&fingerprint_key(tenant), &input)
+            .await
+            .map_err(keyring_error)?;
+        Ok(hex(&mac))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Grants the vault's permissions: tenant and platform admins hold both, so they can
 /// give them to API keys.
 pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
@@ -191,52 +305,9 @@ pub async fn tokenize(
     pan::check_expiry(exp_month, exp_year, time::OffsetDateTime::now_utc())
         .map_err(|reason| invalid("exp_month", reason))?;
 
-    let tenant = principal.scope.tenant_id().to_string();
-    let token = rampart_crypto::random_secret(TOKEN_PREFIX, 24);
-    let fingerprint = vault
-        .keyring
-        .mac(&fingerprint_key(&tenant), pan.expose().as_bytes())
-        .await
-        .map_err(keyring_error)?;
-    let sealed_pan = vault
-        .keyring
-        .seal(
-            &vault_key(&tenant),
-            &pan_context(&tenant, &token),
-            pan.expose().as_bytes(),
-        )
-        .await
-        .map_err(keyring_error)?;
-    let brand = pan.brand().as_str();
-    let audit = rampart_audit::event(
-        principal.actor(),
-        "token.create",
-        "card_token",
-        rampart_identity::request_meta(&info),
-    )
-    .changes(serde_json::json!({ "last4": pan.last4(), "brand": brand }))
-    .build();
     let stored = vault
-        .identity
-        .store()
-        .insert_vault_token(
-            &principal.scope,
-            VaultToken {
-                token,
-                tenant_id: tenant,
-                sealed_pan,
-                bin: pan.bin().to_string(),
-                last4: pan.last4().to_string(),
-                brand: brand.to_string(),
-                fingerprint: fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
-                exp_month,
-                exp_year,
-                created_at: 0,
-            },
-            audit,
-        )
-        .await
-        .map_err(IdentityError::from)?;
+        .store_card(&principal, &info, &pan, exp_month, exp_year)
+        .await?;
     Ok((StatusCode::CREATED, Json(TokenView::from(&stored))))
 }
 

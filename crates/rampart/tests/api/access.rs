@@ -357,11 +357,46 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .json()
         .await
         .unwrap();
+    // A webhook endpoint of B's, then a payment of B's (which logs a delivery to it).
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&w.admins[1]),
+            &json!({"url": "https://hooks.b.example/rampart", "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let b_endpoint = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = app
+        .post(
+            "/api/v1/payments",
+            Some(&w.admins[1]),
+            &json!({"amount": 1000, "currency": "IDR", "token": w.card_tokens[1]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let b_payment = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deliveries: Value = app
+        .get("/api/v1/webhooks/deliveries", Some(&w.admins[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b_delivery = deliveries[0]["id"].as_str().unwrap().to_string();
     let b_ids = [
+        &b_endpoint,
+        &b_delivery,
         &w.tenants[1],
         &w.member_ids[1],
         &w.key_ids[1],
         &w.card_tokens[1],
+        &b_payment,
     ];
     // A body every route's extractor accepts, so the handler (not the JSON parser) answers.
     let body = json!({
@@ -386,6 +421,9 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{user_id}", &w.member_ids[1]),
                 ("{key_id}", &w.key_ids[1]),
                 ("{token}", &w.card_tokens[1]),
+                ("{id}", &b_payment),
+                ("{endpoint_id}", &b_endpoint),
+                ("{delivery_id}", &b_delivery),
             ] {
                 concrete = concrete.replace(param, value);
             }

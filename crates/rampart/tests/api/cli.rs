@@ -171,3 +171,76 @@ async fn health_asks_a_running_node_whether_it_is_ready() {
     assert!(!ok);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn fraud_backtest_reports_per_rule_precision_and_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("time,card,amount,currency,ip,country,fraud\n");
+    // Six payments with one card within an hour: the sixth is labelled fraud.
+    for i in 0..6 {
+        csv.push_str(&format!(
+            "2026-03-01T08:0{i}:00Z,card-1,25000,IDR,10.1.1.{i},ID,{}\n",
+            u8::from(i == 5)
+        ));
+    }
+    let file = dir.path().join("history.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out, err) = rampart(
+        dir.path(),
+        &["fraud", "backtest", file.to_str().unwrap()],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("6 payments: 5 approved, 1 review, 0 declined; 1 labelled fraud"),
+        "{out}"
+    );
+    let (ok, out, _) = rampart(
+        dir.path(),
+        &["fraud", "backtest", file.to_str().unwrap(), "--json"],
+        "",
+    );
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["rules"][0]["name"], "card_velocity");
+    assert_eq!(report["rules"][0]["precision"], 1.0);
+    assert_eq!(report["overall"]["recall"], 1.0);
+
+    // A stricter merchant: three payments per card.
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"{"card_velocity": {"enabled": true, "max": 3, "window_secs": 3600, "weight": 80}}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = rampart(
+        dir.path(),
+        &[
+            "fraud",
+            "backtest",
+            file.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("6 payments: 3 approved, 0 review, 3 declined"),
+        "{out}"
+    );
+    std::fs::write(&rules, r#"{"review_at": 90, "decline_at": 80}"#).unwrap();
+    let (ok, _, err) = rampart(
+        dir.path(),
+        &[
+            "fraud",
+            "backtest",
+            file.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(err.contains("review_at"), "{err}");
+}

@@ -31,6 +31,14 @@ pub struct Node {
     child: std::process::Child,
 }
 
+impl Node {
+    /// `kill -9`: no shutdown, no drain, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -64,7 +72,7 @@ fn report_backends() {
 }
 
 /// A fresh database on the server `RAMPART_TEST_DATABASE_URL` points at.
-async fn fresh_postgres_database(base_url: &str) -> String {
+pub async fn fresh_postgres_database(base_url: &str) -> String {
     let name = format!("rampart_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(base_url)
         .await
@@ -425,6 +433,16 @@ pub fn crs_dir() -> Option<std::path::PathBuf> {
 /// The security-log events of one kind, waiting (up to 5 s) for the writer thread to
 /// put at least one on disk.
 pub async fn security_events(data_dir: &std::path::Path, event: &str) -> Vec<Value> {
+    security_events_until(data_dir, event, |found| !found.is_empty()).await
+}
+
+/// The security-log events of one kind once `done` holds for them (the writer thread
+/// appends in the background), waiting up to 5 s.
+pub async fn security_events_until(
+    data_dir: &std::path::Path,
+    event: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let path = data_dir.join("logs/security.log");
     for _ in 0..50 {
         let found: Vec<Value> = std::fs::read_to_string(&path)
@@ -433,10 +451,10 @@ pub async fn security_events(data_dir: &std::path::Path, event: &str) -> Vec<Val
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|e| e["event"] == event)
             .collect();
-        if !found.is_empty() {
+        if done(&found) {
             return found;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("no {event} event in {}", path.display());
+    panic!("the {event} events expected are not in {}", path.display());
 }

@@ -13,7 +13,7 @@ use rampart_config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{crs_dir, error_code, security_events};
+use crate::helpers::{crs_dir, error_code, security_events_until};
 
 /// The application behind the proxy: it echoes what reached it and counts requests.
 async fn spawn_upstream(seen: Arc<AtomicUsize>) -> SocketAddr {
@@ -201,7 +201,8 @@ async fn the_proxy_forwards_with_the_edge_layer_and_blocks_with_crs() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(!body.contains("SQL syntax"), "{body}");
 
-    let blocks = security_events(proxy.dir.path(), "waf_blocked").await;
+    let blocks =
+        security_events_until(proxy.dir.path(), "waf_blocked", |found| found.len() >= 3).await;
     let rules: Vec<u64> = blocks
         .iter()
         .filter_map(|e| e["detail"]["blocking_rule"].as_u64())

@@ -215,6 +215,15 @@ async fn the_card_number_never_reaches_the_data_dir_in_clear() {
         &json!({"number": CARD, "exp_month": CARD, "exp_year": 2030}),
     )
     .await;
+    // A backup in the default local target (`<data_dir>/backups`) is walked too: it is
+    // encrypted, and its clear working copy of the database must be gone.
+    let (ok, backup_id, stderr) = app.cli(&["backup", "create"]);
+    assert!(ok, "backup create: {stderr}");
+    let backup_file = app
+        .dir
+        .path()
+        .join(format!("backups/{}.rbak", backup_id.trim()));
+    assert!(backup_file.exists(), "{}", backup_file.display());
     app.store.close().await;
     let needles: [&[u8]; 3] = [
         CARD.as_bytes(),
@@ -242,9 +251,17 @@ async fn the_card_number_never_reaches_the_data_dir_in_clear() {
         }
     }
     assert!(
-        files >= 3,
-        "database, its WAL or SHM, the security log: {files}"
+        files >= 4,
+        "database, its WAL or SHM, the security log, the backup: {files}"
     );
+    // The backup's working folder (the clear snapshot) was removed.
+    let leftovers: Vec<_> = std::fs::read_dir(app.dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Concurrent first use of a tenant's vault keys: all but one key creation lose a race.

@@ -1,0 +1,567 @@
+//! Payments, their refunds, idempotency keys, fraud rules and the fraud velocity counts.
+//! Card numbers never arrive here: a payment holds its vault token, last 4, brand and the
+//! keyed fingerprint.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::webhooks::{outbox, OutboxEvent};
+use crate::{now_ms, NewAuditEvent, Store, StoreError, TenantScope};
+
+/// A stored payment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payment {
+    pub id: String,
+    pub tenant_id: String,
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub capture: bool,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    pub card_token: String,
+    pub card_last4: String,
+    pub card_brand: String,
+    pub card_fingerprint: String,
+    pub card_country: Option<String>,
+    pub fraud_score: i64,
+    pub fraud_decision: String,
+    /// JSON array of reason codes.
+    pub fraud_reasons: String,
+    pub processor: String,
+    pub processor_reference: Option<String>,
+    pub decline_code: Option<String>,
+    pub simulated: bool,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_ip: Option<String>,
+    pub customer_country: Option<String>,
+    /// JSON object.
+    pub metadata: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, status, amount, currency, capture, captured_amount, \
+    refunded_amount, card_token, card_last4, card_brand, card_fingerprint, card_country, \
+    fraud_score, fraud_decision, fraud_reasons, processor, processor_reference, decline_code, \
+    simulated, description, reference, customer_email, customer_ip, customer_country, \
+    metadata, created_at, updated_at";
+
+fn from_row(r: &AnyRow) -> Result<Payment, StoreError> {
+    Ok(Payment {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        status: r.try_get("status")?,
+        amount: r.try_get("amount")?,
+        currency: r.try_get("currency")?,
+        capture: r.try_get::<i64, _>("capture")? != 0,
+        captured_amount: r.try_get("captured_amount")?,
+        refunded_amount: r.try_get("refunded_amount")?,
+        card_token: r.try_get("card_token")?,
+        card_last4: r.try_get("card_last4")?,
+        card_brand: r.try_get("card_brand")?,
+        card_fingerprint: r.try_get("card_fingerprint")?,
+        card_country: r.try_get("card_country")?,
+        fraud_score: r.try_get("fraud_score")?,
+        fraud_decision: r.try_get("fraud_decision")?,
+        fraud_reasons: r.try_get("fraud_reasons")?,
+        processor: r.try_get("processor")?,
+        processor_reference: r.try_get("processor_reference")?,
+        decline_code: r.try_get("decline_code")?,
+        simulated: r.try_get::<i64, _>("simulated")? != 0,
+        description: r.try_get("description")?,
+        reference: r.try_get("reference")?,
+        customer_email: r.try_get("customer_email")?,
+        customer_ip: r.try_get("customer_ip")?,
+        customer_country: r.try_get("customer_country")?,
+        metadata: r.try_get("metadata")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// What the first request with an `Idempotency-Key` left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// The key is new (or its record expired): this request runs.
+    Started,
+    /// The first request finished: replay its answer.
+    Replay { status: u16, response: String },
+    /// The first request is still running.
+    InProgress,
+    /// The key was used with other parameters.
+    Mismatch,
+}
+
+/// Counts over sliding windows for one payment about to be scored (the payment itself not
+/// included: the caller adds it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VelocityCounts {
+    pub card: i64,
+    pub ip: i64,
+    pub email: i64,
+    /// Distinct cards from the IP.
+    pub cards_from_ip: i64,
+    /// Payments below `small_amount` from the IP.
+    pub small_from_ip: i64,
+}
+
+/// What to count, and over which windows (milliseconds back from now).
+#[derive(Debug, Clone)]
+pub struct VelocityProbe<'a> {
+    pub fingerprint: &'a str,
+    pub ip: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub small_amount: i64,
+    pub card_window_ms: i64,
+    pub ip_window_ms: i64,
+    pub email_window_ms: i64,
+    pub cards_per_ip_window_ms: i64,
+    pub card_testing_window_ms: i64,
+}
+
+/// Filters for the payment list.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    pub status: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// `(created_at, id)` of the last payment of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// How long an idempotency record is kept (Stripe's 24 hours).
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+impl Store {
+    /// Claims an idempotency key for a request whose parameters hash to `request_hash`.
+    pub async fn idempotency_begin(
+        &self,
+        scope: &TenantScope,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Idempotency, StoreError> {
+        let now = now_ms();
+        let mut tx = self.tenant_write(scope).await?;
+        let tenant = tx.tenant_id().to_string();
+        // An expired record is gone, as if it never was.
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND created_at < $3",
+        )
+        .bind(&tenant)
+        .bind(key)
+        .bind(now - IDEMPOTENCY_TTL_MS)
+        .execute(tx.conn())
+        .await?;
+        let existing = sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys \
+             WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(&tenant)
+        .bind(key)
+        .fetch_optional(tx.conn())
+        .await?;
+        let state = match existing {
+            Some(row) => {
+                let hash: String = row.try_get("request_hash")?;
+                let status: i64 = row.try_get("status")?;
+                if hash != request_hash {
+                    Idempotency::Mismatch
+                } else if status == 0 {
+                    Idempotency::InProgress
+                } else {
+                    Idempotency::Replay {
+                        status: u16::try_from(status).unwrap_or(500),
+                        response: row
+                            .try_get::<Option<String>, _>("response")?
+                            .unwrap_or_default(),
+                    }
+                }
+            }
+            None => {
+                // Two requests racing here: the primary key lets one insert; the other
+                // gets a conflict and answers InProgress.
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, created_at) \
+                     VALUES ($1, $2, $3, 0, $4)",
+                )
+                .bind(&tenant)
+                .bind(key)
+                .bind(request_hash)
+                .bind(now)
+                .execute(tx.conn())
+                .await;
+                match inserted.map_err(StoreError::from) {
+                    Ok(_) => Idempotency::Started,
+                    Err(StoreError::Conflict { .. }) => Idempotency::InProgress,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    /// Stores the answer to replay for `key`.
+    pub async fn idempotency_finish(
+        &self,
+        scope: &TenantScope,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = $1, response = $2 WHERE tenant_id = $3 AND key = $4",
+        )
+        .bind(i64::from(status))
+        .bind(response)
+        .bind(tx.tenant_id().to_string())
+        .bind(key)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets a key whose request failed before it changed anything (a server error), so
+    /// the client's retry runs again.
+    pub async fn idempotency_abandon(
+        &self,
+        scope: &TenantScope,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND status = 0",
+        )
+        .bind(tx.tenant_id().to_string())
+        .bind(key)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The fraud velocity counts: recent payments of this tenant by card, IP and e-mail.
+    /// They live in the payments table, so they survive restarts and every node sees them.
+    pub async fn velocity_counts(
+        &self,
+        scope: &TenantScope,
+        p: &VelocityProbe<'_>,
+    ) -> Result<VelocityCounts, StoreError> {
+        let now = now_ms();
+        let mut tx = self.tenant_read(scope).await?;
+        let tenant = tx.tenant_id().to_string();
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let card = count("SELECT COUNT(*) FROM payments WHERE tenant_id = $1 AND card_fingerprint = $2 AND created_at > $3")
+            .bind(&tenant)
+            .bind(p.fingerprint)
+            .bind(now - p.card_window_ms)
+            .fetch_one(tx.conn())
+            .await?;
+        let mut counts = VelocityCounts {
+            card,
+            ..VelocityCounts::default()
+        };
+        if let Some(ip) = p.ip {
+            counts.ip = count("SELECT COUNT(*) FROM payments WHERE tenant_id = $1 AND customer_ip = $2 AND created_at > $3")
+                .bind(&tenant)
+                .bind(ip)
+                .bind(now - p.ip_window_ms)
+                .fetch_one(tx.conn())
+                .await?;
+            counts.cards_from_ip = count(
+                "SELECT COUNT(DISTINCT card_fingerprint) FROM payments \
+                 WHERE tenant_id = $1 AND customer_ip = $2 AND created_at > $3 AND card_fingerprint <> $4",
+            )
+            .bind(&tenant)
+            .bind(ip)
+            .bind(now - p.cards_per_ip_window_ms)
+            .bind(p.fingerprint)
+            .fetch_one(tx.conn())
+            .await?;
+            counts.small_from_ip = count(
+                "SELECT COUNT(*) FROM payments WHERE tenant_id = $1 AND customer_ip = $2 \
+                 AND created_at > $3 AND amount < $4",
+            )
+            .bind(&tenant)
+            .bind(ip)
+            .bind(now - p.card_testing_window_ms)
+            .bind(p.small_amount)
+            .fetch_one(tx.conn())
+            .await?;
+        }
+        if let Some(email) = p.email {
+            counts.email = count("SELECT COUNT(*) FROM payments WHERE tenant_id = $1 AND customer_email = $2 AND created_at > $3")
+                .bind(&tenant)
+                .bind(email)
+                .bind(now - p.email_window_ms)
+                .fetch_one(tx.conn())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// Records a new payment with its audit event and its webhook events, in one
+    /// transaction. `created_at` is kept when set (the event bodies carry it).
+    pub async fn insert_payment(
+        &self,
+        scope: &TenantScope,
+        mut p: Payment,
+        mut audit: NewAuditEvent,
+        events: &[OutboxEvent],
+    ) -> Result<Payment, StoreError> {
+        p.tenant_id = scope.tenant_id().to_string();
+        if p.created_at == 0 {
+            p.created_at = now_ms();
+        }
+        p.updated_at = p.created_at;
+        let mut tx = self.tenant_write(scope).await?;
+        sqlx::query(&format!(
+            "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+        ))
+        .bind(&p.id)
+        .bind(&p.tenant_id)
+        .bind(&p.status)
+        .bind(p.amount)
+        .bind(&p.currency)
+        .bind(i64::from(p.capture))
+        .bind(p.captured_amount)
+        .bind(p.refunded_amount)
+        .bind(&p.card_token)
+        .bind(&p.card_last4)
+        .bind(&p.card_brand)
+        .bind(&p.card_fingerprint)
+        .bind(&p.card_country)
+        .bind(p.fraud_score)
+        .bind(&p.fraud_decision)
+        .bind(&p.fraud_reasons)
+        .bind(&p.processor)
+        .bind(&p.processor_reference)
+        .bind(&p.decline_code)
+        .bind(i64::from(p.simulated))
+        .bind(&p.description)
+        .bind(&p.reference)
+        .bind(&p.customer_email)
+        .bind(&p.customer_ip)
+        .bind(&p.customer_country)
+        .bind(&p.metadata)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(p.id.clone());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        outbox(tx.conn(), scope.tenant_id(), events).await?;
+        tx.commit().await?;
+        Ok(p)
+    }
+
+    /// A payment of the scope's tenant; another tenant's is `NotFound`.
+    pub async fn payment(&self, scope: &TenantScope, id: &str) -> Result<Payment, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tx.tenant_id().to_string())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        from_row(&row.ok_or(StoreError::NotFound)?)
+    }
+
+    /// Newest first, `(created_at, id)` keyset pagination.
+    pub async fn list_payments(
+        &self,
+        scope: &TenantScope,
+        f: &PaymentFilter,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let (after_at, after_id) = f.after.clone().unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 \
+             AND ($2 = '' OR status = $2) AND created_at >= $3 AND created_at < $4 \
+             AND (created_at < $5 OR (created_at = $5 AND id < $6)) \
+             ORDER BY created_at DESC, id DESC LIMIT $7"
+        ))
+        .bind(tx.tenant_id().to_string())
+        .bind(f.status.clone().unwrap_or_default())
+        .bind(f.from_ms.unwrap_or(0))
+        .bind(f.to_ms.unwrap_or(i64::MAX))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(f.limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Moves a payment from one of `from` to `to` (capture, cancel, review decisions),
+    /// setting the fields given; `NotFound` if it is not in one of `from` any more (a
+    /// concurrent change won). The audit event is written in the same transaction.
+    pub async fn transition_payment(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        from: &[&str],
+        change: &PaymentChange,
+        mut audit: NewAuditEvent,
+        events: impl FnOnce(&Payment) -> Vec<OutboxEvent>,
+    ) -> Result<Payment, StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        let tenant = tx.tenant_id().to_string();
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 9)).collect();
+        let sql = format!(
+            "UPDATE payments SET status = $1, captured_amount = COALESCE($2, captured_amount), \
+             processor_reference = COALESCE($3, processor_reference), \
+             decline_code = COALESCE($4, decline_code), card_country = COALESCE($5, card_country), \
+             simulated = COALESCE($6, simulated), updated_at = $7 \
+             WHERE tenant_id = $8 AND id = ${} AND status IN ({})",
+            from.len() + 9,
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(&change.status)
+            .bind(change.captured_amount)
+            .bind(change.processor_reference.clone())
+            .bind(change.decline_code.clone())
+            .bind(change.card_country.clone())
+            .bind(change.simulated.map(i64::from))
+            .bind(now_ms())
+            .bind(&tenant);
+        for s in from {
+            q = q.bind(*s);
+        }
+        let done = q.bind(id).execute(tx.conn()).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit.target_id = Some(id.to_string());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant)
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+        let payment = from_row(&row)?;
+        outbox(tx.conn(), &tenant, &events(&payment)).await?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Refunds `amount` of a captured payment. The sum of refunds never exceeds the
+    /// captured amount, also under concurrent requests: the check and the increment are
+    /// one `UPDATE`. `Constraint` when the amount is more than what is left.
+    pub async fn refund_payment(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        refund_id: &str,
+        amount: i64,
+        mut audit: NewAuditEvent,
+        events: impl FnOnce(&Payment) -> Vec<OutboxEvent>,
+    ) -> Result<Payment, StoreError> {
+        let now = now_ms();
+        let mut tx = self.tenant_write(scope).await?;
+        let tenant = tx.tenant_id().to_string();
+        let done = sqlx::query(
+            "UPDATE payments SET refunded_amount = refunded_amount + $1, \
+             status = CASE WHEN refunded_amount + $1 = captured_amount THEN 'refunded' \
+                           ELSE 'partially_refunded' END, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND status IN ('captured', 'partially_refunded') \
+             AND refunded_amount + $1 <= captured_amount",
+        )
+        .bind(amount)
+        .bind(now)
+        .bind(&tenant)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Constraint {
+                constraint: "refund_exceeds_captured".into(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO payment_refunds (id, tenant_id, payment_id, amount, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(refund_id)
+        .bind(&tenant)
+        .bind(id)
+        .bind(amount)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(id.to_string());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant)
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+        let payment = from_row(&row)?;
+        outbox(tx.conn(), &tenant, &events(&payment)).await?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// The tenant's fraud rules as JSON, if it set any.
+    pub async fn fraud_rules(&self, scope: &TenantScope) -> Result<Option<String>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let rules =
+            sqlx::query_scalar::<_, String>("SELECT rules FROM fraud_rules WHERE tenant_id = $1")
+                .bind(tx.tenant_id().to_string())
+                .fetch_optional(tx.conn())
+                .await?;
+        tx.commit().await?;
+        Ok(rules)
+    }
+
+    /// Replaces the tenant's fraud rules, audited.
+    pub async fn set_fraud_rules(
+        &self,
+        scope: &TenantScope,
+        rules: &str,
+        audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        let tenant = tx.tenant_id().to_string();
+        sqlx::query("DELETE FROM fraud_rules WHERE tenant_id = $1")
+            .bind(&tenant)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("INSERT INTO fraud_rules (tenant_id, rules, updated_at) VALUES ($1, $2, $3)")
+            .bind(&tenant)
+            .bind(rules)
+            .bind(now_ms())
+            .execute(tx.conn())
+            .await?;
+        tx.audit(scope.tenant_id(), &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Fields a state change sets (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct PaymentChange {
+    pub status: String,
+    pub captured_amount: Option<i64>,
+    pub processor_reference: Option<String>,
+    pub decline_code: Option<String>,
+    pub card_country: Option<String>,
+    pub simulated: Option<bool>,
+}
