@@ -257,7 +257,8 @@ cat >"$work/modsec/main.conf" <<EOF
 Include $work/modsec/modsecurity.conf
 Include $work/crs/crs-setup.conf
 # Paranoia level 1, as crs-setup.conf.example's rule 900000 sets it when uncommented (it is
-# also CRS's default); Rampart gets RAMPART_WAF_PARANOIA_LEVEL=1.
+# also CRS's default). Rampart sets the same variable, from RAMPART_WAF_PARANOIA_LEVEL=1,
+# in a rule of its own ahead of the setup file.
 SecAction "id:900000,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.blocking_paranoia_level=1"
 Include $work/crs/rules/*.conf
 EOF
