@@ -71,8 +71,10 @@ request = function()
     '{"amount":%d,"currency":"IDR","card":{"number":"%s","exp_month":12,"exp_year":%d,"cvc":"123"},' ..
     '"description":"Kursus las dasar","customer":{"email":"buyer%d@example.id","ip":"%s","country":"US"}}',
     math.random(10000, 500000), card(), year, math.random(1, 1e9), ip)
-  return wrk.format("POST", "/api/v1/payments", {["Content-Type"] = "application/json"}, body)
+  -- nil headers: wrk's own (Host, and the Authorization given with -H) plus ours below.
+  return wrk.format("POST", "/api/v1/payments", nil, body)
 end
+wrk.headers["Content-Type"] = "application/json"
 LUA
 cat "$work/report.lua" >>"$work/payment.lua"
 

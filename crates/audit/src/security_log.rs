@@ -89,7 +89,19 @@ impl SecurityLog {
             map.insert("time".into(), Value::String(time));
         }
         let line = value.to_string();
-        tracing::warn!(target: "rampart::security", event = %event.event, severity = event.severity, "security event");
+        // The process log mirrors the event at its severity, so an attack's flood of
+        // `info` detections does not fill a warn-level log.
+        match event.severity {
+            "info" => {
+                tracing::info!(target: "rampart::security", event = %event.event, severity = event.severity, "security event")
+            }
+            "critical" => {
+                tracing::error!(target: "rampart::security", event = %event.event, severity = event.severity, "security event")
+            }
+            _ => {
+                tracing::warn!(target: "rampart::security", event = %event.event, severity = event.severity, "security event")
+            }
+        }
         // The writer thread lives as long as the process; a send error means it died,
         // and the tracing line above still carries the event.
         let _ = self.tx.send(Message::Line(line));
