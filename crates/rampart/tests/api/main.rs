@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod backup;
 mod cli;
+mod cluster;
 mod edge;
 mod errors;
 mod helpers;
