@@ -35,7 +35,7 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
         ("RAMPART_EDGE_IP_BURST", "100000"),
         ("RAMPART_EDGE_IP_PER_MINUTE", "100000"),
     ];
-    let mut nodes = vec![
+    let mut nodes = [
         app.spawn_node(&env).await,
         app.spawn_node(&env).await,
         app.spawn_node(&env).await,
