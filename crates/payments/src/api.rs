@@ -403,7 +403,8 @@ pub struct PaymentView {
     pub created_at: String,
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -852,7 +853,8 @@ pub struct PaymentPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_ms(field: &'static str, text: &str) -> Result<i64, IdentityError> {
+/// An RFC 3339 query parameter as milliseconds since the epoch.
+pub(crate) fn parse_ms(field: &'static str, text: &str) -> Result<i64, IdentityError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|_| invalid(field, "must be an RFC 3339 time"))

@@ -12,7 +12,7 @@ use rampart_store::payments::{Payment, PaymentFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Payments, PAYMENTS_READ};
+use crate::api::{parse_ms, rfc3339, Payments, PAYMENTS_READ};
 
 /// The most rows one report holds; a longer period must be asked for in parts.
 const MAX_ROWS: usize = 100_000;
@@ -82,25 +82,6 @@ pub fn totals(payments: &[Payment]) -> Vec<Total> {
     by.into_values().collect()
 }
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn parse(field: &'static str, text: &str) -> Result<i64, IdentityError> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| IdentityError::Invalid {
-            field,
-            reason: "must be an RFC 3339 time".into(),
-        })
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/reports/transactions",
@@ -132,13 +113,13 @@ pub async fn transactions(
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let to =
         q.to.as_deref()
-            .map(|t| parse("to", t))
+            .map(|t| parse_ms("to", t))
             .transpose()?
             .unwrap_or(now);
     let from = q
         .from
         .as_deref()
-        .map(|t| parse("from", t))
+        .map(|t| parse_ms("from", t))
         .transpose()?
         .unwrap_or(to - 30 * 24 * 3600 * 1000);
     let mut rows: Vec<Payment> = Vec::new();

@@ -446,15 +446,7 @@ impl Store {
         }
         audit.target_id = Some(id.to_string());
         tx.audit(scope.tenant_id(), &audit).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(&tenant)
-        .bind(id)
-        .fetch_one(tx.conn())
-        .await?;
-        let payment = from_row(&row)?;
-        outbox(tx.conn(), &tenant, &events(&payment)).await?;
+        let payment = reread_with_outbox(&mut tx, id, events).await?;
         tx.commit().await?;
         Ok(payment)
     }
@@ -505,15 +497,7 @@ impl Store {
         .await?;
         audit.target_id = Some(id.to_string());
         tx.audit(scope.tenant_id(), &audit).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(&tenant)
-        .bind(id)
-        .fetch_one(tx.conn())
-        .await?;
-        let payment = from_row(&row)?;
-        outbox(tx.conn(), &tenant, &events(&payment)).await?;
+        let payment = reread_with_outbox(&mut tx, id, events).await?;
         tx.commit().await?;
         Ok(payment)
     }
@@ -553,6 +537,26 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The payment as the transaction left it, with the webhook events it announces written
+/// to the outbox in the same transaction.
+async fn reread_with_outbox(
+    tx: &mut crate::tx::TenantTx,
+    id: &str,
+    events: impl FnOnce(&Payment) -> Vec<OutboxEvent>,
+) -> Result<Payment, StoreError> {
+    let tenant = tx.tenant_id().to_string();
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(&tenant)
+    .bind(id)
+    .fetch_one(tx.conn())
+    .await?;
+    let payment = from_row(&row)?;
+    outbox(tx.conn(), &tenant, &events(&payment)).await?;
+    Ok(payment)
 }
 
 /// Fields a state change sets (`None`: unchanged).
