@@ -162,10 +162,6 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     }
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
-}
-
 async fn metrics(State(state): State<ProxyState>) -> Response {
     crate::ops::encode_metrics(&state.registry).into_response()
 }
@@ -195,7 +191,7 @@ pub async fn build(config: &Config, upstream: Upstream) -> anyhow::Result<Router
         registry: Arc::new(registry),
     };
     let routes = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(crate::ops::health))
         .route("/metrics", get(metrics))
         .fallback(forward)
         .with_state(state)
