@@ -29,10 +29,20 @@ pub use secret::{ConnectionUrl, Secret};
 /// Environment variables with this prefix are configuration.
 pub const ENV_PREFIX: &str = "RAMPART_";
 
+/// S3's bucket naming rules (the subset every S3-compatible server accepts).
+fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs", "payments", "backup",
+    "jobs", "payments", "backup", "objects",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -60,6 +70,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub payments: PaymentsConfig,
     pub backup: BackupConfig,
+    pub objects: ObjectsConfig,
 }
 
 /// Payments (seed 003).
@@ -390,7 +401,8 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
-    /// A local folder for backup files; empty means `<data_dir>/backups`.
+    /// A local folder for backup files; empty means `<data_dir>/backups`. Unused when
+    /// `s3_bucket` is set.
     pub target_dir: String,
     /// The keyring key that wraps each backup's data key.
     pub key_name: String,
@@ -406,12 +418,74 @@ pub struct BackupConfig {
     pub keep_monthly_days: u32,
     /// ...and the first of each year this many.
     pub keep_yearly_days: u32,
-    /// S3 target (not yet implemented; a non-empty bucket is refused at validation).
+    /// An S3 bucket for backup files instead of `target_dir` (under `backups/`). Empty
+    /// endpoint means AWS; empty credentials are read from the standard `AWS_*` variables.
     pub s3_endpoint: String,
     pub s3_bucket: String,
     pub s3_region: String,
     pub s3_access_key_id: String,
     pub s3_secret_access_key: Secret<String>,
+}
+
+/// The object store for uploads: a local folder (default) or an S3 bucket. Objects are
+/// encrypted before they leave the process. A local folder is part of every backup; an
+/// S3 bucket is not (its own versioning and Object Lock protect it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectsConfig {
+    /// The local folder; empty means `<data_dir>/objects`. Unused when `s3_bucket` is set.
+    pub dir: String,
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret<String>,
+}
+
+impl Default for ObjectsConfig {
+    fn default() -> Self {
+        ObjectsConfig {
+            dir: String::new(),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::new(String::new()),
+        }
+    }
+}
+
+/// One S3 bucket's connection settings, read from a section's `s3_*` keys.
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    /// `https://host[:port]` or `http://host:port` (a local S3-compatible server); empty
+    /// means AWS itself.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Empty: taken from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub access_key_id: String,
+    pub secret_access_key: Secret<String>,
+}
+
+/// Where a store of files lives.
+#[derive(Debug, Clone)]
+pub enum ObjectLocation {
+    Dir(PathBuf),
+    S3(S3Target),
+}
+
+macro_rules! s3_target {
+    ($section:expr) => {{
+        let s = $section;
+        (!s.s3_bucket.is_empty()).then(|| S3Target {
+            endpoint: s.s3_endpoint.trim_end_matches('/').to_string(),
+            bucket: s.s3_bucket.clone(),
+            region: s.s3_region.clone(),
+            access_key_id: s.s3_access_key_id.clone(),
+            secret_access_key: s.s3_secret_access_key.clone(),
+        })
+    }};
 }
 
 impl Default for BackupConfig {
@@ -435,7 +509,27 @@ impl Default for BackupConfig {
 }
 
 impl Config {
-    /// The folder backups are written to.
+    /// Where backup files go: `backup.s3_bucket` when set, else [`Config::backup_dir`].
+    pub fn backup_location(&self) -> ObjectLocation {
+        match s3_target!(&self.backup) {
+            Some(s3) => ObjectLocation::S3(s3),
+            None => ObjectLocation::Dir(self.backup_dir()),
+        }
+    }
+
+    /// Where uploads go: `objects.s3_bucket` when set, else a folder.
+    pub fn objects_location(&self) -> ObjectLocation {
+        match s3_target!(&self.objects) {
+            Some(s3) => ObjectLocation::S3(s3),
+            None if self.objects.dir.is_empty() => {
+                ObjectLocation::Dir(self.data_dir.join("objects"))
+            }
+            None => ObjectLocation::Dir(PathBuf::from(&self.objects.dir)),
+        }
+    }
+
+    /// The local folder backups are written to, and where work files of a backup or a
+    /// restore live (also with an S3 target: the file is staged here, then uploaded).
     pub fn backup_dir(&self) -> PathBuf {
         if self.backup.target_dir.is_empty() {
             self.data_dir.join("backups")
@@ -636,6 +730,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             payments: PaymentsConfig::default(),
             backup: BackupConfig::default(),
+            objects: ObjectsConfig::default(),
         }
     }
 }
@@ -796,12 +891,38 @@ impl Config {
                 return Err(invalid(key, days, "it must be at least 1 day"));
             }
         }
-        if !b.s3_bucket.is_empty() {
-            return Err(invalid(
-                "backup.s3_bucket",
-                &b.s3_bucket,
-                "S3 backup targets are not implemented yet; leave it empty and use target_dir",
-            ));
+        for (prefix, s3) in [
+            ("backup", s3_target!(&self.backup)),
+            ("objects", s3_target!(&self.objects)),
+        ] {
+            let Some(s3) = s3 else { continue };
+            if !valid_bucket_name(&s3.bucket) {
+                return Err(ConfigError::Invalid {
+                    key: if prefix == "backup" {
+                        "backup.s3_bucket"
+                    } else {
+                        "objects.s3_bucket"
+                    },
+                    value: s3.bucket.clone(),
+                    allowed: "an S3 bucket name: 3 to 63 lowercase letters, digits, dots and \
+                              hyphens, starting and ending with a letter or digit",
+                });
+            }
+            if !(s3.endpoint.is_empty()
+                || s3.endpoint.starts_with("https://")
+                || s3.endpoint.starts_with("http://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: if prefix == "backup" {
+                        "backup.s3_endpoint"
+                    } else {
+                        "objects.s3_endpoint"
+                    },
+                    value: s3.endpoint.clone(),
+                    allowed: "empty (AWS) or a URL starting with https:// (or http:// for a \
+                              local S3-compatible server)",
+                });
+            }
         }
         let a = &self.auth;
         if !(60..=24 * 3600).contains(&a.access_token_ttl_secs) {
@@ -1223,6 +1344,11 @@ const TEXT_KEYS: &[&str] = &[
     "backup.drill_schedule",
     "backup.s3_access_key_id",
     "backup.s3_secret_access_key",
+    "backup.s3_bucket",
+    "objects.dir",
+    "objects.s3_bucket",
+    "objects.s3_access_key_id",
+    "objects.s3_secret_access_key",
 ];
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the
@@ -1300,6 +1426,46 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn s3_buckets_come_from_the_environment_and_are_checked() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RAMPART_BACKUP_S3_BUCKET", "rampart-backups"),
+                ("RAMPART_BACKUP_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+                ("RAMPART_OBJECTS_DIR", "/srv/objects"),
+            ]),
+        )
+        .expect("valid");
+        match c.backup_location() {
+            ObjectLocation::S3(s3) => {
+                assert_eq!(s3.bucket, "rampart-backups");
+                assert_eq!(s3.endpoint, "http://127.0.0.1:9000");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(c.objects_location(), ObjectLocation::Dir(d) if d == Path::new("/srv/objects"))
+        );
+        for (key, value) in [
+            ("RAMPART_OBJECTS_S3_BUCKET", "Bad_Bucket"),
+            ("RAMPART_OBJECTS_S3_BUCKET", "ab"),
+            ("RAMPART_BACKUP_S3_BUCKET", "-dash-first"),
+        ] {
+            let err = Config::load_from(None, &env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains("s3_bucket"), "{err}");
+        }
+        let err = Config::load_from(
+            None,
+            &env(&[
+                ("RAMPART_BACKUP_S3_BUCKET", "ok-bucket"),
+                ("RAMPART_BACKUP_S3_ENDPOINT", "ftp://x"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("backup.s3_endpoint"), "{err}");
     }
 
     #[test]
