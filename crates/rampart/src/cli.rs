@@ -579,10 +579,10 @@ async fn backup_command(
                     .collect();
                 print_json(&rows)?;
             } else {
-                println!("ID\tCREATED_AT_MS\tSTATUS\tBACKEND\tSIZE\tKEY\tSHA256");
+                println!("ID\tCREATED_AT_MS\tSTATUS\tBACKEND\tSIZE\tKEY\tSHA256\tTARGET");
                 for b in backups {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}/v{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}/v{}\t{}\t{}",
                         b.id,
                         b.created_at,
                         b.status,
@@ -590,13 +590,14 @@ async fn backup_command(
                         b.size_bytes,
                         b.key_name,
                         b.key_version,
-                        b.sha256
+                        b.sha256,
+                        b.target
                     );
                 }
             }
         }
         BackupCommand::Verify { id, json } => {
-            let report = backup::verify(store, crypto, &id).await?;
+            let report = backup::verify(config, store, crypto, &id).await?;
             if json {
                 print_json(&report)?;
             } else if report.ok {
@@ -642,6 +643,9 @@ async fn backup_command(
                     "restored backup {} in {} ms; the live database was not touched",
                     report.id, report.elapsed_ms
                 );
+                if let Some(objects) = &report.objects_restored_to {
+                    eprintln!("its object store files are in {objects}");
+                }
                 println!("{}", report.restored_to);
             }
         }
@@ -681,6 +685,14 @@ async fn backup_command(
                     "pruned {} backups, kept {}",
                     report.pruned.len(),
                     report.kept
+                );
+            }
+            if !report.failed.is_empty() {
+                bail!(
+                    "the files of {} backups due for pruning could not be removed (see the \
+                     log); they stay listed and are tried again next time: {}",
+                    report.failed.len(),
+                    report.failed.join(", ")
                 );
             }
         }

@@ -4,7 +4,9 @@
 //! (SQLite `VACUUM INTO`; `pg_dump --format=custom` of an exported snapshot on
 //! PostgreSQL), put with its manifest into one file (`format.rs`), compressed with zstd,
 //! encrypted with a fresh data key wrapped by the keyring key `backup.key_name`, written
-//! to the target folder, read back and re-hashed, and recorded in the `backups` table.
+//! to the target (a folder, or an S3 bucket: `target.rs`), read back from it and
+//! re-hashed, and recorded in the `backups` table. A local object store (`objects.dir`)
+//! goes into the same file as `objects/<key>` entries.
 //! Every backup, failure, restore and drill writes an audit event (platform chain) and a
 //! security event.
 //!
@@ -18,6 +20,7 @@
 
 pub mod format;
 pub mod retention;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +37,7 @@ use rampart_store::{Actor, Backend, RequestMeta, Store, StoreOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Crypto;
+use target::Target;
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -90,20 +94,6 @@ fn security(log: &SecurityLog, event: &str, severity: &'static str, detail: serd
     log.sync();
 }
 
-fn file_path(record: &BackupRecord) -> anyhow::Result<PathBuf> {
-    record
-        .target
-        .strip_prefix("file://")
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            anyhow!(
-                "backup {} is at {}, not a local file",
-                record.id,
-                record.target
-            )
-        })
-}
-
 /// Takes a backup: snapshot, archive, compress, encrypt, write, read back, record.
 /// On failure the partial file is removed, and the failure is recorded (table, audit,
 /// security log) before the error is returned.
@@ -116,10 +106,19 @@ pub async fn run_backup(
 ) -> anyhow::Result<BackupRecord> {
     let id = rampart_store::new_id();
     let created_at = rampart_store::now_ms();
-    let dir = config.backup_dir();
-    let path = dir.join(format!("{id}.rbak"));
+    let target = Target::open(config);
+    let (path, target_url) = match &target {
+        Ok(t) => (t.staging_path(config, &id), t.url(config, &id)),
+        Err(_) => (
+            config.backup_dir().join(format!("{id}.rbak")),
+            String::new(),
+        ),
+    };
     let key_name = config.backup.key_name.clone();
-    let result = create(config, store, crypto, &id, created_at, &path, progress).await;
+    let result = match &target {
+        Ok(t) => create(config, store, crypto, t, &id, created_at, &path, progress).await,
+        Err(e) => Err(anyhow!("the backup target cannot be opened: {e:#}")),
+    };
     let (record, audit, outcome) = match result {
         Ok(record) => {
             let audit = rampart_audit::event(Actor::System, "backup.create", "backup", meta())
@@ -143,7 +142,7 @@ pub async fn run_backup(
                 status: "failed".into(),
                 backend: store.backend().name().into(),
                 schema_version: rampart_store::LATEST_VERSION,
-                target: format!("file://{}", path.display()),
+                target: target_url,
                 size_bytes: 0,
                 sha256: String::new(),
                 key_name: key_name.clone(),
@@ -179,10 +178,12 @@ pub async fn run_backup(
     Ok(record)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn create(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
+    target: &Target,
     id: &str,
     created_at: i64,
     path: &Path,
@@ -231,7 +232,7 @@ async fn create(
         name: db_entry.0.to_string(),
         path: db_entry.1.clone(),
     }];
-    entries.extend(object_store_files(config));
+    entries.extend(object_store_files(config)?);
     let hashed = {
         let paths: Vec<(String, PathBuf)> = entries
             .iter()
@@ -298,11 +299,8 @@ async fn create(
         written.0,
         started.elapsed().as_millis()
     ));
-    // Read back what the disk holds, not what we meant to write.
-    let reread = {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || format::sha256_file(&path)).await??
-    };
+    // Read back what the target holds, not what we meant to write.
+    let (url, reread) = target.store(path, id).await?;
     if reread != written.1 {
         bail!(
             "the backup file read back does not match what was written \
@@ -317,7 +315,7 @@ async fn create(
         status: "complete".into(),
         backend: store.backend().name().into(),
         schema_version: stats.schema_version,
-        target: format!("file://{}", absolute(path).display()),
+        target: url,
         size_bytes: written.0 as i64,
         sha256: written.1,
         key_name: key_name.clone(),
@@ -331,10 +329,45 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The local object store's files. There is no object store yet; when one lands, its
-/// files go in here as `objects/<path>` entries and restore puts them back.
-fn object_store_files(_config: &Config) -> Vec<format::Entry> {
-    Vec::new()
+/// The local object store's files as `objects/<key>` entries (none when the object store
+/// is a bucket, whose own versioning protects it). Objects are written once under fresh
+/// keys (through a temp file and a rename), so a file listed here is whole; one written
+/// after the database snapshot is an orphan in the backup, harmless. Files still being
+/// written (`object_store` names them `…#n`) are skipped.
+fn object_store_files(config: &Config) -> anyhow::Result<Vec<format::Entry>> {
+    let rampart_config::ObjectLocation::Dir(root) = config.objects_location() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        let listing = match std::fs::read_dir(&folder) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).context(format!("cannot list {}", folder.display())),
+        };
+        for entry in listing {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&root)?
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel.contains('#') {
+                continue;
+            }
+            out.push(format::Entry {
+                name: format!("objects/{rel}"),
+                path,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// A PostgreSQL client tool for `url`. The password travels in `PGPASSWORD`, not in the
@@ -439,21 +472,25 @@ pub struct VerifyReport {
 
 /// Re-hashes the file against the recorded SHA-256, then decrypts and decompresses all
 /// of it and checks every archived file against the manifest.
-pub async fn verify(store: &Store, crypto: &Crypto, id: &str) -> anyhow::Result<VerifyReport> {
+pub async fn verify(
+    config: &Config,
+    store: &Store,
+    crypto: &Crypto,
+    id: &str,
+) -> anyhow::Result<VerifyReport> {
     let record = find(store, id).await?;
-    let path = file_path(&record)?;
+    let local = Target::open(config)?.fetch(config, &record).await?;
+    let path = local.path.clone();
     let mut report = VerifyReport {
         id: record.id.clone(),
         ok: false,
         size_bytes: 0,
-        sha256: String::new(),
+        sha256: local.sha256.clone(),
         problems: Vec::new(),
     };
     report.size_bytes = std::fs::metadata(&path)
         .with_context(|| format!("backup file {} is missing", path.display()))?
         .len();
-    let p = path.clone();
-    report.sha256 = tokio::task::spawn_blocking(move || format::sha256_file(&p)).await??;
     if report.sha256 != record.sha256 {
         report.problems.push(format!(
             "SHA-256 mismatch: recorded {}, the file has {} (altered or damaged)",
@@ -556,6 +593,9 @@ pub struct RestoreReport {
     /// A data dir (SQLite) or a database URL without its password (PostgreSQL).
     pub restored_to: String,
     pub elapsed_ms: u128,
+    /// Where the backup's local object store files went, if it held any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_restored_to: Option<String>,
     #[serde(skip)]
     pub database_url: String,
     #[serde(skip)]
@@ -629,21 +669,22 @@ async fn restore_inner(
     to: RestoreTo,
 ) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
+    // Holds a downloaded copy until the restore is done.
+    let mut _fetched = None;
     let (record, path) = match from {
         RestoreFrom::Recorded(id) => {
             let record = find(store, &id).await?;
-            let path = file_path(&record)?;
-            let p = path.clone();
-            let sha = tokio::task::spawn_blocking(move || format::sha256_file(&p))
-                .await?
-                .with_context(|| format!("cannot read backup file {}", path.display()))?;
-            if sha != record.sha256 {
+            let local = Target::open(config)?.fetch(config, &record).await?;
+            if local.sha256 != record.sha256 {
                 bail!(
-                    "backup {id}: SHA-256 mismatch (recorded {}, the file has {sha}); \
+                    "backup {id}: SHA-256 mismatch (recorded {}, the file has {}); \
                      refusing to restore",
-                    record.sha256
+                    record.sha256,
+                    local.sha256
                 );
             }
+            let path = local.path.clone();
+            _fetched = Some(local);
             (Some(record), path)
         }
         RestoreFrom::File(path) => (None, path),
@@ -674,6 +715,8 @@ async fn restore_inner(
             let manifest =
                 open_and_check(crypto, record, &path, Some(work.path().to_path_buf())).await?;
             std::fs::rename(work.path().join("database.sqlite"), &db)?;
+            // `<dir>/objects` is where a server on data dir `<dir>` looks by default.
+            let objects_restored_to = move_objects(work.path(), &dir.join("objects"))?;
             // The keyring and signing keys in the copy are sealed under the root key; a
             // data dir without it could not open them. Copy it when it is a file here.
             let live_root = config.data_dir.join("keys/root.key");
@@ -686,6 +729,7 @@ async fn restore_inner(
                 id: id.to_string(),
                 backend: backend.clone(),
                 restored_to: absolute(&dir).display().to_string(),
+                objects_restored_to,
                 elapsed_ms: started.elapsed().as_millis(),
                 database_url: format!("sqlite://{}", absolute(&db).display()),
                 manifest: Some(manifest),
@@ -707,6 +751,13 @@ async fn restore_inner(
             let manifest =
                 open_and_check(crypto, record, &path, Some(work.path().to_path_buf())).await?;
             let dump = work.path().join("database.pgdump");
+            let objects_restored_to = move_objects(
+                work.path(),
+                &config
+                    .backup_dir()
+                    .join(format!("restored-{id}-{}", rampart_store::now_ms()))
+                    .join("objects"),
+            )?;
             let u = url.clone();
             tokio::task::spawn_blocking(move || pg_restore(&u, &dump))
                 .await?
@@ -715,6 +766,7 @@ async fn restore_inner(
                 id: id.to_string(),
                 backend: backend.clone(),
                 restored_to: rampart_config::ConnectionUrl::new(url.clone()).to_string(),
+                objects_restored_to,
                 elapsed_ms: started.elapsed().as_millis(),
                 database_url: url,
                 manifest: Some(manifest),
@@ -727,6 +779,27 @@ async fn restore_inner(
         ),
         (other, _) => bail!("backup {id} is of an unknown backend {other}"),
     }
+}
+
+/// Moves the `objects/` folder a restore extracted into `work` to `to` (which must not
+/// exist yet); returns where, or `None` when the backup held no objects.
+fn move_objects(work: &Path, to: &Path) -> anyhow::Result<Option<String>> {
+    let from = work.join("objects");
+    if !from.exists() {
+        return Ok(None);
+    }
+    if to.exists() {
+        bail!(
+            "{} already exists; restore the objects into an empty place",
+            to.display()
+        );
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(&from, to)
+        .with_context(|| format!("cannot move the restored objects to {}", to.display()))?;
+    Ok(Some(absolute(to).display().to_string()))
 }
 
 /// `postgres://u:p@h:5432/live?x=y` with `name` in place of `live`.
@@ -824,6 +897,12 @@ async fn drill_inner(
     )
     .await?;
     let checked = check_restored(config, &restored).await;
+    if let (Backend::Postgres, Some(objects)) = (store.backend(), &restored.objects_restored_to) {
+        // `<backups>/restored-<id>-<ms>/objects`: the drill's copy goes with its database.
+        if let Some(parent) = Path::new(objects).parent() {
+            std::fs::remove_dir_all(parent).ok();
+        }
+    }
     if store.backend() == Backend::Postgres {
         let name = format!(
             "rampart_restore_{}",
@@ -925,6 +1004,8 @@ pub fn compare(manifest: &Manifest, stats: &SnapshotStats) -> Vec<String> {
 pub struct PruneReport {
     pub pruned: Vec<String>,
     pub kept: usize,
+    /// Due for pruning, but the file could not be removed; tried again next time.
+    pub failed: Vec<String>,
 }
 
 /// Applies retention (`backup.keep_*_days`) to complete backups: removes the files it
@@ -949,14 +1030,16 @@ pub async fn run_prune(config: &Config, store: &Store) -> anyhow::Result<PruneRe
         .map(|r| (r.id.clone(), r.created_at))
         .collect();
     let pruned = retention::to_prune(rampart_store::now_ms(), &ids, &policy);
+    let target = Target::open(config)?;
+    let mut failed = Vec::new();
     for id in &pruned {
         if let Some(record) = complete.iter().find(|r| &r.id == id) {
-            if let Ok(path) = file_path(record) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).context(format!("cannot remove {}", path.display())),
-                }
+            // Left for the next run (and said) rather than marked pruned with its file
+            // still there, or stopping the prune of every other backup.
+            if let Err(e) = target.remove(record).await {
+                tracing::warn!(backup_id = %id, error = %format!("{e:#}"), "cannot remove a pruned backup's file");
+                failed.push(id.clone());
+                continue;
             }
         }
         let audit = rampart_audit::event(Actor::System, "backup.prune", "backup", meta())
@@ -964,9 +1047,14 @@ pub async fn run_prune(config: &Config, store: &Store) -> anyhow::Result<PruneRe
             .build();
         store.mark_backup_pruned(id, audit).await?;
     }
+    let pruned: Vec<String> = pruned
+        .into_iter()
+        .filter(|id| !failed.contains(id))
+        .collect();
     Ok(PruneReport {
         kept: complete.len() - pruned.len(),
         pruned,
+        failed,
     })
 }
 

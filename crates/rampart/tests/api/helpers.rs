@@ -71,6 +71,22 @@ fn report_backends() {
     });
 }
 
+/// Points `config`'s backups at the S3-compatible server `RAMPART_TEST_S3_ENDPOINT` names
+/// (CI starts moto; bucket `RAMPART_TEST_S3_BUCKET`, default `rampart-test`, made by
+/// `.ci/run`). Returns false, and says the backend is skipped, when it is not set.
+pub fn use_test_s3_for_backups(config: &mut Config) -> bool {
+    let Ok(endpoint) = std::env::var("RAMPART_TEST_S3_ENDPOINT") else {
+        eprintln!("tests: S3 skipped (set RAMPART_TEST_S3_ENDPOINT)");
+        return false;
+    };
+    let b = &mut config.backup;
+    b.s3_endpoint = endpoint;
+    b.s3_bucket = std::env::var("RAMPART_TEST_S3_BUCKET").unwrap_or_else(|_| "rampart-test".into());
+    b.s3_access_key_id = "test".into();
+    b.s3_secret_access_key = rampart_config::Secret::new("test".into());
+    true
+}
+
 /// A fresh database on the server `RAMPART_TEST_DATABASE_URL` points at.
 pub async fn fresh_postgres_database(base_url: &str) -> String {
     let name = format!("rampart_t_{}", uuid::Uuid::new_v4().simple());
@@ -237,6 +253,19 @@ impl TestApp {
             .env_remove("RAMPART_DATABASE_URL");
         if let Some(url) = &self.database_url {
             cmd.env("RAMPART_DATABASE_URL", url);
+        }
+        let b = &self.config.backup;
+        if !b.s3_bucket.is_empty() {
+            cmd.env("RAMPART_BACKUP_S3_ENDPOINT", &b.s3_endpoint)
+                .env("RAMPART_BACKUP_S3_BUCKET", &b.s3_bucket)
+                .env("RAMPART_BACKUP_S3_ACCESS_KEY_ID", &b.s3_access_key_id)
+                .env(
+                    "RAMPART_BACKUP_S3_SECRET_ACCESS_KEY",
+                    b.s3_secret_access_key.expose(),
+                );
+        }
+        if !self.config.objects.dir.is_empty() {
+            cmd.env("RAMPART_OBJECTS_DIR", &self.config.objects.dir);
         }
         let c = &self.config.crypto;
         if !c.pkcs11_module.is_empty() {
