@@ -113,9 +113,10 @@ pub struct JobsConfig {
     pub backoff_cap_secs: u64,
     /// Days done jobs are kept before the nightly purge.
     pub retention_days: u32,
-    /// Per-queue limits on each node: `name:concurrency[:rate]`, comma-separated, rate as
-    /// `50/s` or `600/m`, e.g. `webhooks:8:50/s,backup:1`. Other queues: 4 at a time,
-    /// no rate limit.
+    /// Per-queue limits: `name:concurrency[:rate]`, comma-separated, rate as `50/s` or
+    /// `600/m`, e.g. `webhooks:8:50/s,backup:1`. Concurrency is per node; the rate is for
+    /// all nodes together when `redis.url` is set, per node without. Other queues: 4 at a
+    /// time, no rate limit.
     pub queues: String,
 }
 

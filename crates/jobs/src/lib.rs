@@ -1,7 +1,8 @@
 //! The durable job queue's runtime: handlers registered by kind, a worker per node that
 //! claims due jobs with a lease, retries with exponential backoff and full jitter, dead
-//! letters, per-queue concurrency and rate limits, cron schedules that run once across
-//! all nodes, and a graceful shutdown.
+//! letters, per-queue concurrency (per node) and rate limits (per deployment with a
+//! [`SharedRate`], else per node), cron schedules that run once across all nodes, and a
+//! graceful shutdown.
 //!
 //! The queue lives in the database (`jobs` and `cron_runs`, see `rampart_store::jobs`),
 //! so a job survives restarts, and every node of a deployment works the same queue. This
@@ -33,6 +34,7 @@ use tokio::sync::Notify;
 
 pub use metrics::JobMetrics;
 pub use rampart_store::jobs::JobRow;
+pub use rate::{Rate, RateFuture, Reserved, SharedRate};
 pub use worker::Worker;
 
 /// Why a handler failed.
@@ -76,8 +78,9 @@ type Handler = Arc<dyn Fn(JobContext, serde_json::Value) -> HandlerFuture + Send
 pub struct QueueLimits {
     /// Jobs of this queue running at once on this node.
     pub concurrency: usize,
-    /// Jobs started per second on this node; `None` for no limit. Per node, not
-    /// cluster-wide: N nodes start up to N times this.
+    /// Jobs started per second; `None` for no limit. Across all nodes with a
+    /// [`SharedRate`] ([`JobsBuilder::shared_rate`]); without one, per node: N nodes
+    /// start up to N times this.
     pub per_second: Option<f64>,
 }
 
@@ -210,9 +213,17 @@ pub struct JobsBuilder {
     settings: Settings,
     handlers: HashMap<String, (String, Handler)>,
     schedules: Vec<Schedule>,
+    shared_rate: Option<Arc<dyn SharedRate>>,
 }
 
 impl JobsBuilder {
+    /// Paces rate-limited queues through `rate`, shared by every node given the same
+    /// one, instead of per node.
+    pub fn shared_rate(mut self, rate: Arc<dyn SharedRate>) -> JobsBuilder {
+        self.shared_rate = Some(rate);
+        self
+    }
+
     /// Runs `kind` jobs with `handler`; the worker polls `queue` for them.
     pub fn handler<F, Fut>(mut self, queue: &str, kind: &str, handler: F) -> JobsBuilder
     where
@@ -255,6 +266,7 @@ impl JobsBuilder {
                 settings: self.settings,
                 handlers: self.handlers,
                 schedules: self.schedules,
+                shared_rate: self.shared_rate,
                 wake: Notify::new(),
                 metrics: JobMetrics::default(),
             }),
@@ -274,6 +286,7 @@ struct Inner {
     /// kind → (queue, handler)
     handlers: HashMap<String, (String, Handler)>,
     schedules: Vec<Schedule>,
+    shared_rate: Option<Arc<dyn SharedRate>>,
     /// Wakes idle queue loops after a local enqueue; a hint, polling is the guarantee.
     wake: Notify,
     metrics: JobMetrics,
@@ -286,6 +299,7 @@ impl Jobs {
             settings,
             handlers: HashMap::new(),
             schedules: Vec::new(),
+            shared_rate: None,
         }
     }
 

@@ -8,14 +8,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampart_store::jobs::{FailOutcome, JobRow, NewJob};
 use rampart_store::{now_ms, StoreError};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::label;
-use crate::rate::TokenBucket;
+use crate::rate::{Admit, QueueRate};
 use crate::{backoff, Inner, JobContext, JobError};
 
 /// Jobs claimed in one statement at most, so one node does not lease a whole backlog.
@@ -100,7 +100,9 @@ async fn queue_loop(
     done: mpsc::Sender<()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-    let mut bucket = limits.per_second.map(TokenBucket::new);
+    let mut rate = limits
+        .per_second
+        .map(|per_second| QueueRate::new(&queue, per_second, inner.shared_rate.clone()));
     let settings = &inner.settings;
     while !*stop.borrow() {
         let first = tokio::select! {
@@ -111,16 +113,19 @@ async fn queue_loop(
             () = wait_stop(&mut stop) => break,
         };
         let mut free = (1 + permits.available_permits()).min(CLAIM_BATCH);
-        if let Some(bucket) = bucket.as_mut() {
-            let wait = bucket.wait(Instant::now());
-            if !wait.is_zero() {
-                drop(first);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => continue,
-                    () = wait_stop(&mut stop) => break,
+        // Starts are reserved before the claim, so nodes sharing a rate cannot both spend
+        // the same budget; what finds no job is given back below.
+        if let Some(rate) = rate.as_mut() {
+            match rate.reserve(free).await {
+                Admit::Start(granted) => free = free.min(granted),
+                Admit::Wait(wait) => {
+                    drop(first);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = wait_stop(&mut stop) => break,
+                    }
                 }
             }
-            free = free.min(bucket.available(Instant::now()));
         }
         let lease_until = now_ms() + settings.lease.as_millis() as i64;
         let claimed = match inner
@@ -131,6 +136,9 @@ async fn queue_loop(
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(queue, error = %e, "cannot claim jobs; will retry");
+                if let Some(rate) = rate.as_mut() {
+                    rate.release(free).await;
+                }
                 drop(first);
                 tokio::select! {
                     () = tokio::time::sleep(settings.poll_interval) => continue,
@@ -138,8 +146,8 @@ async fn queue_loop(
                 }
             }
         };
-        if let Some(bucket) = bucket.as_mut() {
-            bucket.take(claimed.len());
+        if let Some(rate) = rate.as_mut() {
+            rate.release(free - claimed.len()).await;
         }
         let drained = claimed.len() < free;
         let mut first = Some(first);

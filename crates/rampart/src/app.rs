@@ -311,14 +311,30 @@ pub fn jobs_settings(config: &Config) -> anyhow::Result<rampart_jobs::Settings> 
     })
 }
 
+/// Where queue rate limits (`jobs.queues`) are counted: in Redis when `redis.url` is set,
+/// so they hold for all nodes together; `None` (each node paces itself) without Redis.
+pub async fn queue_rate(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn rampart_jobs::SharedRate>>> {
+    if config.redis.url.is_empty() {
+        return Ok(None);
+    }
+    let limiter = RateLimiter::redis(config.redis.url.expose(), &config.redis.key_prefix)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", config.redis.url))?;
+    Ok(Some(Arc::new(crate::queue_rate::RedisQueueRate(limiter))))
+}
+
 /// The queue with the platform's own jobs registered: webhook deliveries (payments), and
 /// housekeeping: done jobs older than `jobs.retention_days` are purged nightly at 03:17
 /// WIB (an odd minute, away from the top-of-the-hour crowd). Apps register theirs here.
+/// `shared_rate` (see [`queue_rate`]) paces rate-limited queues across nodes.
 pub fn jobs(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
     security_log: rampart_audit::security_log::SecurityLog,
+    shared_rate: Option<Arc<dyn rampart_jobs::SharedRate>>,
 ) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
@@ -329,7 +345,11 @@ pub fn jobs(
     );
     let backups = Arc::new((config.clone(), store.clone(), crypto.clone(), security_log));
     let drills = backups.clone();
-    let mut builder = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?)
+    let mut builder = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?);
+    if let Some(rate) = shared_rate {
+        builder = builder.shared_rate(rate);
+    }
+    let mut builder = builder
         // Backups and drills: the work (and its audit and security events) is in
         // `crate::backup`; a failure is retried like any job and stays visible in
         // `rampart jobs dead`.
@@ -506,7 +526,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
-    let jobs = jobs(&config, &store, &crypto, security_log.clone())?;
+    let jobs = jobs(
+        &config,
+        &store,
+        &crypto,
+        security_log.clone(),
+        queue_rate(&config).await?,
+    )?;
     jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -546,10 +546,11 @@ async fn backup_command(
     let log = backup::security_log(config)?;
     match command {
         BackupCommand::Create { json } => {
-            let progress = |line: &str| eprintln!("backup: {line}");
-            let quiet = |_: &str| {};
-            let progress: backup::Progress = if json { &quiet } else { &progress };
-            let record = backup::run_backup(config, store, crypto, &log, progress).await?;
+            let reporter = backup::progress::Reporter::for_cli(json);
+            let progress = |line: &str| reporter.stage(line);
+            let record = reporter
+                .scope(backup::run_backup(config, store, crypto, &log, &progress))
+                .await?;
             if json {
                 print_json(&record)?;
             } else {
@@ -597,7 +598,9 @@ async fn backup_command(
             }
         }
         BackupCommand::Verify { id, json } => {
-            let report = backup::verify(config, store, crypto, &id).await?;
+            let report = backup::progress::Reporter::for_cli(json)
+                .scope(backup::verify(config, store, crypto, &id))
+                .await?;
             if json {
                 print_json(&report)?;
             } else if report.ok {
@@ -635,7 +638,9 @@ async fn backup_command(
                 (Some(id), None) => backup::RestoreFrom::Recorded(id),
                 (None, None) => bail!("give a backup id or --file PATH"),
             };
-            let report = backup::restore(config, store, crypto, &log, from, target).await?;
+            let report = backup::progress::Reporter::for_cli(json)
+                .scope(backup::restore(config, store, crypto, &log, from, target))
+                .await?;
             if json {
                 print_json(&report)?;
             } else {
@@ -650,7 +655,9 @@ async fn backup_command(
             }
         }
         BackupCommand::Drill { json } => {
-            let report = backup::run_drill(config, store, crypto, &log).await?;
+            let report = backup::progress::Reporter::for_cli(json)
+                .scope(backup::run_drill(config, store, crypto, &log))
+                .await?;
             if json {
                 print_json(&report)?;
             } else {

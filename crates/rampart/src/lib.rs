@@ -10,5 +10,6 @@ pub mod cli;
 mod keyring_backend;
 mod ops;
 pub mod proxy;
+mod queue_rate;
 pub mod telemetry;
 pub mod tls;

@@ -22,6 +22,8 @@ use rampart_crypto::stream::{DecryptReader, EncryptWriter, StreamKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::progress::Meter;
+
 pub const MAGIC: &[u8; 8] = b"RMPBAK01";
 /// Headers are small; a bigger length field is a damaged or foreign file.
 const MAX_HEADER: u32 = 64 * 1024;
@@ -93,13 +95,20 @@ pub struct Entry {
 }
 
 /// Writes a backup file at `out`; returns its size and SHA-256 (hex) as written.
+/// `meter` counts the clear bytes archived, out of the manifest and files' total.
 pub fn write(
     out: &Path,
     header: &Header,
     key: StreamKey,
     manifest: &[u8],
     entries: &[Entry],
+    meter: &Meter,
 ) -> io::Result<(u64, String)> {
+    let mut total = manifest.len() as u64;
+    for entry in entries {
+        total += std::fs::metadata(&entry.path)?.len();
+    }
+    meter.set_total(total);
     let prefix = prefix(header)?;
     let file = File::create(out)?;
     let mut hashing = Hashing {
@@ -114,12 +123,12 @@ pub fn write(
         &mut zstd,
         MANIFEST_ENTRY,
         manifest.len() as u64,
-        &mut &manifest[..],
+        &mut meter.reader(manifest),
     )?;
     for entry in entries {
-        let mut file = File::open(&entry.path)?;
+        let file = File::open(&entry.path)?;
         let size = file.metadata()?.len();
-        write_entry(&mut zstd, &entry.name, size, &mut file)?;
+        write_entry(&mut zstd, &entry.name, size, &mut meter.reader(file))?;
     }
     zstd.write_all(&0u16.to_be_bytes())?;
     let hashing = zstd.finish()?.finish()?;
@@ -201,14 +210,18 @@ pub struct Contents {
 
 /// Decrypts and decompresses the whole stream, checking every chunk's tag and the
 /// container's structure. With `into`, entries other than the manifest are written
-/// there (under their names); without, they are only hashed.
+/// there (under their names); without, they are only hashed. `meter` counts the
+/// encrypted bytes read, out of what follows the header in the file.
 pub fn read(
     reader: BufReader<File>,
     prefix: &[u8],
     key: StreamKey,
     into: Option<&Path>,
+    meter: &Meter,
 ) -> io::Result<Contents> {
-    let decrypt = DecryptReader::new(key, prefix, reader);
+    let size = reader.get_ref().metadata()?.len();
+    meter.set_total(size.saturating_sub(prefix.len() as u64));
+    let decrypt = DecryptReader::new(key, prefix, meter.reader(reader));
     let mut zstd = zstd::Decoder::new(decrypt)?.single_frame();
     let mut contents = Contents {
         manifest: Vec::new(),

@@ -19,6 +19,7 @@
 //! SHA-256 matched what was written.
 
 pub mod format;
+pub mod progress;
 pub mod retention;
 mod target;
 
@@ -197,6 +198,7 @@ async fn create(
         .tempdir_in(dir)
         .context("cannot create a work folder beside the backups")?;
     let started = Instant::now();
+    let spinner = progress::spinner("taking a consistent snapshot");
     let (stats, db_entry) = match store.backend() {
         Backend::Sqlite => {
             let snap = work.path().join("database.sqlite");
@@ -228,6 +230,7 @@ async fn create(
         stats.row_counts.len(),
         started.elapsed().as_millis()
     ));
+    spinner.set_message("hashing the snapshot");
     let mut entries = vec![format::Entry {
         name: db_entry.0.to_string(),
         path: db_entry.1.clone(),
@@ -285,10 +288,12 @@ async fn create(
         carried_key: STANDARD.encode(&carried),
     };
     let partial = path.with_extension("rbak.partial");
+    drop(spinner);
+    let meter = progress::meter("compressing and encrypting");
     let written = {
         let partial = partial.clone();
         tokio::task::spawn_blocking(move || {
-            format::write(&partial, &header, key, &manifest_json, &entries)
+            format::write(&partial, &header, key, &manifest_json, &entries, &meter)
         })
         .await?
         .context("writing the backup file failed")?
@@ -558,10 +563,12 @@ async fn open_and_check(
             header.key_name, header.key_version
         )
     })?;
-    let contents =
-        tokio::task::spawn_blocking(move || format::read(reader, &prefix, key, into.as_deref()))
-            .await?
-            .context("the backup does not decrypt and decompress")?;
+    let meter = progress::meter("decrypting and decompressing");
+    let contents = tokio::task::spawn_blocking(move || {
+        format::read(reader, &prefix, key, into.as_deref(), &meter)
+    })
+    .await?
+    .context("the backup does not decrypt and decompress")?;
     let manifest: Manifest = serde_json::from_slice(&contents.manifest)
         .context("the backup's manifest is unreadable")?;
     let found: Vec<ArchivedFile> = contents

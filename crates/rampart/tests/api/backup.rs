@@ -259,6 +259,46 @@ async fn a_backup_whose_key_version_is_retired_does_not_restore() {
     ok(&app, &["backup", "verify", new["id"].as_str().unwrap()]);
 }
 
+/// Scripts and the job log read the stage lines: when stderr is not a terminal (here a
+/// pipe) they are what `backup create` writes there, unchanged, and no bar is drawn;
+/// `--json` writes none; `verify` draws nothing.
+#[tokio::test]
+async fn without_a_terminal_backup_commands_print_stage_lines_and_draw_no_bars() {
+    let app = spawn_app().await;
+    let (success, stdout, stderr) = app.cli(&["backup", "create"]);
+    assert!(success, "{stderr}");
+    let id = stdout.trim();
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\r'),
+        "no terminal control in {stderr:?}"
+    );
+    let stages: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("backup: "))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(stages, ["snapshot", "written", "read back and verified"]);
+    assert!(
+        stderr.contains(&format!("backup {id} complete: ")),
+        "{stderr}"
+    );
+
+    let (success, _, stderr) = app.cli(&["backup", "create", "--json"]);
+    assert!(success, "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("backup")),
+        "--json prints no stage lines: {stderr}"
+    );
+
+    let (success, stdout, stderr) = app.cli(&["backup", "verify", id]);
+    assert!(success, "{stderr}");
+    assert!(stdout.starts_with(&format!("backup {id} verifies")));
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
+}
+
 #[tokio::test]
 async fn backup_list_prints_a_table_and_json_newest_first() {
     let app = spawn_app().await;

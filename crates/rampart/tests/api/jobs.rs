@@ -339,6 +339,99 @@ async fn a_queue_never_runs_more_jobs_at_once_than_its_concurrency() {
     worker.shutdown(Duration::from_secs(5)).await;
 }
 
+/// With Redis, a queue's rate is one budget for the deployment: two workers (two nodes,
+/// each with its own Redis connection from `app::queue_rate`) start no more jobs in a
+/// window than the rate allows one. Per-node limits would let twice as many through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_two_nodes_share_one_queue_rate() {
+    if std::env::var("RAMPART_TEST_REDIS_URL").is_err() {
+        eprintln!("skipped: set RAMPART_TEST_REDIS_URL (without Redis the rate is per node)");
+        return;
+    }
+    const PER_SECOND: f64 = 4.0;
+    const BURST: usize = 4; // one second's worth
+    const WINDOW: Duration = Duration::from_secs(8);
+    let app = app_without_worker().await;
+    let starts = Arc::new(std::sync::Mutex::new(
+        Vec::<(std::time::Instant, &str)>::new(),
+    ));
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b"] {
+        let mut settings = fast(name);
+        settings.queues.insert(
+            "paced".into(),
+            QueueLimits {
+                concurrency: 16,
+                per_second: Some(PER_SECOND),
+            },
+        );
+        let rate = rampart::app::queue_rate(&app.config)
+            .await
+            .unwrap()
+            .expect("a shared rate with Redis");
+        let seen = starts.clone();
+        nodes.push(
+            Jobs::builder(app.store.clone(), settings)
+                .shared_rate(rate)
+                .handler("paced", "tick", move |_, _| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push((std::time::Instant::now(), name));
+                        Ok(())
+                    }
+                })
+                .build(),
+        );
+    }
+    // Far more work than the window can start, so both nodes always have jobs to claim.
+    for i in 0..200 {
+        nodes[0]
+            .enqueue(Job::new("paced", "tick", json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+    let workers = [
+        nodes[0].start().await.unwrap(),
+        nodes[1].start().await.unwrap(),
+    ];
+    eventually("the first job started", || {
+        let starts = starts.clone();
+        async move { !starts.lock().unwrap().is_empty() }
+    })
+    .await;
+    let first = starts.lock().unwrap()[0].0;
+    tokio::time::sleep_until((first + WINDOW).into()).await;
+    for worker in workers {
+        worker.shutdown(Duration::from_secs(5)).await;
+    }
+    let starts = starts.lock().unwrap().clone();
+    let in_window: Vec<&str> = starts
+        .iter()
+        .filter(|(at, _)| at.duration_since(first) <= WINDOW)
+        .map(|(_, node)| *node)
+        .collect();
+    let per_node = |n: &str| in_window.iter().filter(|x| **x == n).count();
+    eprintln!(
+        "queue rate: {} starts in {WINDOW:?} (node-a {}, node-b {})",
+        in_window.len(),
+        per_node("node-a"),
+        per_node("node-b")
+    );
+    // The shared budget: a burst, then the rate. The slack covers the time between a
+    // reservation and the handler starting; two per-node budgets would be about 72.
+    let shared = BURST + (PER_SECOND * WINDOW.as_secs_f64()) as usize;
+    assert!(
+        in_window.len() <= shared + 8,
+        "{} starts in {WINDOW:?}: more than one rate of {PER_SECOND}/s allows ({shared})",
+        in_window.len()
+    );
+    assert!(
+        in_window.len() >= BURST,
+        "the queue ran: {}",
+        in_window.len()
+    );
+}
+
 #[tokio::test]
 async fn a_cron_slot_runs_once_when_two_nodes_race() {
     let app = app_without_worker().await;

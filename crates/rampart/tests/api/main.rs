@@ -18,6 +18,7 @@ mod ops;
 mod payments;
 mod proxy;
 mod resilience;
+mod shutdown;
 mod signing;
 mod storage;
 mod tenants;
