@@ -44,12 +44,12 @@ prepare_workdir
 export RAMPART_DATA_DIR=$work/data RAMPART_LOG_LEVEL=warn
 
 # --- fill --------------------------------------------------------------------------------
-"$bin" migrate >/dev/null
-echo -n 'maple orbit canvas thunder' | "$bin" admin create --email bench@example.id >/dev/null
+"$bin" migrate >/dev/null 2>&1
+echo -n 'maple orbit canvas thunder' | "$bin" admin create --email bench@example.id >/dev/null 2>&1
 db=$RAMPART_DATA_DIR/rampart.db
 rows=$(awk -v g="$GB" 'BEGIN { printf "%d", g * 1e9 / 480 }')
 echo "filling $db with $rows session rows (~$GB GB)..." >&2
-sqlite3 "$db" <<SQL
+sqlite3 "$db" >/dev/null <<SQL
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = OFF;
 INSERT INTO sessions (id, tenant_id, user_id, created_at, expires_at, source_ip, user_agent)
