@@ -496,29 +496,44 @@ async fn a_backup_file_restores_where_its_database_is_gone_with_the_root_key_alo
 /// server's own worker as the cron schedules enqueue them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_queue_runs_the_scheduled_backup_and_drill() {
-    // A drill that runs before the backup exists fails and is retried: keep retries quick.
+    // One after the other, each awaited with a generous deadline: on a loaded 2-core CI
+    // machine a backup can take longer than a drill's retries would wait for it.
     let app = crate::helpers::spawn_app_with(|c| {
         c.jobs.poll_interval_ms = 100;
         c.jobs.backoff_base_secs = 1;
         c.jobs.backoff_cap_secs = 2;
     })
     .await;
-    for kind in ["backup.create", "backup.drill"] {
-        app.store
-            .enqueue_job(&rampart_store::jobs::NewJob {
-                queue: "backup".into(),
-                kind: kind.into(),
-                payload: "{}".into(),
-                priority: 0,
-                run_at: rampart_store::now_ms(),
-                max_attempts: 3,
-                unique_key: None,
-            })
-            .await
-            .unwrap();
+    let enqueue = |kind: &'static str| {
+        let store = app.store.clone();
+        async move {
+            store
+                .enqueue_job(&rampart_store::jobs::NewJob {
+                    queue: "backup".into(),
+                    kind: kind.into(),
+                    payload: "{}".into(),
+                    priority: 0,
+                    run_at: rampart_store::now_ms(),
+                    max_attempts: 3,
+                    unique_key: None,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    enqueue("backup.create").await;
+    let mut list = Value::Null;
+    for _ in 0..1200 {
+        list = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+        if list[0]["status"] == "complete" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert_eq!(list[0]["status"], "complete", "{list}");
+    enqueue("backup.drill").await;
     let mut drilled = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..1200 {
         drilled = std::fs::read_to_string(app.dir.path().join("logs/security.log"))
             .unwrap_or_default()
             .lines()
@@ -530,8 +545,6 @@ async fn the_job_queue_runs_the_scheduled_backup_and_drill() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
-    assert_eq!(list[0]["status"], "complete", "{list}");
     assert!(
         !drilled.is_empty(),
         "the drill ran and logged its security event"
