@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -35,6 +36,7 @@ struct PoolLabels {
 pub(crate) struct PoolMetrics {
     connections: Family<PoolLabels, Gauge>,
     max: Gauge,
+    released_in_transaction: Counter,
 }
 
 impl PoolMetrics {
@@ -49,6 +51,12 @@ impl PoolMetrics {
             "rampart_db_pool_max_connections",
             "Database pool size limit",
             m.max.clone(),
+        );
+        registry.register(
+            "rampart_db_connections_released_in_transaction",
+            "Connections that came back still inside a transaction and were closed instead \
+             of pooled; anything but 0 is a bug, named in the error log",
+            m.released_in_transaction.clone(),
         );
         m
     }
@@ -75,7 +83,8 @@ pub async fn health() -> axum::Json<Status> {
     axum::Json(Status { status: "ok" })
 }
 
-/// Ready for traffic: the database answers and this binary's migrations are applied.
+/// Ready for traffic: the database takes a write within two seconds and this binary's
+/// migrations are applied.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
@@ -89,7 +98,7 @@ pub async fn ready(State(state): State<OpsState>) -> Result<axum::Json<Status>, 
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
-                "the database is unreachable or not migrated",
+                "the database is unreachable, takes no writes, or is not migrated",
             ))
         }
     }
@@ -108,6 +117,10 @@ pub async fn metrics(State(state): State<OpsState>) -> Result<impl IntoResponse,
         .get_or_create(&PoolLabels { state: "in_use" })
         .set(pool.size.saturating_sub(pool.idle) as i64);
     m.max.set(pool.max as i64);
+    m.released_in_transaction.inner().store(
+        state.store.released_in_transaction(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // Queue depth and age come from the database, so a slow database slows the scrape;
     // a failing one leaves the last values and is logged rather than failing the scrape.
     if let Err(e) = state.jobs.refresh_metrics().await {

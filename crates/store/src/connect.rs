@@ -1,6 +1,7 @@
 //! Opening the database: backend detection, migrations, the row-level-security role on
 //! PostgreSQL, and the connection pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -54,6 +55,15 @@ pub(crate) struct Inner {
     /// The URL as configured: restores and drills on PostgreSQL connect with it to create
     /// and drop databases.
     pub(crate) url: Option<String>,
+    /// Connections found inside a transaction when they were released, and closed instead
+    /// of pooled (by `tx::end` or by the pool's release check).
+    pub(crate) released_in_transaction: Arc<AtomicU64>,
+}
+
+impl Inner {
+    pub(crate) fn count_release_in_transaction(&self) {
+        self.released_in_transaction.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -70,6 +80,10 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
 
 static DRIVERS: Once = Once::new();
 
+/// How long `/ready` waits for a write transaction before it calls the node not ready. Well
+/// under SQLite's busy timeout, and long enough for a busy node's writer queue.
+pub const READY_WRITE_BOUND: Duration = Duration::from_secs(2);
+
 impl Store {
     /// Connects, applies pending migrations as the configured user, and opens the pool.
     pub async fn open(options: &StoreOptions) -> Result<(Store, MigrationReport), StoreError> {
@@ -85,10 +99,16 @@ impl Store {
         };
         conn.close().await.ok();
 
-        let pool = pool_options(backend, options.max_connections, run_as_role.clone())
-            .connect(&url)
-            .await
-            .map_err(StoreError::Unavailable)?;
+        let released_in_transaction = Arc::new(AtomicU64::new(0));
+        let pool = pool_options(
+            backend,
+            options.max_connections,
+            run_as_role.clone(),
+            released_in_transaction.clone(),
+        )
+        .connect(&url)
+        .await
+        .map_err(StoreError::Unavailable)?;
         let store = Store {
             inner: Arc::new(Inner {
                 pool,
@@ -97,6 +117,7 @@ impl Store {
                 max_connections: options.max_connections,
                 run_as_role,
                 url: Some(url.clone()),
+                released_in_transaction,
             }),
         };
         let chained = store.backfill_audit_chain().await?;
@@ -133,16 +154,43 @@ impl Store {
         self.inner.run_as_role.as_deref()
     }
 
-    /// For `/ready`: the database answers and every migration this binary knows is applied.
+    /// For `/ready`: the database takes a write within [`READY_WRITE_BOUND`] and every
+    /// migration this binary knows is applied. A node whose writes hang (a lock nobody
+    /// releases, a standby after failover) must leave the load balancer, so this opens a
+    /// real write transaction: on SQLite it queues for the writer and takes the write lock
+    /// (`BEGIN IMMEDIATE`), on PostgreSQL it must not be read-only. It writes nothing and
+    /// rolls back.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let applied = migrate::applied_version(&self.inner.pool).await?;
-        if applied < migrate::LATEST_VERSION {
-            return Err(StoreError::Migration(format!(
-                "schema at version {applied}, this binary needs {}",
-                migrate::LATEST_VERSION
-            )));
+        let probe = async {
+            let mut tx = self.system_write().await?;
+            let applied = migrate::applied_version(tx.conn()).await?;
+            if applied < migrate::LATEST_VERSION {
+                return Err(StoreError::Migration(format!(
+                    "schema at version {applied}, this binary needs {}",
+                    migrate::LATEST_VERSION
+                )));
+            }
+            if self.backend() == Backend::Postgres {
+                let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                    .fetch_one(tx.conn())
+                    .await?;
+                if read_only == "on" {
+                    return Err(StoreError::NotWritable(
+                        "the server takes no writes (a standby?)".into(),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        // Dropping the probe at the deadline is safe: transactions begin and end in tasks
+        // of their own (see `tx`).
+        match tokio::time::timeout(READY_WRITE_BOUND, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::NotWritable(format!(
+                "no write transaction within {} ms",
+                READY_WRITE_BOUND.as_millis()
+            ))),
         }
-        Ok(())
     }
 
     pub fn pool_stats(&self) -> PoolStats {
@@ -196,13 +244,52 @@ pub(crate) async fn connect_one(url: &str) -> Result<AnyConnection, StoreError> 
         .map_err(StoreError::Unavailable)
 }
 
-fn pool_options(backend: Backend, max: u32, run_as_role: Option<String>) -> AnyPoolOptions {
+fn pool_options(
+    backend: Backend,
+    max: u32,
+    run_as_role: Option<String>,
+    released_in_transaction: Arc<AtomicU64>,
+) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
         .after_connect(move |conn, _meta| Box::pin(on_connect(conn, backend, run_as_role.clone())))
+        .after_release(move |conn, _meta| {
+            Box::pin(released_outside_transaction(
+                conn,
+                released_in_transaction.clone(),
+            ))
+        })
+}
+
+/// The pool's release check, for every connection whatever used it: one that comes back
+/// inside a transaction is closed (which ends the transaction on the server) rather than
+/// handed to the next caller, who would otherwise inherit its locks. `Tx` ends its own
+/// transactions and closes its own strays, logging them with their request; this catches
+/// any other path, so no future bug of that kind can wedge the node.
+fn released_outside_transaction<'c>(
+    conn: &'c mut AnyConnection,
+    counter: Arc<AtomicU64>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>> {
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A dropped sqlx transaction queues its rollback for the connection's next command
+        // (SQLite counts it done only when it has run): flush the queue, then look again.
+        conn.ping().await?;
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "a database connection came back to the pool inside a transaction; \
+             closing it (the transaction is rolled back)"
+        );
+        Ok(false)
+    })
 }
 
 /// Per pooled connection: SQLite's pragmas, or PostgreSQL's switch to the unprivileged role.

@@ -19,6 +19,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration: {0}")]
     Migration(String),
+    /// The database answers but takes no write (`/ready`).
+    #[error("the database takes no writes: {0}")]
+    NotWritable(String),
 }
 
 impl From<sqlx::Error> for StoreError {

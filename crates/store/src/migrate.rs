@@ -6,7 +6,7 @@
 //! that a newer binary has already moved ahead.
 
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 use crate::{now_ms, Backend, StoreError};
 
@@ -190,9 +190,9 @@ async fn run_locked(
     })
 }
 
-pub(crate) async fn applied_version(pool: &AnyPool) -> Result<i64, StoreError> {
+pub(crate) async fn applied_version(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT MAX(version) AS v FROM rampart_migrations")
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await?;
     Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0))
 }

@@ -315,6 +315,33 @@ impl TestApp {
         cmd
     }
 
+    /// Rows of `sql`, read straight from this app's database (the SQLite file or the test's
+    /// PostgreSQL database, as its owner), for checks a user's API cannot make.
+    pub async fn query_rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql)
+            }
+            None => {
+                let url = format!(
+                    "sqlite://{}?mode=ro",
+                    self.dir.path().join("rampart.db").display()
+                );
+                let mut conn = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("open the SQLite file");
+                sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql)
+            }
+        }
+    }
+
     /// Creates a user directly through the same path the CLI uses.
     pub async fn create_user(&self, tenant_id: &str, email: &str, role: Role) -> String {
         rampart_identity::users::create_user(

@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod auth;
 mod backup;
+mod cancellation;
 mod cli;
 mod cluster;
 mod edge;

@@ -36,8 +36,14 @@ async fn spawn_upstream(seen: Arc<AtomicUsize>) -> SocketAddr {
             }))
         }
     };
+    let slow = |body: Bytes| async move {
+        // Slower than the clients that give up on it: they leave while it works.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        axum::Json(json!({ "body_len": body.len() }))
+    };
     let app = Router::new()
         .route("/echo", any(echo))
+        .route("/slow", any(slow))
         .route(
             "/leak",
             get(|| async {
@@ -241,4 +247,61 @@ async fn the_proxy_answers_502_when_the_upstream_is_down() {
         error_code(res, StatusCode::BAD_REQUEST).await,
         "card_number_outside_body"
     );
+}
+
+/// Clients that go away while the proxy reads their body, waits on a slow upstream or
+/// streams the answer back: afterwards the proxy forwards ordinary requests as before, on
+/// its pooled upstream connections, and answers its own `/health`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_leave_the_proxy_working() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let up = spawn_upstream(seen.clone()).await;
+    let proxy = spawn_proxy(&format!("http://{up}"), |c| {
+        c.edge.rate_limit_enabled = false;
+    })
+    .await;
+    let addr: SocketAddr = proxy.base.trim_start_matches("http://").parse().unwrap();
+    let make: crate::cancellation::RequestMaker = Arc::new(move |n| {
+        if n % 3 == 0 {
+            format!("GET /big HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+        } else {
+            crate::cancellation::raw_post(
+                addr,
+                "/slow",
+                &[],
+                &json!({"n": n, "pad": "x".repeat(n % 4096)}),
+            )
+        }
+    });
+    let abandoned =
+        crate::cancellation::abandon_requests(addr, make, 16, std::time::Duration::from_secs(3))
+            .await;
+    assert!(abandoned > 100, "the storm ran: {abandoned} requests");
+
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let res = client
+            .post(format!("{}/slow", proxy.base))
+            .json(&json!({"after": i}))
+            .send()
+            .await
+            .expect("the proxy answers after the storm");
+        assert_eq!(res.status(), StatusCode::OK, "request {i} after the storm");
+        let res = client
+            .get(format!("{}/big", proxy.base))
+            .send()
+            .await
+            .expect("the proxy answers after the storm");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap().len(), 64 * 64 * 1024);
+    }
+    let res = client
+        .get(format!("{}/health", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }

@@ -156,3 +156,76 @@ async fn ready_turns_false_without_the_database_and_true_when_it_returns() {
     .await;
     assert_eq!(login_status(&app).await.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// A node whose database takes no write leaves the load balancer: `/ready` answers 503
+/// within its two-second bound while something else holds the write lock (SQLite) or the
+/// server has turned read-only as a standby would (PostgreSQL), and 200 again after.
+/// `/health` stays 200 throughout: the process is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_false_while_the_database_takes_no_write() {
+    use sqlx::Connection;
+    let app = spawn_app_with(|_| {}).await;
+    assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
+
+    // What blocks writes, and what ends that.
+    let mut sqlite_holder = None;
+    match &app.database_url {
+        None => {
+            let url = format!("sqlite://{}", app.dir.path().join("rampart.db").display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlite_holder = Some(c);
+        }
+        Some(url) => {
+            let name = url.rsplit('/').next().unwrap().to_string();
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(&format!(
+                "ALTER DATABASE {name} SET default_transaction_read_only = on; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                   WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    eventually("/ready 503 while writes are blocked", || async {
+        app.get("/ready", None).await.status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "/ready answered within its bound"
+    );
+    assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
+
+    match (sqlite_holder.take(), &app.database_url) {
+        (Some(mut c), _) => {
+            sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            c.close().await.ok();
+        }
+        (None, Some(url)) => {
+            let name = url.rsplit('/').next().unwrap().to_string();
+            // From the server's admin database: sessions in this one are read-only now.
+            let admin = std::env::var("RAMPART_TEST_DATABASE_URL").unwrap();
+            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(&format!(
+                "ALTER DATABASE {name} RESET default_transaction_read_only; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                   WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        (None, None) => unreachable!(),
+    }
+    eventually("/ready 200 once writes go through", || async {
+        app.get("/ready", None).await.status() == StatusCode::OK
+    })
+    .await;
+}
