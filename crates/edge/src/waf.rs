@@ -46,6 +46,10 @@ const OWN_RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Exclusions for fields of Rampart's API that Rampart validates itself (with CRS, in
+/// front of Rampart's own API only).
+const API_CRS_EXCLUSIONS: &str = include_str!("../rules/api-crs-exclusions.conf");
+
 /// What the WAF does with a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WafMode {
@@ -78,6 +82,34 @@ pub struct WafSettings {
     /// A request body still arriving after this long gets 408 (the WAF reads bodies
     /// before the handler's own timeout starts).
     pub body_timeout: std::time::Duration,
+    /// The HTTP methods and request content types CRS lets through.
+    pub http_policy: HttpPolicy,
+}
+
+/// What CRS's protocol rules (911100 methods, 920420 content types) allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpPolicy {
+    /// Rampart's own API (`rampart serve`): the methods its routes use, PUT, PATCH and
+    /// DELETE included (CRS allows only GET HEAD POST OPTIONS by default, which would
+    /// refuse revoking a key or changing fraud rules), and the content types it parses.
+    RampartApi,
+    /// CRS's own defaults (`rampart edge` in front of an application we do not know).
+    CrsDefaults,
+}
+
+impl HttpPolicy {
+    /// `setvar` actions for the settings rule, set before the CRS setup file so an
+    /// operator's `crs-setup.conf` (rules 900200, 900220) still decides over them.
+    fn setvars(self) -> &'static str {
+        match self {
+            HttpPolicy::RampartApi => {
+                ",setvar:'tx.allowed_methods=GET HEAD POST OPTIONS PUT PATCH DELETE',\
+                 setvar:'tx.allowed_request_content_type=|application/json| \
+                 |application/x-www-form-urlencoded| |multipart/form-data|'"
+            }
+            HttpPolicy::CrsDefaults => "",
+        }
+    }
 }
 
 /// A block or a detection, for the security log. Holds no request data beyond the method.
@@ -152,7 +184,7 @@ fn prelude(s: &WafSettings) -> String {
          setvar:tx.rampart_json_max_bytes={json},\
          setvar:tx.blocking_paranoia_level={pl},\
          setvar:tx.inbound_anomaly_score_threshold={inbound},\
-         setvar:tx.outbound_anomaly_score_threshold={outbound}\"\n",
+         setvar:tx.outbound_anomaly_score_threshold={outbound}{policy}\"\n",
         body = s.max_body_bytes,
         depth = s.max_json_depth,
         responses = if s.inspect_responses { "On" } else { "Off" },
@@ -160,6 +192,7 @@ fn prelude(s: &WafSettings) -> String {
         pl = s.paranoia_level,
         inbound = s.inbound_threshold,
         outbound = s.outbound_threshold,
+        policy = s.http_policy.setvars(),
     )
 }
 
@@ -181,6 +214,13 @@ pub fn build_rules(s: &WafSettings) -> Result<RuleSet, WafLoadError> {
     b.add_text(&prelude(s), Path::new("<rampart settings>"), here)?;
     if let Some(crs) = &s.crs_dir {
         b.add_file(&crs_setup_file(crs))?;
+        if s.http_policy == HttpPolicy::RampartApi {
+            b.add_text(
+                API_CRS_EXCLUSIONS,
+                Path::new("<rampart rules>/api-crs-exclusions.conf"),
+                here,
+            )?;
+        }
     }
     for (name, text) in OWN_RULES {
         b.add_text(text, &Path::new("<rampart rules>").join(name), here)?;
@@ -552,6 +592,7 @@ mod tests {
             max_json_bytes: 100,
             max_json_depth: 3,
             body_timeout: std::time::Duration::from_secs(5),
+            http_policy: HttpPolicy::RampartApi,
         }
     }
 

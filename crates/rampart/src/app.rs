@@ -18,7 +18,7 @@ use rampart_crypto::hsm::Hsm;
 use rampart_crypto::signing::SigningKeys;
 use rampart_crypto::RootKey;
 use rampart_edge::rate_limit::{Quota, RateLimiter};
-use rampart_edge::waf::{Waf, WafEvent, WafMode, WafSettings};
+use rampart_edge::waf::{HttpPolicy, Waf, WafEvent, WafMode, WafSettings};
 use rampart_edge::{ApiError, HttpMetrics};
 use rampart_identity::{Identity, LoginThrottle};
 use rampart_store::{Store, StoreOptions};
@@ -225,6 +225,7 @@ pub fn security_log(config: &Config) -> anyhow::Result<rampart_audit::security_l
 /// log; a rule file that does not parse stops start-up with its file, line and reason.
 pub fn waf(
     config: &Config,
+    http_policy: HttpPolicy,
     registry: &mut Registry,
     security_log: rampart_audit::security_log::SecurityLog,
 ) -> anyhow::Result<Option<Arc<Waf>>> {
@@ -245,6 +246,7 @@ pub fn waf(
         max_json_bytes: config.edge.max_json_bytes.min(config.http.max_body_bytes),
         max_json_depth: config.edge.max_json_depth,
         body_timeout: Duration::from_secs(config.http.request_timeout_secs),
+        http_policy,
     };
     let sink: rampart_edge::waf::WafEventSink = Arc::new(move |e: WafEvent| {
         let mut event = SecurityEvent::new(
@@ -487,7 +489,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     let security_log = security_log(&config)?;
-    let waf = waf(&config, &mut registry, security_log.clone())?;
+    let waf = waf(
+        &config,
+        HttpPolicy::RampartApi,
+        &mut registry,
+        security_log.clone(),
+    )?;
     let rbac = rbac();
     let keyring = crypto.keyring.clone();
     let edge = edge_policy(&config).await?;

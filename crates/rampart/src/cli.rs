@@ -410,7 +410,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Waf(WafCommand::Check) => {
             let mut registry = prometheus_client::registry::Registry::default();
-            match app::waf(&config, &mut registry, app::security_log(&config)?)? {
+            match app::waf(
+                &config,
+                rampart_edge::waf::HttpPolicy::RampartApi,
+                &mut registry,
+                app::security_log(&config)?,
+            )? {
                 Some(waf) => println!("{} rules loaded", waf.rule_count()),
                 None => println!("the WAF is off (waf.mode = \"off\")"),
             }

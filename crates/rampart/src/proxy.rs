@@ -173,7 +173,12 @@ pub async fn build(config: &Config, upstream: Upstream) -> anyhow::Result<Router
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
-    let waf = app::waf(config, &mut registry, app::security_log(config)?)?;
+    let waf = app::waf(
+        config,
+        rampart_edge::waf::HttpPolicy::CrsDefaults,
+        &mut registry,
+        app::security_log(config)?,
+    )?;
     let mut edge = app::edge_policy(config).await?;
     edge.api_defaults = false;
 

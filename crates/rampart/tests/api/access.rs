@@ -441,14 +441,16 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("member", &w.members[0]),
                 ("key", &w.keys[0]),
             ] {
-                let res = app
+                let mut req = app
                     .client
                     .request(method.clone(), app.url(&concrete))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
+                    .bearer_auth(token);
+                // A body only where the method carries one: CRS refuses a GET with a body
+                // (920170), and the suite also runs with CRS in front.
+                if [Method::POST, Method::PUT, Method::PATCH].contains(&method) {
+                    req = req.json(&body);
+                }
+                let res = req.send().await.unwrap();
                 let status = res.status();
                 let text = res.text().await.unwrap();
                 if path.contains('{') && !own_namespace {

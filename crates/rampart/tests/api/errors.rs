@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{error_code, spawn_app_with};
+use crate::helpers::{error_code, error_code_or_waf_block, spawn_app_with};
 
 #[tokio::test]
 async fn framework_errors_use_the_shape() {
@@ -55,10 +55,14 @@ async fn framework_errors_use_the_shape() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_code(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
-        "unsupported_media_type"
-    );
+    // With CRS in front: a body without a Content-Type (920340) from a numeric Host (the
+    // test's 127.0.0.1, 920350) adds up to a block before the handler answers.
+    error_code_or_waf_block(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 
     let big = json!({"email": "a@b.id", "password": "x".repeat(4096)});
     let res = app.client.post(&login).json(&big).send().await.unwrap();

@@ -90,6 +90,9 @@ fn report_backends() {
                 "tests: database backend = SQLite; PostgreSQL skipped (set RAMPART_TEST_DATABASE_URL)"
             ),
         }
+        if let Some(crs) = crs_for_every_app() {
+            eprintln!("tests: every app loads CRS from {crs} (RAMPART_TEST_API_WITH_CRS=1)");
+        }
         match std::env::var("RAMPART_TEST_REDIS_URL") {
             Ok(_) => eprintln!("tests: shared state = Redis (RAMPART_TEST_REDIS_URL)"),
             Err(_) => eprintln!(
@@ -97,6 +100,38 @@ fn report_backends() {
             ),
         }
     });
+}
+
+/// With `RAMPART_TEST_API_WITH_CRS=1` (a run of `.ci/run`), every test app loads the OWASP
+/// CRS at paranoia level 1 in blocking mode, so the whole suite proves that CRS's defaults
+/// leave every route of the API usable. Tests about the WAF itself set `waf.*` in their own
+/// `customise`, which runs after this.
+fn crs_for_every_app() -> Option<String> {
+    if std::env::var("RAMPART_TEST_API_WITH_CRS").ok().as_deref() != Some("1") {
+        return None;
+    }
+    let dir = crs_dir().expect("RAMPART_TEST_API_WITH_CRS=1 needs the CRS (RAMPART_TEST_CRS_DIR)");
+    Some(dir.display().to_string())
+}
+
+/// Whether this run puts CRS in front of every test app (see [`crs_for_every_app`]). Tests
+/// of hostile input accept CRS's 403 `request_blocked` in that run: the WAF answering
+/// before the handler is the point of a WAF. Ordinary requests must never need this.
+pub fn crs_everywhere() -> bool {
+    crs_for_every_app().is_some()
+}
+
+/// Asserts the one error shape with `code` and `status`, or, in a run with CRS in front
+/// of every app, CRS's block of a hostile request.
+pub async fn error_code_or_waf_block(res: Response, status: StatusCode, code: &str) {
+    if crs_everywhere() && res.status() == StatusCode::FORBIDDEN {
+        assert_eq!(
+            error_code(res, StatusCode::FORBIDDEN).await,
+            "request_blocked"
+        );
+    } else {
+        assert_eq!(error_code(res, status).await, code);
+    }
 }
 
 /// Points `config`'s backups at the S3-compatible server `RAMPART_TEST_S3_ENDPOINT` names
@@ -167,6 +202,9 @@ pub async fn spawn_app_using(
     if let Ok(redis) = std::env::var("RAMPART_TEST_REDIS_URL") {
         config.redis.url = ConnectionUrl::new(redis);
         config.redis.key_prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
+    }
+    if let Some(crs) = crs_for_every_app() {
+        config.waf.crs_dir = crs;
     }
     customise(&mut config);
     config.validate().expect("test config is valid");

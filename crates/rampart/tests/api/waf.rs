@@ -166,3 +166,74 @@ async fn waf_test_runs_a_go_ftw_suite_and_waf_check_names_a_broken_rule_file() {
     assert!(ok, "{err}");
     assert!(out.trim().ends_with("rules loaded"), "{out}");
 }
+
+/// CRS allows only GET HEAD POST OPTIONS by default (911100). In front of Rampart's own API
+/// the methods its routes use are declared, so an operator can revoke a leaked key and
+/// change fraud rules with CRS loaded; the standalone proxy keeps CRS's own default.
+#[tokio::test]
+async fn with_crs_the_api_takes_put_patch_and_delete_and_the_proxy_keeps_crs_defaults() {
+    let Some(crs) = crs_dir() else { return };
+    let app = spawn_app_with(|c| c.waf.crs_dir = crs.display().to_string()).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let (_, admin) = crate::vault::merchant(&app, &root, "crsshop").await;
+    let res = app
+        .post(
+            "/api/v1/api-keys",
+            Some(&admin),
+            &json!({"name": "leaked", "scopes": ["payments:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let key: Value = res.json().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "revoked: {}", res.status());
+    let res = app
+        .client
+        .put(app.url("/api/v1/fraud/rules"))
+        .bearer_auth(&admin)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "fraud rules changed");
+
+    // The same CRS release behind `rampart edge`: DELETE is CRS's to refuse.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rampart_config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..rampart_config::Config::default()
+    };
+    config.waf.crs_dir = crs.display().to_string();
+    let upstream = rampart::proxy::Upstream::parse(&app.base).unwrap();
+    let router = rampart::proxy::build(&config, upstream).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        rampart::app::serve_router(
+            router,
+            listener,
+            None,
+            std::time::Duration::from_secs(1),
+            std::future::pending(),
+        )
+        .await
+        .ok()
+    });
+    let res = app
+        .client
+        .delete(format!("http://{addr}/api/v1/api-keys/anything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(res, StatusCode::FORBIDDEN).await,
+        "request_blocked"
+    );
+}
