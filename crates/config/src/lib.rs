@@ -635,6 +635,11 @@ pub struct AuthConfig {
     pub require_mfa_for_admins: bool,
     /// The issuer name authenticator apps show next to the account.
     pub mfa_issuer: String,
+    /// Password hashes and verifications (19 MiB and tens of milliseconds each) running at
+    /// once in this process; 0: one per core. More wait up to `hash_queue_ms`, then get
+    /// 503 with `Retry-After`.
+    pub max_concurrent_hashes: u32,
+    pub hash_queue_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -780,6 +785,8 @@ impl Default for AuthConfig {
             password_min_score: 3,
             require_mfa_for_admins: true,
             mfa_issuer: "Rampart".into(),
+            max_concurrent_hashes: 0,
+            hash_queue_ms: 1000,
         }
     }
 }
@@ -945,6 +952,20 @@ impl Config {
                 "auth.login_max_failures",
                 0,
                 "it must be at least 1",
+            ));
+        }
+        if a.max_concurrent_hashes > 256 {
+            return Err(invalid(
+                "auth.max_concurrent_hashes",
+                a.max_concurrent_hashes,
+                "at most 256 (each takes 19 MiB while it runs; 0 means one per core)",
+            ));
+        }
+        if !(1..=30_000).contains(&a.hash_queue_ms) {
+            return Err(invalid(
+                "auth.hash_queue_ms",
+                a.hash_queue_ms,
+                "it must be between 1 and 30000",
             ));
         }
         if a.login_ip_max_failures == 0 {

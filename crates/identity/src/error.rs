@@ -45,6 +45,9 @@ pub enum IdentityError {
     Store(#[from] StoreError),
     #[error("background task failed: {0}")]
     Task(String),
+    /// Too many password hashes queued (see `hash_gate`): shed, not failed.
+    #[error("too busy to check a password now")]
+    Busy { retry_after_secs: u64 },
 }
 
 impl From<IdentityError> for ApiError {
@@ -57,6 +60,11 @@ impl From<IdentityError> for ApiError {
             ),
             IdentityError::Locked { retry_after_secs } => {
                 ApiError::too_many_requests(retry_after_secs)
+            }
+            IdentityError::Busy { retry_after_secs } => {
+                let mut e = ApiError::unavailable("too many logins at once; try again shortly");
+                e.retry_after = Some(retry_after_secs.max(1));
+                e
             }
             IdentityError::MissingToken => {
                 ApiError::unauthorized("send an access token as Authorization: Bearer <token>")

@@ -13,6 +13,7 @@ pub mod api_keys;
 mod audit_api;
 mod auth;
 mod error;
+pub mod hash_gate;
 mod jwks;
 mod metrics;
 pub mod password;

@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     /// Verified against when the e-mail is unknown, so that case costs one Argon2
     /// verification like a real account and the timing does not tell them apart.
     pub(crate) dummy_hash: String,
+    /// Every password hash and verification of this process's logins (see `hash_gate`).
+    pub(crate) hashes: crate::hash_gate::HashGate,
 }
 
 impl std::fmt::Debug for Identity {
@@ -104,6 +106,10 @@ impl Identity {
                 .map_err(|e| IdentityError::Task(e.to_string()))?
                 .map_err(IdentityError::Keys)?;
         let tokens = AccessTokens::new(&config.issuer, &config.audience);
+        let hashes = crate::hash_gate::HashGate::new(
+            config.max_concurrent_hashes as usize,
+            Duration::from_millis(config.hash_queue_ms),
+        );
         Ok(Identity {
             inner: Arc::new(Inner {
                 store,
@@ -120,6 +126,7 @@ impl Identity {
                 limits,
                 tenant_kinds: RwLock::new(Default::default()),
                 dummy_hash,
+                hashes,
             }),
         })
     }

@@ -64,6 +64,7 @@ pub async fn login(
         Ok(LoginResponse::MfaRequired(_)) => "mfa_required",
         Err(IdentityError::InvalidCredentials) => "invalid_credentials",
         Err(IdentityError::Locked { .. }) => "locked",
+        Err(IdentityError::Busy { .. }) => "shed",
         Err(_) => "unavailable",
     };
     identity.inner.metrics.login(label);
@@ -119,12 +120,14 @@ async fn attempt(
         .chars()
         .take(password::MAX_PASSWORD_CHARS)
         .collect();
-    let (matches, presented) = tokio::task::spawn_blocking(move || {
-        let ok = password::verify(&presented, &stored);
-        (ok, presented)
-    })
-    .await
-    .map_err(|e| IdentityError::Task(e.to_string()))?;
+    let (matches, presented) = identity
+        .inner
+        .hashes
+        .run(move |memory| {
+            let ok = password::verify_in(memory, &presented, &stored);
+            (ok, presented)
+        })
+        .await?;
 
     let named_user = candidate.as_ref().map(|c| c.user.id.clone());
     let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
@@ -142,9 +145,11 @@ async fn attempt(
     let user = &candidate.user;
     let meta = request_meta(info);
     if password::needs_rehash(&candidate.password_hash) {
-        let hashed = tokio::task::spawn_blocking(move || password::hash(&presented))
-            .await
-            .map_err(|e| IdentityError::Task(e.to_string()))?
+        let hashed = identity
+            .inner
+            .hashes
+            .run(move |memory| password::hash_in(memory, &presented))
+            .await?
             .map_err(IdentityError::Keys)?;
         let audit = rampart_audit::event(
             Actor::User(user.id.clone()),

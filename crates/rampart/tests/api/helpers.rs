@@ -32,6 +32,18 @@ pub struct Node {
 }
 
 impl Node {
+    /// The process's resident memory now, from `/proc` (Linux), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc/PID/status")
+            * 1024
+    }
+
     /// `kill -9`: no shutdown, no drain, no flush.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod edge;
 mod errors;
+mod hardening;
 mod helpers;
 mod jobs;
 mod keys;
