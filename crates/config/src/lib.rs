@@ -586,6 +586,12 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// A connection that takes longer than this to send a request's headers, or sits idle
+    /// between requests this long, is closed (slow and idle clients cannot hold it).
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once on this node; one more is answered 503 and closed. Capped
+    /// by the open-files limit, which `serve` raises to its hard limit at start.
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -748,6 +754,8 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 15,
+            max_connections: 4096,
         }
     }
 }
@@ -1143,6 +1151,20 @@ impl Config {
                 "http.request_timeout_secs",
                 0,
                 "it must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&h.header_read_timeout_secs) {
+            return Err(invalid(
+                "http.header_read_timeout_secs",
+                h.header_read_timeout_secs,
+                "it must be between 1 and 3600",
+            ));
+        }
+        if !(1..=1_000_000).contains(&h.max_connections) {
+            return Err(invalid(
+                "http.max_connections",
+                h.max_connections,
+                "it must be between 1 and 1000000",
             ));
         }
         let db = &self.database;

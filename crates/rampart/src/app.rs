@@ -1,6 +1,5 @@
 //! Assembling the application and serving it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -667,14 +666,9 @@ pub async fn serve(
             worker.shutdown(grace).await;
         }
     };
+    let options = crate::listener::ServeOptions::from_config(&app.config.http, app.tls.clone());
     let (served, ()) = tokio::join!(
-        serve_router(
-            app.router.clone(),
-            listener,
-            app.tls.clone(),
-            grace,
-            shutdown,
-        ),
+        crate::listener::serve(app.router.clone(), listener, options, shutdown),
         jobs_stopped
     );
     served?;
@@ -688,8 +682,9 @@ pub async fn serve(
 
 /// Serves a router (with the peer address for the edge layer) until `shutdown`
 /// resolves, then drains in-flight requests for at most `grace`: over TLS with a rustls
-/// configuration, plain HTTP without (a proxy in front terminates TLS). Shared by `serve`
-/// and the `edge` proxy.
+/// configuration, plain HTTP without (a proxy in front terminates TLS), with the default
+/// connection limits. Shared by tests; `serve` and the `edge` proxy use
+/// [`crate::listener::serve`] with limits from `[http]`.
 pub async fn serve_router(
     router: Router,
     listener: TcpListener,
@@ -697,39 +692,12 @@ pub async fn serve_router(
     grace: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    match tls {
-        Some(tls) => crate::tls::serve(router, listener, tls, grace, shutdown).await,
-        None => serve_plain(router, listener, grace, shutdown).await,
-    }
-}
-
-async fn serve_plain(
-    router: Router,
-    listener: TcpListener,
-    grace: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_wait = stop_rx.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let _ = stop_tx.send(true);
-    });
-    let drained = async move {
-        let _ = stop_wait.wait_for(|stopped| *stopped).await;
-        tokio::time::sleep(grace).await;
+    let options = crate::listener::ServeOptions {
+        tls,
+        grace,
+        ..Default::default()
     };
-    tokio::select! {
-        result = std::future::IntoFuture::into_future(server) => result.context("server failed")?,
-        () = drained => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
-    }
-    drop(stop_rx);
-    Ok(())
+    crate::listener::serve(router, listener, options, shutdown).await
 }
 
 /// Signs checkpoints of the audit chains as they grow (see `rampart_audit::chain`). Every

@@ -334,14 +334,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "edge proxy listening");
-            app::serve_router(
-                router,
-                listener,
-                tls,
-                std::time::Duration::from_secs(config.http.shutdown_grace_secs),
-                app::shutdown_signal(),
-            )
-            .await
+            let options = crate::listener::ServeOptions::from_config(&config.http, tls);
+            crate::listener::serve(router, listener, options, app::shutdown_signal()).await
         }
         Command::Fraud(FraudCommand::Backtest { file, rules, json }) => {
             let rules: rampart_payments::fraud::FraudRules = match rules {

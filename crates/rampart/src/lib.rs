@@ -8,6 +8,7 @@ pub mod app;
 pub mod backup;
 pub mod cli;
 mod keyring_backend;
+pub mod listener;
 mod ops;
 pub mod proxy;
 mod queue_rate;

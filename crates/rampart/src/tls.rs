@@ -1,39 +1,26 @@
-//! HTTPS terminated by Rampart itself: the rustls configuration built from `[tls]`, and
-//! an accept loop that runs the handshake and hands each connection to hyper with an axum
-//! `Router`. `app::serve` uses it when `tls.cert_file` is set; it takes any router, so a
-//! standalone edge proxy can serve through it too.
+//! HTTPS terminated by Rampart itself: the rustls configuration built from `[tls]`.
+//! `app::serve` uses it when `tls.cert_file` is set, through `listener`, which runs the
+//! handshake (bounded) and hands each connection to hyper; the standalone edge proxy serves
+//! through the same path.
 //!
-//! This module owns certificates, handshakes and connection lifetimes. It tells a request
-//! only what the connection knows (the peer address as `ConnectInfo<SocketAddr>`, the
-//! verified client certificate as `rampart_edge::ClientCertificate`) and must not look at
-//! requests otherwise: policy is the edge's.
+//! This module owns certificates. The listener tells a request only what the connection
+//! knows (the peer address as `ConnectInfo<SocketAddr>`, the verified client certificate as
+//! `rampart_edge::ClientCertificate`) and must not look at requests otherwise: policy is
+//! the edge's.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, Request};
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rampart_config::{ClientAuthSetting, TlsConfig, TlsVersionSetting};
-use rampart_edge::ClientCertificate;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
-
-/// A client that has not finished its handshake by then is dropped, so slow or silent
-/// clients cannot hold tasks and sockets.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use tokio::net::TcpListener;
 
 /// The rustls server configuration for `[tls]`. Reads and checks the files now, so a
 /// missing or unreadable file, a key that is not the certificate's, or a CA bundle without
@@ -123,12 +110,8 @@ fn read_private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     })
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves; then stops
-/// accepting, lets in-flight requests finish for at most `grace`, and drops the
-/// connections still open. The same semantics as the plain-HTTP path in `app::serve`.
-///
-/// A failed or timed-out handshake is logged (debug, with the peer address) and ends only
-/// that connection.
+/// Serves `router` over TLS with `config` (the default connection limits; `serve` and the
+/// proxy pass theirs to [`crate::listener::serve`]).
 pub async fn serve(
     router: Router,
     listener: TcpListener,
@@ -136,104 +119,10 @@ pub async fn serve(
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    if e.is_panic() {
-                        tracing::error!("a connection task panicked");
-                    }
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // The watcher is taken before the handshake, so shutdown also waits
-                    // for connections still shaking hands.
-                    connections.spawn(connection(
-                        stream,
-                        peer,
-                        acceptor.clone(),
-                        router.clone(),
-                        graceful.watcher(),
-                    ));
-                }
-                Err(e) => accept_failed(e).await,
-            },
-        }
-    }
-    drop(listener);
-    tracing::info!("shutting down: draining in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "requests still running after the grace period; closing their connections"
-        ),
-    }
-    connections.shutdown().await;
-    Ok(())
-}
-
-/// One client: handshake (bounded by [`HANDSHAKE_TIMEOUT`]), then HTTP/1.1 until the client
-/// closes or shutdown asks the connection to finish its current request.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    router: Router,
-    watcher: Watcher,
-) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(peer = %peer, "TLS handshake timed out");
-            return;
-        }
+    let options = crate::listener::ServeOptions {
+        tls: Some(config),
+        grace,
+        ..Default::default()
     };
-    // rustls reports peer certificates only after verifying them against the client CAs.
-    let client_certificate = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| ClientCertificate::from_der(cert));
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request: Request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        if let Some(cert) = &client_certificate {
-            request.extensions_mut().insert(cert.clone());
-        }
-        router.clone().oneshot(request)
-    });
-    let http = hyper::server::conn::http1::Builder::new()
-        // The timer enables hyper's header-read timeout (30 s): a client that sends
-        // headers slowly cannot hold the connection either.
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(http).await {
-        tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
-    }
-}
-
-/// Errors a client can cause (it hung up before we accepted) are ignored; others (out of
-/// file descriptors) are logged, and the loop pauses instead of spinning on them.
-async fn accept_failed(e: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "cannot accept connections; retrying in a second");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    crate::listener::serve(router, listener, options, shutdown).await
 }

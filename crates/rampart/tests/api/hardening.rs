@@ -116,3 +116,147 @@ async fn a_burst_of_wrong_logins_is_shed_not_stored_in_memory() {
         after >> 20
     );
 }
+
+/// `count` slowloris connections: each sends a request line and then one header byte every
+/// `drip`, never finishing its headers. Returns, per connection, whether the server closed
+/// it within `watch` (a read gave EOF or an error).
+async fn slowloris(
+    addr: std::net::SocketAddr,
+    count: usize,
+    drip: Duration,
+    watch: Duration,
+) -> Vec<tokio::task::JoinHandle<bool>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            continue;
+        };
+        tasks.push(tokio::spawn(async move {
+            if stream
+                .write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes())
+                .await
+                .is_err()
+            {
+                return true;
+            }
+            let deadline = Instant::now() + watch;
+            let mut buf = [0u8; 512];
+            while Instant::now() < deadline {
+                match tokio::time::timeout(drip, stream.read(&mut buf)).await {
+                    // Closed by the server (EOF, reset), or it answered: either way done.
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    Ok(Ok(_)) => return true,
+                    Err(_) => {
+                        if stream.write_all(b"a").await.is_err() {
+                            return true;
+                        }
+                    }
+                }
+            }
+            false
+        }));
+    }
+    tasks
+}
+
+/// Slow clients holding many connections cannot stop a node: ordinary requests keep being
+/// answered while 300 connections drip header bytes, and each of those is closed by the
+/// header-read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_cut_off_and_others_are_served() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.http.header_read_timeout_secs = 2;
+        c.edge.rate_limit_enabled = false;
+    })
+    .await;
+    // `serve`, as `main` runs it (the test harness serves through the same listener).
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    check_slowloris(addr, &app.base).await;
+}
+
+async fn check_slowloris(addr: std::net::SocketAddr, base: &str) {
+    let slow = slowloris(
+        addr,
+        300,
+        Duration::from_millis(500),
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(slow.len() >= 290, "{} slow connections opened", slow.len());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let res = http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} during the slowloris: {e}"));
+        assert_eq!(res.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut closed = 0;
+    for t in slow {
+        if t.await.unwrap() {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 290,
+        "{closed} slow connections closed by the timeout"
+    );
+}
+
+/// The same in front of another application, through `rampart edge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_cuts_off_slowloris_connections_too() {
+    let app = crate::helpers::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rampart_config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..rampart_config::Config::default()
+    };
+    config.http.header_read_timeout_secs = 2;
+    config.edge.rate_limit_enabled = false;
+    let upstream = rampart::proxy::Upstream::parse(&app.base).unwrap();
+    let router = rampart::proxy::build(&config, upstream).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = rampart::listener::ServeOptions::from_config(&config.http, None);
+    tokio::spawn(rampart::listener::serve(
+        router,
+        listener,
+        options,
+        std::future::pending(),
+    ));
+    check_slowloris(addr, &format!("http://{addr}")).await;
+}
+
+/// Over `http.max_connections`, a connection gets a 503 in the one error shape at once and
+/// is closed, instead of waiting in the kernel's queue; a slot freed is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_with_503() {
+    use tokio::io::AsyncReadExt;
+    let app = crate::helpers::spawn_app_with(|c| c.http.max_connections = 20).await;
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), extra.read_to_string(&mut answer))
+        .await
+        .expect("refused at once")
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
+}
