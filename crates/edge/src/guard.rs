@@ -92,6 +92,8 @@ pub async fn edge_guard(State(edge): State<Edge>, mut req: Request, next: Next) 
         } else {
             ApiError::forbidden("this origin may not call the API").into_response()
         }
+    } else if policy.api_defaults && has_encoded_nul(req.uri()) {
+        nul_refused().into_response()
     } else {
         match (&policy.limiter, client) {
             (Some(limiter), Some(ip)) => {
@@ -160,4 +162,20 @@ pub fn rate_limited(decision: &crate::rate_limit::Decision) -> ApiError {
         code: "rate_limited",
         ..ApiError::too_many_requests(decision.retry_after_secs)
     }
+}
+
+/// `%00` in the path or query. PostgreSQL refuses a NUL in text (a 500 when it reached
+/// the database); no identifier, filter or cursor of the API contains one, so it is a 400
+/// here, before any handler.
+fn has_encoded_nul(uri: &http::Uri) -> bool {
+    let nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    nul(uri.path()) || uri.query().is_some_and(nul)
+}
+
+/// The one refusal for NUL characters, in bodies (`json.rs`) and in URLs.
+pub(crate) fn nul_refused() -> ApiError {
+    ApiError::bad_request(
+        "invalid_text",
+        "text may not contain NUL characters (\\u0000 or %00)",
+    )
 }

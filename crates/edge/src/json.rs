@@ -70,6 +70,9 @@ where
                 format!("request body nests deeper than {max_depth} levels"),
             ));
         }
+        if has_nul_escape(&bytes) {
+            return Err(crate::guard::nul_refused());
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(match rejection {
@@ -96,6 +99,24 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A `\u0000` escape in a JSON text (a raw NUL is not valid JSON and fails parsing). An
+/// escaped backslash is skipped whole, so `"\\u0000"` (a backslash, then the letters) is
+/// text, not a NUL.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -105,4 +126,18 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(super::has_nul_escape(br#"{"a":"x\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"a\u0000":1}"#));
+        assert!(!super::has_nul_escape(br#"{"a":"x\\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"a":"x\\\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"a":"\u00001"}"#));
+        assert!(!super::has_nul_escape(br#"{"a":"\u0001"}"#));
+        assert!(!super::has_nul_escape(b"{}"));
+    }
 }
