@@ -128,6 +128,11 @@ impl AccessTokens {
             .decoding
             .as_ref()
             .ok_or_else(|| JwtError::Invalid("key does not sign access tokens".into()))?;
+        if key.alg == Algorithm::Es256 && !low_s_signature(token) {
+            // (r, n - s) verifies as well as (r, s): refusing the high half keeps one
+            // valid token per signing, as we only ever issue low-S ones.
+            return Err(JwtError::Invalid("ECDSA signature is not low-S".into()));
+        }
         let mut validation = self.validation.clone();
         // Only the key's own algorithm: no algorithm confusion.
         validation.algorithms = vec![jws_alg(key.alg)];
@@ -137,6 +142,22 @@ impl AccessTokens {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
                 _ => JwtError::Invalid(e.to_string()),
             })
+    }
+}
+
+/// Whether a compact JWS carries a 64-byte ES256 signature with `s` in the lower half.
+/// Anything unreadable is left to the verification that follows to refuse.
+fn low_s_signature(token: &str) -> bool {
+    let Some(encoded) = token.rsplit('.').next() else {
+        return true;
+    };
+    match URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| p256::ecdsa::Signature::from_slice(&bytes).ok())
+    {
+        Some(signature) => signature.normalize_s().is_none(),
+        None => true,
     }
 }
 
@@ -175,6 +196,41 @@ mod tests {
         .await
         .unwrap();
         keys.signer(Purpose::AccessToken, "kind:x").await.unwrap()
+    }
+
+    /// ECDSA signatures are malleable: `(r, n - s)` verifies like `(r, s)`. Ours are always
+    /// low-S, and the high-S twin of a valid token is refused.
+    #[tokio::test]
+    async fn a_high_s_twin_of_an_es256_token_is_refused() {
+        let tokens = AccessTokens::new("iss", "aud");
+        let key = signer(Algorithm::Es256).await;
+        for _ in 0..16 {
+            let token = tokens.sign(&key, &claims(now() + 900)).unwrap();
+            assert!(low_s_signature(&token), "we sign low-S only");
+            assert!(tokens.verify(&token, &key).is_ok());
+
+            let (input, signature) = token.rsplit_once('.').unwrap();
+            let bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            let low = p256::ecdsa::Signature::from_slice(&bytes).unwrap();
+            let (r, s) = low.split_scalars();
+            let high =
+                p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+            let twin = format!("{input}.{}", URL_SAFE_NO_PAD.encode(high.to_bytes()));
+            // The twin is a valid signature to a lenient verifier...
+            use p256::ecdsa::signature::Verifier;
+            let jwk = key.jwk();
+            let bare =
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]});
+            let public = p256::PublicKey::from_jwk_str(&bare.to_string()).unwrap();
+            let public = p256::ecdsa::VerifyingKey::from(public);
+            assert!(public.verify(input.as_bytes(), &high).is_ok());
+            // ...and refused here, by the token check and by the key's own verify.
+            assert!(matches!(
+                tokens.verify(&twin, &key),
+                Err(JwtError::Invalid(_))
+            ));
+            assert!(!key.verify(input.as_bytes(), &high.to_bytes()));
+        }
     }
 
     #[tokio::test]

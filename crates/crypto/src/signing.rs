@@ -235,13 +235,20 @@ impl LoadedKey {
         match &self.private {
             Some(PrivateKey::P256(key)) => {
                 let signature: p256::ecdsa::Signature = key.sign(message);
-                Ok(signature.to_bytes().to_vec())
+                Ok(low_s(signature.to_bytes().to_vec()))
             }
             Some(PrivateKey::Ed25519(key)) => Ok(key.sign(message).to_bytes().to_vec()),
             Some(PrivateKey::Rsa(key)) => {
                 Ok(key.sign_with_rng(&mut rand::rngs::OsRng, message).to_vec())
             }
-            Some(PrivateKey::Token(hsm, key)) => Ok(hsm.sign(key, message)?),
+            Some(PrivateKey::Token(hsm, key)) => {
+                let signature = hsm.sign(key, message)?;
+                Ok(match self.alg {
+                    // A token's ECDSA leaves `s` as it falls; ours are low-S (see `verify`).
+                    Algorithm::Es256 => low_s(signature),
+                    _ => signature,
+                })
+            }
             None => Err(SigningError::Unusable {
                 kid: self.kid.clone(),
                 reason: "this node holds only its public half".into(),
@@ -252,8 +259,10 @@ impl LoadedKey {
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         use p256::ecdsa::signature::Verifier;
         match &self.public {
+            // Only low-S signatures: `(r, n - s)` verifies too, and accepting both would make
+            // every signature malleable (a second valid token for the same claims).
             PublicKey::P256(key) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify(message, &s).is_ok()),
+                .is_ok_and(|s| s.normalize_s().is_none() && key.verify(message, &s).is_ok()),
             PublicKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|s| key.verify_strict(message, &s).is_ok()),
             PublicKey::Rsa(key) => rsa::pss::Signature::try_from(signature)
@@ -634,6 +643,16 @@ impl SigningKeys {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An ES256 signature (`r || s`) with `s` in the lower half of the group order.
+fn low_s(signature: Vec<u8>) -> Vec<u8> {
+    match p256::ecdsa::Signature::from_slice(&signature) {
+        Ok(sig) => sig
+            .normalize_s()
+            .map_or(signature, |low| low.to_bytes().to_vec()),
+        Err(_) => signature,
+    }
 }
 
 /// The associated data a software private key is sealed with; unchanged for ES256 since

@@ -108,6 +108,11 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => ("unauthorized", "authentication required"),
             StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
             StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "too many requests"),
+            // The proxy's request timeout: the application behind it is slow, not us.
+            StatusCode::GATEWAY_TIMEOUT => (
+                "gateway_timeout",
+                "the application behind the proxy did not answer in time",
+            ),
             s if s.is_server_error() => return ApiError::internal(),
             _ => ("bad_request", "bad request"),
         };

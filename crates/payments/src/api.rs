@@ -302,6 +302,7 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
         ("description", text(obj, "description", 500)?),
         ("reference", text(obj, "reference", 200)?),
         ("metadata", Some(metadata.to_string())),
+        ("customer.email", email.clone()),
     ] {
         if value.as_deref().is_some_and(holds_card_number) {
             return Err(invalid(field, "must not hold a card number"));
@@ -321,13 +322,15 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
     })
 }
 
-/// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn.
-fn holds_card_number(text: &str) -> bool {
+/// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn. Digits
+/// of other scripts count as their ASCII twins (fullwidth `４２４２…`, Arabic-Indic,
+/// Devanagari), so a card number cannot slip past by being typed in another width.
+pub(crate) fn holds_card_number(text: &str) -> bool {
     let mut digits = Vec::new();
     for c in text.chars().chain(std::iter::once('x')) {
-        match c {
-            '0'..='9' => digits.push(c as u8),
-            ' ' | '-' if !digits.is_empty() => {}
+        match (decimal_digit(c), c) {
+            (Some(d), _) => digits.push(b'0' + d),
+            (None, ' ' | '-' | '\u{3000}') if !digits.is_empty() => {}
             _ => {
                 if (13..=19).contains(&digits.len()) && rampart_edge::luhn(&digits) {
                     return true;
@@ -337,6 +340,19 @@ fn holds_card_number(text: &str) -> bool {
         }
     }
     false
+}
+
+/// The value of a decimal digit in ASCII or in the scripts users type card numbers in.
+fn decimal_digit(c: char) -> Option<u8> {
+    let zero = match c {
+        '0'..='9' => '0',
+        '\u{FF10}'..='\u{FF19}' => '\u{FF10}', // fullwidth
+        '\u{0660}'..='\u{0669}' => '\u{0660}', // Arabic-Indic
+        '\u{06F0}'..='\u{06F9}' => '\u{06F0}', // Extended Arabic-Indic
+        '\u{0966}'..='\u{096F}' => '\u{0966}', // Devanagari
+        _ => return None,
+    };
+    u8::try_from(c as u32 - zero as u32).ok()
 }
 
 /// JSON with object keys sorted, so equal parameters hash equally.
@@ -1289,8 +1305,7 @@ pub async fn put_fraud_rules(
     Json(body): Json<Value>,
 ) -> Result<Json<FraudRules>, ApiError> {
     principal.require(FRAUD_RULES_WRITE)?;
-    let rules: FraudRules =
-        serde_json::from_value(body).map_err(|e| invalid("rules", truncate(&e.to_string())))?;
+    let rules = FraudRules::from_partial(&body).map_err(|e| invalid("rules", truncate(&e)))?;
     rules.validate().map_err(|e| invalid("rules", e))?;
     let text = serde_json::to_string(&rules).map_err(|_| ApiError::internal())?;
     let audit = rampart_audit::event(
@@ -1311,6 +1326,23 @@ pub async fn put_fraud_rules(
 
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod card_text_tests {
+    #[test]
+    fn card_numbers_in_any_digit_width_are_found() {
+        assert!(super::holds_card_number("pay 4242 4242 4242 4242 now"));
+        assert!(super::holds_card_number("４２４２４２４２４２４２４２４２"));
+        assert!(super::holds_card_number(
+            "4242\u{3000}4242\u{3000}4242\u{3000}4242"
+        ));
+        assert!(super::holds_card_number("siti4242424242424242@example.id"));
+        assert!(!super::holds_card_number("order 2026-12-01 #1234"));
+        assert!(!super::holds_card_number(
+            "４２４２４２４２４２４２４２４３"
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,39 @@ pub struct FlagRule {
 
 const HOUR: u64 = 3600;
 
+impl FraudRules {
+    /// Rules from a merchant's partial document: a JSON object whose fields, at any depth,
+    /// replace the defaults, so `{"card_velocity": {"max": 1}}` changes one number and
+    /// keeps the rule's other fields. Anything but an object, an unknown field or a value
+    /// of the wrong type is refused with serde's message.
+    pub fn from_partial(partial: &serde_json::Value) -> Result<FraudRules, String> {
+        if !partial.is_object() {
+            return Err("fraud rules must be a JSON object".into());
+        }
+        let mut merged = serde_json::to_value(FraudRules::default()).map_err(|e| e.to_string())?;
+        merge(&mut merged, partial);
+        serde_json::from_value(merged).map_err(|e| e.to_string())
+    }
+}
+
+/// Overlays `patch` on `base`: objects merge field by field, anything else replaces.
+fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                match base.get_mut(key) {
+                    // `per_currency` is a map of the merchant's own: replaced, not merged.
+                    Some(existing) if key != "per_currency" => merge(existing, value),
+                    _ => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
+}
+
 impl Default for FraudRules {
     fn default() -> Self {
         let count = |max, window_secs, weight| CountRule {
@@ -450,6 +483,20 @@ mod tests {
         assert_eq!(rules.ip_velocity, FraudRules::default().ip_velocity);
         assert!(rules.validate().is_ok());
         assert!(serde_json::from_str::<FraudRules>(r#"{"no_such_rule": {}}"#).is_err());
+        // A partial rule keeps the fields it leaves out (as the README promises).
+        let partial =
+            FraudRules::from_partial(&serde_json::json!({"card_velocity": {"max": 1}})).unwrap();
+        assert_eq!(partial.card_velocity.max, 1);
+        assert_eq!(
+            partial.card_velocity.window_secs,
+            FraudRules::default().card_velocity.window_secs
+        );
+        assert!(FraudRules::from_partial(&serde_json::json!([1, 2])).is_err());
+        assert!(FraudRules::from_partial(&serde_json::json!("x")).is_err());
+        assert!(
+            FraudRules::from_partial(&serde_json::json!({"card_velocity": {"nope": 1}})).is_err()
+        );
+        assert!(FraudRules::from_partial(&serde_json::json!({"review_at": "high"})).is_err());
         let bad = FraudRules {
             review_at: 90,
             decline_at: 80,

@@ -271,6 +271,9 @@ pub async fn create_endpoint(
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     principal.require(WEBHOOKS_WRITE)?;
     check_url(&body.url, p.webhook_allow_private()).map_err(|e| invalid("url", e))?;
+    if crate::api::holds_card_number(&body.url) {
+        return Err(invalid("url", "must not hold a card number").into());
+    }
     if body.url.len() > 2000 {
         return Err(invalid("url", "is longer than 2000 characters").into());
     }

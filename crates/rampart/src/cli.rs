@@ -339,11 +339,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Fraud(FraudCommand::Backtest { file, rules, json }) => {
             let rules: rampart_payments::fraud::FraudRules = match rules {
-                Some(path) => serde_json::from_str(
-                    &std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?,
-                )
-                .with_context(|| format!("{}: not valid fraud rules", path.display()))?,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let partial: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not JSON", path.display()))?;
+                    rampart_payments::fraud::FraudRules::from_partial(&partial).map_err(|e| {
+                        anyhow::anyhow!("{}: not valid fraud rules: {e}", path.display())
+                    })?
+                }
                 None => Default::default(),
             };
             rules.validate().map_err(anyhow::Error::msg)?;

@@ -240,6 +240,11 @@ pub struct TokenizeRequest {
     pub exp_month: Value,
     #[schema(value_type = i64)]
     pub exp_year: Value,
+    /// Never accepted here: present only to be refused with a clear error (a token is
+    /// stored; a card verification code must never be, PCI DSS 3.3.1).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub cvc: Option<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -296,6 +301,13 @@ pub async fn tokenize(
     Json(body): Json<TokenizeRequest>,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     principal.require(TOKENS_WRITE)?;
+    if body.cvc.is_some() {
+        return Err(invalid(
+            "cvc",
+            "a card verification code is never stored; send it only with a payment",
+        )
+        .into());
+    }
     let pan = match &body.number {
         Value::String(s) => Pan::parse(s).map_err(|e| invalid("number", e.to_string()))?,
         _ => return Err(invalid("number", "must be a string of digits").into()),

@@ -260,3 +260,80 @@ async fn connections_over_the_limit_are_refused_with_503() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
 }
+
+/// The smaller holes: a CVC is refused by tokenize, fraud rules must be an object and a
+/// partial rule keeps its other defaults, and HTTP/2 without TLS (h2c) is not spoken.
+#[tokio::test]
+async fn tokenize_refuses_a_cvc_and_fraud_rules_merge_partial_objects() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let (_, admin) = crate::vault::merchant(&app, &root, "holes").await;
+
+    let res = app
+        .post(
+            "/api/v1/tokens",
+            Some(&admin),
+            &json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}),
+        )
+        .await;
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("invalid_field") && body.contains("cvc:"),
+        "{body}"
+    );
+    assert!(!body.contains("123"), "the CVC is not echoed: {body}");
+
+    let put = |body: serde_json::Value| {
+        app.client
+            .put(app.url("/api/v1/fraud/rules"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    for not_an_object in [json!([1]), json!("rules"), json!(7)] {
+        let res = put(not_an_object).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let defaults: serde_json::Value = app
+        .get("/api/v1/fraud/rules", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = put(json!({"card_velocity": {"max": 1}})).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let rules: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(rules["card_velocity"]["max"], 1);
+    assert_eq!(
+        rules["card_velocity"]["window_secs"],
+        defaults["card_velocity"]["window_secs"]
+    );
+    assert_eq!(rules["ip_velocity"], defaults["ip_velocity"]);
+}
+
+#[tokio::test]
+async fn h2c_on_the_plain_listener_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app().await;
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    // HTTP/1.1 only: no HTTP/2 SETTINGS frame comes back (hyper answers a bad request or
+    // just closes).
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -45,6 +45,13 @@ async fn spawn_upstream(seen: Arc<AtomicUsize>) -> SocketAddr {
         .route("/echo", any(echo))
         .route("/slow", any(slow))
         .route(
+            "/stall",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route(
             "/leak",
             get(|| async {
                 (
@@ -304,4 +311,18 @@ async fn clients_that_vanish_leave_the_proxy_working() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// An upstream slower than `http.request_timeout_secs` is the upstream's fault: 504
+/// `gateway_timeout` in the error shape, not a 500.
+#[tokio::test]
+async fn a_slow_upstream_is_a_504_gateway_timeout() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let up = spawn_upstream(seen).await;
+    let proxy = spawn_proxy(&format!("http://{up}"), |c| c.http.request_timeout_secs = 1).await;
+    let res = proxy.get("/stall").await;
+    assert_eq!(
+        error_code(res, StatusCode::GATEWAY_TIMEOUT).await,
+        "gateway_timeout"
+    );
 }
