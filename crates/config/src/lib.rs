@@ -631,8 +631,11 @@ pub struct AuthConfig {
     /// for the rest of the window.
     pub login_max_failures: u32,
     pub login_window_secs: u64,
-    /// Failed logins from one client IP within `login_window_secs`, across accounts.
+    /// Failed logins from one client IP within `login_window_secs`, across accounts. Past
+    /// it the address is slowed to one attempt per `login_ip_slow_interval_secs` (a correct
+    /// password still gets in), not locked.
     pub login_ip_max_failures: u32,
+    pub login_ip_slow_interval_secs: u64,
     pub password_min_length: usize,
     /// zxcvbn score (0–4) a new password must reach.
     pub password_min_score: u8,
@@ -789,6 +792,7 @@ impl Default for AuthConfig {
             login_max_failures: 5,
             login_window_secs: 15 * 60,
             login_ip_max_failures: 50,
+            login_ip_slow_interval_secs: 10,
             password_min_length: 12,
             password_min_score: 3,
             require_mfa_for_admins: true,
@@ -974,6 +978,13 @@ impl Config {
                 "auth.hash_queue_ms",
                 a.hash_queue_ms,
                 "it must be between 1 and 30000",
+            ));
+        }
+        if !(1..=3600).contains(&a.login_ip_slow_interval_secs) {
+            return Err(invalid(
+                "auth.login_ip_slow_interval_secs",
+                a.login_ip_slow_interval_secs,
+                "it must be between 1 and 3600",
             ));
         }
         if a.login_ip_max_failures == 0 {

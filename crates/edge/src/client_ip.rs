@@ -11,6 +11,26 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
+/// A peer that forwards client addresses without being trusted is most often the
+/// operator's own load balancer left out of `edge.trusted_proxies`: every client then
+/// shares its address, and per-IP limits and login throttling apply to all of them at
+/// once. Said once per peer (for the first 64 peers), as a warning.
+fn note_untrusted_forwarder(peer: IpAddr) {
+    static NOTED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<IpAddr>>> =
+        std::sync::OnceLock::new();
+    let noted = NOTED.get_or_init(Default::default);
+    let Ok(mut noted) = noted.lock() else { return };
+    if noted.len() < 64 && noted.insert(peer) {
+        tracing::warn!(
+            peer = %peer,
+            "a request carries X-Forwarded-For or CF-Connecting-IP from a peer that is not in \
+             edge.trusted_proxies; the header is ignored and the peer counts as the client. \
+             If this is your load balancer, add it, or every client behind it shares one \
+             address for rate limits and login throttling"
+        );
+    }
+}
+
 impl TrustedProxies {
     /// CIDRs or single addresses; `Err` names the first that does not parse.
     pub fn parse(items: &[String]) -> Result<TrustedProxies, String> {
@@ -34,6 +54,9 @@ impl TrustedProxies {
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
         if !self.trusts(peer) {
+            if headers.contains_key("x-forwarded-for") || headers.contains_key("cf-connecting-ip") {
+                note_untrusted_forwarder(peer);
+            }
             return peer;
         }
         if let Some(ip) = headers

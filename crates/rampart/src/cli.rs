@@ -298,6 +298,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(ConfigCommand::Show) => {
             print!("{}", config.to_redacted_toml());
+            if config.edge.trusted_proxies.is_empty() {
+                // On stderr, so the TOML on stdout stays loadable as it is.
+                eprintln!(
+                    "note: edge.trusted_proxies is empty: X-Forwarded-For and CF-Connecting-IP \
+                     are ignored. Behind a load balancer, list it there, or every client \
+                     shares its address for rate limits and login throttling."
+                );
+            }
             Ok(())
         }
         Command::Serve => {

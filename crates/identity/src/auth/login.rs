@@ -102,8 +102,24 @@ async fn attempt(
     if let Some(key) = &ip_key {
         let ip = throttle.hit(key, window).await.map_err(unavailable)?;
         if ip.attempts > config.login_ip_max_failures {
-            identity.security_event(SecurityEvent::new("login_ip_locked", "warning"), info, None);
-            return Err(locked(ip.resets_in));
+            // Over its failure budget an address is slowed, not shut: one attempt per
+            // `login_ip_slow_interval_secs` still goes through, so an office (or everyone
+            // behind a proxy we were not told to trust) is not locked out by one
+            // attacker among them, while guessing from it stays bounded.
+            let slow_key = format!("slow:{key}");
+            let interval = Duration::from_secs(config.login_ip_slow_interval_secs);
+            let slow = throttle
+                .hit(&slow_key, interval)
+                .await
+                .map_err(unavailable)?;
+            if slow.attempts > 1 {
+                identity.security_event(
+                    SecurityEvent::new("login_ip_locked", "warning"),
+                    info,
+                    None,
+                );
+                return Err(locked(slow.resets_in));
+            }
         }
     }
 

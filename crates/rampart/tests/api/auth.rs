@@ -172,17 +172,39 @@ async fn a_parallel_burst_of_guesses_gets_only_five_password_checks() {
     assert_eq!((checked, refused), (5, 7), "{statuses:?}");
 }
 
+/// Past its failure budget an address is slowed to one attempt per interval across all
+/// accounts, not shut: a colleague behind the same address still logs in with the right
+/// password (a whole office, or everyone behind an untrusted proxy, shares one address).
 #[tokio::test]
-async fn per_ip_limit_spans_accounts() {
-    let app = crate::helpers::spawn_app_with(|c| c.auth.login_ip_max_failures = 3).await;
+async fn per_ip_limit_spans_accounts_and_slows_rather_than_locks() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.auth.login_ip_max_failures = 3;
+        c.auth.login_ip_slow_interval_secs = 2;
+    })
+    .await;
+    app.create_platform_admin("root@example.id").await;
     for i in 0..3 {
         let res = app
             .login(&format!("nobody{i}@example.id"), "wrong password here")
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
+    // The slow lane admits one attempt now (a wrong one here), then none until the
+    // interval has passed.
+    let res = app.login("nobody8@example.id", "wrong password here").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app.login("nobody9@example.id", "wrong password here").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = app
+        .login("root@example.id", crate::helpers::STRONG_PASSWORD)
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a correct password gets through"
+    );
 }
 
 #[tokio::test]

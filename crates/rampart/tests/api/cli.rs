@@ -141,6 +141,16 @@ fn config_show_redacts_and_bad_values_name_the_key() {
         text.contains("postgres://app:[redacted]@db:5432/rampart"),
         "{text}"
     );
+    // Without trusted proxies, forwarded addresses are ignored: config show says so.
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("edge.trusted_proxies is empty"), "{note}");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["config", "show"])
+        .env("RAMPART_EDGE_TRUSTED_PROXIES", "10.0.0.0/8")
+        .env("RAMPART_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("trusted_proxies is empty"));
 
     let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["config", "show"])
