@@ -110,8 +110,20 @@ pub struct Email(String);
 impl Email {
     /// A pragmatic check (one `@`, a dot in the domain, no spaces or control characters,
     /// at most 254 bytes): deliverability is proven by sending mail, not by a regex.
+    ///
+    /// The address is NFKC-normalised and lowercased first, so a fullwidth or otherwise
+    /// compatible spelling of an address is that address, not a new account. Refused, as
+    /// lookalikes of another address (UTS #39): invisible and direction-changing characters
+    /// (zero-width spaces, bidi controls), a local part or domain that mixes scripts
+    /// (`аdmin` with a Cyrillic `а`), and a non-Latin part whose confusable skeleton is
+    /// plain ASCII (an all-Cyrillic `аdmіn`). Addresses wholly in one script (`иван@почта.рф`)
+    /// stay welcome.
     pub fn parse(raw: &str) -> Result<Email, String> {
-        let email = raw.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization;
+        let email: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+        if email.chars().any(invisible) {
+            return Err("contains invisible or direction-changing characters".into());
+        }
         let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && match email.split_once('@') {
@@ -125,16 +137,39 @@ impl Email {
                 }
                 None => false,
             };
-        if valid {
-            Ok(Email(email))
-        } else {
-            Err("is not a valid e-mail address".into())
+        if !valid {
+            return Err("is not a valid e-mail address".into());
         }
+        let (local, domain) = email.split_once('@').unwrap_or_default();
+        for part in std::iter::once(local).chain(domain.split('.')) {
+            if lookalike(part) {
+                return Err(
+                    "mixes scripts or imitates a Latin address; write it in one script".into(),
+                );
+            }
+        }
+        Ok(Email(email))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Format characters that render as nothing or reorder text (Unicode category Cf).
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// UTS #39: a part that mixes scripts, or one not in ASCII whose confusable skeleton is.
+fn lookalike(part: &str) -> bool {
+    use unicode_security::MixedScript;
+    if part.is_ascii() {
+        return false;
+    }
+    !part.is_single_script() || unicode_security::skeleton(part).all(|c| c.is_ascii())
 }
 
 impl fmt::Display for Email {
@@ -254,6 +289,41 @@ pub struct StoredSigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookalike_addresses_are_that_address_or_refused() {
+        // Compatible spellings are the same address.
+        assert_eq!(
+            Email::parse("ａｄｍｉｎ@ｅｘａｍｐｌｅ.ｃｏｍ")
+                .unwrap()
+                .as_str(),
+            "admin@example.com"
+        );
+        assert_eq!(
+            Email::parse(" Admin@Example.COM ").unwrap().as_str(),
+            "admin@example.com"
+        );
+        // Lookalikes are refused: a Cyrillic letter in a Latin name, an all-Cyrillic
+        // imitation, invisible and bidi characters.
+        for bad in [
+            "\u{0430}dmin@example.com",
+            "\u{0430}\u{0440}\u{0440}\u{04cf}\u{0435}@example.com",
+            "admin@ex\u{0430}mple.com",
+            "ad\u{200b}min@example.com",
+            "admin\u{202e}@example.com",
+            "\u{feff}admin@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        // One script, whatever it is, is fine; so are accents.
+        for good in [
+            "иван@почта.рф",
+            "josé@example.id",
+            "siti.nurhaliza@example.id",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?} refused");
+        }
+    }
 
     #[test]
     fn email_is_normalised_and_checked() {

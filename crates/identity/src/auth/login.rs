@@ -79,10 +79,14 @@ async fn attempt(
     let config = identity.config();
     let throttle = &identity.inner.throttle;
     let window = Duration::from_secs(config.login_window_secs);
-    let account_key = format!(
-        "acct:{}",
-        rampart_crypto::secret_digest(&body.email.trim().to_lowercase())
-    );
+    // The account as the store will find it (NFKC, lowercase), so spelling one address
+    // several ways (fullwidth letters, case) does not buy several lockout budgets.
+    let parsed_email = Email::parse(&body.email);
+    let account_name = match &parsed_email {
+        Ok(email) => email.as_str().to_string(),
+        Err(_) => body.email.trim().to_lowercase(),
+    };
+    let account_key = format!("acct:{}", rampart_crypto::secret_digest(&account_name));
     let ip_key = info.client_ip.map(|ip| format!("ip:{ip}"));
 
     let locked = |d: Duration| IdentityError::Locked {
@@ -123,8 +127,8 @@ async fn attempt(
         }
     }
 
-    let candidate = match Email::parse(&body.email) {
-        Ok(email) => identity.store().find_login_candidate(&email).await?,
+    let candidate = match &parsed_email {
+        Ok(email) => identity.store().find_login_candidate(email).await?,
         Err(_) => None,
     };
     let stored = candidate

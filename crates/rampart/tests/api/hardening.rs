@@ -337,3 +337,44 @@ async fn h2c_on_the_plain_listener_is_refused() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// `admin@example.id` typed in fullwidth letters is the same account (409), one with a
+/// Cyrillic `а` is refused as a lookalike (422), and a login with the fullwidth spelling
+/// logs in the account it names.
+#[tokio::test]
+async fn lookalike_e_mail_addresses_are_not_new_accounts() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Lookalikes", "merchant").await;
+    let path = format!("/api/v1/tenants/{tenant}/users");
+    let create = |email: &str| {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&root)
+            .json(&json!({"email": email, "password": crate::helpers::STRONG_PASSWORD, "role": "member"}))
+            .send()
+    };
+    assert_eq!(
+        create("kasir@example.id").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        create("ｋａｓｉｒ@ｅｘａｍｐｌｅ.ｉｄ")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT
+    );
+    for lookalike in ["k\u{0430}sir@example.id", "kasir\u{200b}@example.id"] {
+        assert_eq!(
+            create(lookalike).await.unwrap().status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{lookalike:?}"
+        );
+    }
+    let res = app
+        .login("ＫＡＳＩＲ@example.id", crate::helpers::STRONG_PASSWORD)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
