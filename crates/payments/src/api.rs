@@ -210,9 +210,14 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
         return Err(invalid("amount", "is larger than any payment we take"));
     }
     let currency = text(obj, "currency", 3)?
-        .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-        .ok_or_else(|| invalid("currency", "must be a three-letter ISO 4217 code"))?
-        .to_ascii_uppercase();
+        .map(|c| c.to_ascii_uppercase())
+        .filter(|c| crate::currency::minor_units(c).is_some())
+        .ok_or_else(|| {
+            invalid(
+                "currency",
+                "must be an active ISO 4217 code (amounts are in its minor unit)",
+            )
+        })?;
     let source = match (obj.get("card"), obj.get("token")) {
         (Some(Value::Object(card)), None) => {
             let pan = match card.get("number") {
