@@ -680,26 +680,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves a router (with the peer address for the edge layer) until `shutdown`
-/// resolves, then drains in-flight requests for at most `grace`: over TLS with a rustls
-/// configuration, plain HTTP without (a proxy in front terminates TLS), with the default
-/// connection limits. Shared by tests; `serve` and the `edge` proxy use
-/// [`crate::listener::serve`] with limits from `[http]`.
-pub async fn serve_router(
-    router: Router,
-    listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    grace: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let options = crate::listener::ServeOptions {
-        tls,
-        grace,
-        ..Default::default()
-    };
-    crate::listener::serve(router, listener, options, shutdown).await
-}
-
 /// Signs checkpoints of the audit chains as they grow (see `rampart_audit::chain`). Every
 /// node runs this; a checkpoint another node already made for the same head is skipped.
 async fn audit_checkpoints(store: Store, identity: Identity, config: rampart_config::AuditConfig) {

@@ -213,25 +213,13 @@ async fn check_slowloris(addr: std::net::SocketAddr, base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_cuts_off_slowloris_connections_too() {
     let app = crate::helpers::spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rampart_config::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..rampart_config::Config::default()
-    };
-    config.http.header_read_timeout_secs = 2;
-    config.edge.rate_limit_enabled = false;
-    let upstream = rampart::proxy::Upstream::parse(&app.base).unwrap();
-    let router = rampart::proxy::build(&config, upstream).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let options = rampart::listener::ServeOptions::from_config(&config.http, None);
-    tokio::spawn(rampart::listener::serve(
-        router,
-        listener,
-        options,
-        std::future::pending(),
-    ));
-    check_slowloris(addr, &format!("http://{addr}")).await;
+    let proxy = crate::proxy::spawn_proxy(&app.base, |c| {
+        c.http.header_read_timeout_secs = 2;
+        c.edge.rate_limit_enabled = false;
+    })
+    .await;
+    let addr: std::net::SocketAddr = proxy.base.trim_start_matches("http://").parse().unwrap();
+    check_slowloris(addr, &proxy.base).await;
 }
 
 /// Over `http.max_connections`, a connection gets a 503 in the one error shape at once and

@@ -96,13 +96,15 @@ where
     It(iter)
 }
 
-struct Proxy {
-    base: String,
+pub(crate) struct Proxy {
+    pub base: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
 }
 
-async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Config)) -> Proxy {
+/// `rampart edge` in front of `upstream`, built and served as the command does, with
+/// `[http]` settings from `customise` (header timeout, connection cap).
+pub(crate) async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Config)) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -117,17 +119,14 @@ async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Config)) -> Pro
         .expect("proxy builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        rampart::app::serve_router(
-            router,
-            listener,
-            None,
-            std::time::Duration::from_secs(1),
-            std::future::pending(),
-        )
-        .await
-        .ok()
-    });
+    let mut options = rampart::listener::ServeOptions::from_config(&config.http, None);
+    options.grace = std::time::Duration::from_secs(1);
+    tokio::spawn(rampart::listener::serve(
+        router,
+        listener,
+        options,
+        std::future::pending(),
+    ));
     Proxy {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),

@@ -205,30 +205,14 @@ async fn with_crs_the_api_takes_put_patch_and_delete_and_the_proxy_keeps_crs_def
     assert_eq!(res.status(), StatusCode::OK, "fraud rules changed");
 
     // The same CRS release behind `rampart edge`: DELETE is CRS's to refuse.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rampart_config::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..rampart_config::Config::default()
-    };
-    config.waf.crs_dir = crs.display().to_string();
-    let upstream = rampart::proxy::Upstream::parse(&app.base).unwrap();
-    let router = rampart::proxy::build(&config, upstream).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        rampart::app::serve_router(
-            router,
-            listener,
-            None,
-            std::time::Duration::from_secs(1),
-            std::future::pending(),
-        )
-        .await
-        .ok()
-    });
+    let proxy = crate::proxy::spawn_proxy(&app.base, |c| {
+        c.waf.crs_dir = crs.display().to_string();
+        c.waf.inspect_responses = false;
+    })
+    .await;
     let res = app
         .client
-        .delete(format!("http://{addr}/api/v1/api-keys/anything"))
+        .delete(format!("{}/api/v1/api-keys/anything", proxy.base))
         .send()
         .await
         .unwrap();
