@@ -12,7 +12,9 @@ use crate::macros::Macro;
 /// A compiled operator.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Rx(Regex),
+    /// The regex, and whether it was compiled in Unicode mode (the prefilter must read
+    /// the pattern the same way).
+    Rx(Regex, bool),
     /// `@rx` whose pattern holds a macro; compiled per evaluation.
     RxMacro(Macro),
     Pm(AhoCorasick),
@@ -45,22 +47,25 @@ pub(crate) type Captures = Vec<Vec<u8>>;
 /// Builds a byte regex with ModSecurity's PCRE flags: `.` matches newline
 /// (DOTALL), and matching is on bytes with ASCII classes, not Unicode.
 pub(crate) fn build_regex(pattern: &str) -> Result<Regex, String> {
+    build_regex_mode(pattern).map(|(re, _)| re)
+}
+
+/// [`build_regex`], also saying whether the pattern needed Unicode mode.
+pub(crate) fn build_regex_mode(pattern: &str) -> Result<(Regex, bool), String> {
     let rewritten = braced_hex_to_plain(pattern);
     let pattern = rewritten.as_str();
-    RegexBuilder::new(pattern)
-        .dot_matches_new_line(true)
-        .unicode(false)
-        .size_limit(64 << 20)
-        .dfa_size_limit(16 << 20)
-        .build()
-        .or_else(|_| {
-            // Literal non-ASCII characters in a class need Unicode mode.
-            RegexBuilder::new(pattern)
-                .dot_matches_new_line(true)
-                .size_limit(64 << 20)
-                .dfa_size_limit(16 << 20)
-                .build()
-        })
+    let build = |unicode: bool| {
+        RegexBuilder::new(pattern)
+            .dot_matches_new_line(true)
+            .unicode(unicode)
+            .size_limit(64 << 20)
+            .dfa_size_limit(16 << 20)
+            .build()
+    };
+    build(false)
+        .map(|re| (re, false))
+        // Literal non-ASCII characters in a class need Unicode mode.
+        .or_else(|_| build(true).map(|re| (re, true)))
         .map_err(|e| format!("invalid regex: {e}"))
 }
 
@@ -288,7 +293,7 @@ impl Op {
     ) -> Option<Captures> {
         let arg = arg.unwrap_or(b"");
         match self {
-            Op::Rx(re) => rx_match(re, value, want_captures),
+            Op::Rx(re, _) => rx_match(re, value, want_captures),
             Op::RxMacro(_) => {
                 let re = build_regex(&String::from_utf8_lossy(arg)).ok()?;
                 rx_match(&re, value, want_captures)

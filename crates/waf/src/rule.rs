@@ -26,6 +26,14 @@ pub(crate) enum Coll {
 }
 
 impl Coll {
+    /// How many there are: `MatchedVars` stays the last variant.
+    pub(crate) const COUNT: usize = Coll::MatchedVars as usize + 1;
+
+    /// Position in a transaction's table of collections.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Coll::Args => "ARGS",
@@ -359,6 +367,9 @@ pub(crate) struct Rule {
     /// Identifies the transformation list among all rules (same list, same
     /// key), so a transaction can reuse a transformed value; 0 means none.
     pub transform_key: u32,
+    /// This rule's bit in the literal scan of its transformation list (`@rx` rules with
+    /// required literals only); `None`: the regex runs on every value.
+    pub prefilter: Option<u32>,
     pub multi_match: bool,
     pub capture: bool,
     pub msg: Option<Macro>,
@@ -496,7 +507,10 @@ fn compile_operator(text: &str, dir: &Path) -> Result<(bool, Op), String> {
     let m = || Macro::parse(&arg);
     let op = match lname.as_str() {
         "rx" if has_macro => Op::RxMacro(m()),
-        "rx" => Op::Rx(operator::build_regex(&arg)?),
+        "rx" => {
+            let (re, unicode) = operator::build_regex_mode(&arg)?;
+            Op::Rx(re, unicode)
+        }
         "pm" => {
             let words: Vec<String> = arg.split_whitespace().map(str::to_string).collect();
             Op::Pm(operator::build_pm(&words)?)
@@ -577,6 +591,7 @@ impl Rule {
             transforms: Vec::new(),
             transforms_reset: false,
             transform_key: 0,
+            prefilter: None,
             multi_match: false,
             capture: false,
             msg: None,

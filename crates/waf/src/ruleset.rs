@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::operator::Op;
 use crate::parser::{self, RawDirective};
+use crate::prefilter::{required_literals, LiteralScan};
 use crate::rule::{self, Defaults, Disruptive, EngineMode, Rule};
 
 /// Why a rule set could not be loaded.
@@ -135,6 +137,9 @@ pub struct RuleSet {
     /// markers appear in every phase so `skipAfter` works in each.
     pub(crate) phases: [Vec<usize>; 5],
     pub(crate) config: EngineConfig,
+    /// Per transformation list (index = `Rule::transform_key`), the literal scan of its
+    /// prefiltered rules.
+    pub(crate) scans: Vec<Option<LiteralScan>>,
 }
 
 impl RuleSet {
@@ -193,6 +198,7 @@ pub struct RuleSetBuilder {
     config: EngineConfig,
     /// Index of the rule whose chain is still open.
     open_chain: Option<usize>,
+    literal_prefilters: bool,
 }
 
 impl Default for RuleSetBuilder {
@@ -208,7 +214,15 @@ impl RuleSetBuilder {
             defaults: Default::default(),
             config: EngineConfig::default(),
             open_chain: None,
+            literal_prefilters: true,
         }
+    }
+
+    /// Whether `@rx` rules get literal prefilters (on by default). Verdicts are the same
+    /// either way; turning them off is for the differential test and for measuring them.
+    pub fn literal_prefilters(&mut self, on: bool) -> &mut Self {
+        self.literal_prefilters = on;
+        self
     }
 
     pub fn add_file(&mut self, path: &Path) -> Result<&mut Self, LoadError> {
@@ -469,6 +483,11 @@ impl RuleSetBuilder {
                 link = r.chain.as_deref_mut();
             }
         }
+        let scans = if self.literal_prefilters {
+            attach_prefilters(&mut entries, keys.len() + 1)
+        } else {
+            Vec::new()
+        };
         let mut phases: [Vec<usize>; 5] = Default::default();
         for (i, e) in entries.iter().enumerate() {
             match e {
@@ -480,6 +499,55 @@ impl RuleSetBuilder {
             entries,
             phases,
             config: self.config.clone(),
+            scans,
         })
     }
+}
+
+/// Gives every `@rx` rule with required literals a bit in the scan of its transformation
+/// list, and builds those scans. `multiMatch` rules test intermediate values too, which no
+/// scan covers, so they keep running their regex on everything.
+fn attach_prefilters(entries: &mut [Entry], lists: usize) -> Vec<Option<LiteralScan>> {
+    let mut sets: Vec<Vec<Vec<Vec<u8>>>> = (0..lists).map(|_| Vec::new()).collect();
+    for e in entries.iter_mut() {
+        let Entry::Rule(head) = e else { continue };
+        let mut link: Option<&mut Rule> = Some(head);
+        while let Some(r) = link {
+            if let (Op::Rx(re, unicode), false) = (&r.op, r.multi_match) {
+                let key = r.transform_key as usize;
+                if let (Some(lits), Some(list)) =
+                    (required_literals(re.as_str(), *unicode), sets.get_mut(key))
+                {
+                    r.prefilter = u32::try_from(list.len()).ok();
+                    list.push(lits);
+                }
+            }
+            link = r.chain.as_deref_mut();
+        }
+    }
+    let scans: Vec<Option<LiteralScan>> = sets
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                None
+            } else {
+                LiteralScan::build(s)
+            }
+        })
+        .collect();
+    // A list whose automaton could not be built keeps its regexes running everywhere.
+    for e in entries.iter_mut() {
+        let Entry::Rule(head) = e else { continue };
+        let mut link: Option<&mut Rule> = Some(head);
+        while let Some(r) = link {
+            if scans
+                .get(r.transform_key as usize)
+                .is_none_or(Option::is_none)
+            {
+                r.prefilter = None;
+            }
+            link = r.chain.as_deref_mut();
+        }
+    }
+    scans
 }

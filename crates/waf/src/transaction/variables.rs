@@ -15,7 +15,7 @@ impl<'r> Transaction<'r> {
     }
 
     pub(super) fn push(&mut self, c: Coll, k: String, v: Vec<u8>) {
-        self.colls.entry(c).or_default().push((k, v));
+        self.colls[c.index()].push((k, v));
     }
 
     pub(super) fn add_arg(&mut self, c: Coll, k: String, v: Vec<u8>) {
@@ -34,23 +34,35 @@ impl<'r> Transaction<'r> {
     }
 
     pub(super) fn coll(&self, c: Coll) -> &[(String, Vec<u8>)] {
-        self.colls.get(&c).map_or(&[], Vec::as_slice)
+        &self.colls[c.index()]
     }
 
     pub(super) fn scalar(&self, name: &str) -> Option<Cow<'_, [u8]>> {
-        self.scalar_owned(name)
-            .map(Cow::Owned)
-            .or_else(|| self.scalars.get(name).map(|v| Cow::Borrowed(v.as_slice())))
+        // The computed names first: they are never stored, and stored ones win over
+        // the remaining computed defaults (`scalar_owned`).
+        if let Some(v) = self.volatile_scalar(name) {
+            return Some(Cow::Owned(v));
+        }
+        match self.scalars.get(name) {
+            Some(v) => Some(Cow::Borrowed(v.as_slice())),
+            None => self.scalar_owned(name).map(Cow::Owned),
+        }
     }
 
-    /// Values computed on demand; stored scalars are borrowed instead.
-    pub(super) fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
+    /// Values that change while rules run, so they are never stored.
+    fn volatile_scalar(&self, name: &str) -> Option<Vec<u8>> {
         match name {
             "DURATION" => Some(self.started.elapsed().as_micros().to_string().into_bytes()),
             "UNIQUE_ID" => Some(self.unique_id.clone().into_bytes()),
             "MATCHED_VAR" => Some(self.matched_var.clone()),
             "MATCHED_VAR_NAME" => Some(self.matched_var_name.clone().into_bytes()),
-            _ if self.scalars.contains_key(name) => None,
+            _ => None,
+        }
+    }
+
+    /// Values computed on demand when nothing is stored under the name.
+    pub(super) fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
+        match name {
             "REQBODY_PROCESSOR" => {
                 Some(self.body_processor.clone().unwrap_or_default().into_bytes())
             }
