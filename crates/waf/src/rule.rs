@@ -359,6 +359,8 @@ pub(crate) struct Rule {
     pub id: u64,
     pub phase: u8,
     pub targets: Vec<Target>,
+    /// The `!` targets of `targets`, split out at load (`RuleSetBuilder::build`).
+    pub exclusions: Vec<Target>,
     pub op: Op,
     pub negated: bool,
     pub transforms: Vec<Transform>,
@@ -586,6 +588,7 @@ impl Rule {
             id: 0,
             phase: 0,
             targets,
+            exclusions: Vec::new(),
             op,
             negated,
             transforms: Vec::new(),

@@ -62,6 +62,44 @@ pub struct Interruption {
     pub action: Disruptive,
 }
 
+/// The state the setup rules at the start of phase 1 leave behind; see
+/// [`crate::RuleSetBuilder::setup_snapshot`].
+#[derive(Debug)]
+pub(crate) struct SetupSnapshot {
+    tx: BTreeMap<String, Vec<u8>>,
+    matched: Vec<MatchedRule>,
+    matched_var: Vec<u8>,
+    matched_var_name: String,
+    /// The phase-1 step to continue at, and the rules still to `skip` there.
+    resume_at: usize,
+    skip: u32,
+}
+
+impl SetupSnapshot {
+    /// Runs the leading steps of phase 1 marked in `setup_steps` on an empty
+    /// transaction. `None` when there is nothing to gain, or when the rules did more
+    /// than set TX (an interruption, `allow`): then every transaction runs them itself.
+    pub(crate) fn take(rs: &RuleSet, setup_steps: &[bool]) -> Option<SetupSnapshot> {
+        if rs.config.mode == EngineMode::Off {
+            return None;
+        }
+        let mut tx = Transaction::new(rs);
+        let (resume_at, skip) = tx.run_steps(1, (0, 0), Some(setup_steps));
+        let clean = tx.interruption.is_none() && !tx.allow_request && tx.mode == rs.config.mode;
+        if resume_at == 0 || !clean {
+            return None;
+        }
+        Some(SetupSnapshot {
+            tx: tx.stores.remove("tx").unwrap_or_default(),
+            matched: std::mem::take(&mut tx.matched),
+            matched_var: std::mem::take(&mut tx.matched_var),
+            matched_var_name: std::mem::take(&mut tx.matched_var_name),
+            resume_at,
+            skip,
+        })
+    }
+}
+
 /// Where runtime `ctl` target removals apply.
 #[derive(Debug, Clone)]
 enum RemoveScope {
@@ -105,6 +143,9 @@ pub struct Transaction<'r> {
     /// Lookups in `transformed` that found the value / had to compute it.
     cache_hits: Cell<u32>,
     cache_misses: Cell<u32>,
+    /// The buffer `eval_link` collects a rule's values into, kept empty between rules
+    /// so its allocation serves the whole transaction (see `recycle`).
+    scratch: Vec<variables::Cand<'static>>,
     /// The rule being evaluated, for `%{rule.*}` and `RULE:`.
     cur: Option<&'r Rule>,
     matched_var: Vec<u8>,
@@ -162,6 +203,7 @@ impl<'r> Transaction<'r> {
             allow_request: false,
             phases_done: 0,
             cur: None,
+            scratch: Vec::new(),
             // Room for what a typical request fills, so the table rarely grows.
             transformed: RefCell::new(SlotMap::with_capacity_and_hasher(256, Default::default())),
             cache_hits: Cell::new(0),
@@ -563,6 +605,7 @@ impl<'r> Transaction<'r> {
     }
 
     fn run_phase(&mut self, phase: u8) {
+        let first = self.phases_done == 0;
         self.phases_done = self.phases_done.max(phase);
         // Logging (phase 5) runs even after an interruption, as in
         // ModSecurity, so correlation rules see blocked requests too.
@@ -572,25 +615,37 @@ impl<'r> Transaction<'r> {
         if self.allow_request && phase <= 2 {
             return;
         }
+        let mut start = (0, 0);
+        if let (1, true, Some(setup)) = (phase, first, &self.rs.setup) {
+            // Nothing has touched TX yet: the setup rules' result is the same for every
+            // transaction, so it is copied instead of evaluated.
+            self.stores.insert("tx".into(), setup.tx.clone());
+            self.matched.extend(setup.matched.iter().cloned());
+            self.matched_var.clone_from(&setup.matched_var);
+            self.matched_var_name.clone_from(&setup.matched_var_name);
+            start = (setup.resume_at, setup.skip);
+        }
+        self.run_steps(phase, start, None);
+    }
+
+    /// Runs the phase's program from step `at` with `skip` rules still to skip. With
+    /// `only`, stops before the first step not marked in it. Returns where it stopped.
+    fn run_steps(
+        &mut self,
+        phase: u8,
+        (mut at, mut skip): (usize, u32),
+        only: Option<&[bool]>,
+    ) -> (usize, u32) {
         let rs = self.rs;
-        let mut skip_after: Option<&str> = None;
-        let mut skip: u32 = 0;
-        for &idx in &rs.phases[usize::from(phase - 1)] {
-            let rule = match &rs.entries[idx] {
-                Entry::Marker(name) => {
-                    if skip_after == Some(name.as_str()) {
-                        skip_after = None;
-                    }
-                    continue;
-                }
-                Entry::Rule(r) => r,
-            };
-            if let Some(target) = skip_after {
-                if target.parse::<u64>().ok() == Some(rule.id) {
-                    skip_after = None;
-                }
-                continue;
+        let program = &rs.phases[usize::from(phase - 1)];
+        while let Some(step) = program.get(at) {
+            if only.is_some_and(|marked| !marked.get(at).copied().unwrap_or(false)) {
+                break;
             }
+            at += 1;
+            let Entry::Rule(rule) = &rs.entries[step.entry] else {
+                continue;
+            };
             if skip > 0 {
                 skip -= 1;
                 continue;
@@ -601,22 +656,23 @@ impl<'r> Transaction<'r> {
             if !self.eval_chain(rule) {
                 continue;
             }
-            if let Some(sa) = &rule.skip_after {
-                skip_after = Some(sa.as_str());
+            if rule.skip_after.is_some() {
+                at = step.skip_after_to;
             }
             if rule.skip > 0 {
                 skip = rule.skip;
             }
             if self.interruption.is_some() && phase < 5 {
-                return;
+                break;
             }
             if self.allow_request && phase <= 2 {
-                return;
+                break;
             }
             if self.mode == EngineMode::Off {
-                return;
+                break;
             }
         }
+        (at, skip)
     }
 
     /// Evaluates a rule and its chain; on a full match records it and
@@ -684,7 +740,9 @@ impl<'r> Transaction<'r> {
             self.run_actions(rule);
             return true;
         }
-        let excl: Vec<&Target> = rule.targets.iter().filter(|t| t.exclude).collect();
+        // The rule's own `!` exclusions are split out at load; `ctl` removals add to
+        // them at run time (rarely: this stays an empty, unallocated Vec).
+        let fixed_excl = rule.exclusions.as_slice();
         let mut dyn_excl: Vec<Target> = Vec::new();
         for (scope, t) in &self.removed_targets {
             let applies = match scope {
@@ -695,24 +753,29 @@ impl<'r> Transaction<'r> {
                 dyn_excl.push(t.clone());
             }
         }
-        let all_excl: Vec<&Target> = excl.into_iter().chain(dyn_excl.iter()).collect();
-        let arg = rule.op.macro_arg().map(|m| self.expand(m));
         let rs = self.rs;
         let want_caps = rule.capture && !rule.negated;
         // First pass borrows the values and only tests them; the hits are
         // then applied, which needs the transaction mutably.
         let mut hits: Vec<(String, Vec<u8>, Option<Captures>)> = Vec::new();
         {
-            let mut values = Vec::new();
+            let mut values = recycle(std::mem::take(&mut self.scratch));
             for t in rule.targets.iter().filter(|t| !t.exclude) {
-                if all_excl
+                if fixed_excl
                     .iter()
+                    .chain(&dyn_excl)
                     .any(|e| e.var == t.var && matches!(e.key, KeySel::All) && !t.count)
                 {
                     continue;
                 }
-                self.collect(t, &all_excl, &mut values);
+                self.collect(t, (fixed_excl, &dyn_excl), &mut values);
             }
+            // A request without the rule's targets costs no more than this.
+            if values.is_empty() {
+                self.scratch = recycle(values);
+                return false;
+            }
+            let arg = rule.op.macro_arg().map(|m| self.expand(m));
             for cand in &values {
                 let mut test = |v: &[u8], literals: Option<&[u64]>| {
                     // No required literal in the value: the regex cannot match it.
@@ -778,6 +841,7 @@ impl<'r> Transaction<'r> {
                     test(&apply_all(&rule.transforms, &cand.value), None);
                 }
             }
+            self.scratch = recycle(values);
         }
         let matched = !hits.is_empty();
         for (name, v, caps) in hits {
@@ -967,6 +1031,16 @@ struct Cached {
     /// `None` when the list left the value as it was.
     value: Option<Vec<u8>>,
     literals: Option<Box<[u64]>>,
+}
+
+/// Empties a value buffer and hands its allocation on under another lifetime: the values
+/// of one rule borrow the transaction, which the next rule's actions change, so the
+/// buffer cannot simply be kept; an empty one can. (Collecting a vector's `into_iter()`
+/// into a vector of a type of the same size reuses its allocation.)
+// `filter` would keep the item type, and the lifetime is what this changes.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'a, 'b>(values: Vec<variables::Cand<'a>>) -> Vec<variables::Cand<'b>> {
+    values.into_iter().filter_map(|_| None).collect()
 }
 
 /// `TX:0` to `TX:9`, the names `capture` writes.
