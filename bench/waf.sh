@@ -272,7 +272,9 @@ export RAMPART_WAF_MODE=blocking
 export TOKIO_WORKER_THREADS=$CPUS
 
 # The same rule set the proxy will build, loaded once to count it (and to fail early).
-rampart_rules=$("$bin" waf check 2>&1) || { echo "$rampart_rules" >&2; die "rampart waf check failed"; }
+rampart_check=$("$bin" waf check 2>&1) || { echo "$rampart_check" >&2; die "rampart waf check failed"; }
+# Its first line is "N rules loaded"; the next names the CRS release.
+rampart_rules=$(grep -m1 ' rules loaded$' <<<"$rampart_check" || echo '? rules loaded')
 
 launch_edge() {
     "$bin" edge --listen "127.0.0.1:$1" --upstream "${url[upstream]}" >>"$work/server.log" 2>&1 &
