@@ -13,6 +13,8 @@
 #   PROFILE_REQUESTS  requests per workload (default 200)
 #   PROFILE_TOP       rows per table (default 15)
 #   PROFILE_WORKLOADS workloads to run (default "get post json")
+#   PROFILE_MALLOC    glibc (default: what the example links) or jemalloc (Debian's
+#                     libjemalloc2 preloaded, the allocator the rampart binary links)
 # Needs valgrind (callgrind_annotate comes with it); as root on Debian/Ubuntu it installs it.
 # A benchmark, not a test: it fails only when something cannot run.
 set -euo pipefail
@@ -29,6 +31,21 @@ read -r -a workloads <<<"${PROFILE_WORKLOADS:-get post json}"
 [[ $REQUESTS =~ ^[0-9]+$ ]] && ((REQUESTS >= 1 && REQUESTS <= 100000)) || die "PROFILE_REQUESTS must be 1..100000"
 [[ $TOP =~ ^[0-9]+$ ]] || die "PROFILE_TOP must be a whole number"
 [[ -d $CRS_DIR/rules ]] || die "no CRS at $CRS_DIR (rules/); set BENCH_CRS_DIR"
+readonly MALLOC=${PROFILE_MALLOC:-glibc}
+preload=()
+case $MALLOC in
+    glibc) ;;
+    jemalloc)
+        jemalloc=$(ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 /{print $NF; exit}')
+        if [[ -z $jemalloc ]]; then
+            install_package libjemalloc2 "jemalloc (for PROFILE_MALLOC=jemalloc)"
+            jemalloc=$(ldconfig -p | awk '/libjemalloc\.so\.2 /{print $NF; exit}')
+        fi
+        [[ -n $jemalloc ]] || die "no libjemalloc.so.2 found"
+        preload=(env "LD_PRELOAD=$jemalloc")
+        ;;
+    *) die "PROFILE_MALLOC must be glibc or jemalloc" ;;
+esac
 
 need_tool valgrind valgrind
 command -v callgrind_annotate >/dev/null || die "callgrind_annotate is missing (it comes with valgrind)"
@@ -41,10 +58,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "profile: CRS $(grep -o -m1 'OWASP_CRS/[0-9.]*' "$CRS_DIR/crs-setup.conf.example" | cut -d/ -f2 || echo '?') at paranoia level 1, engine On, responses inspected;"
-echo "         $REQUESTS requests per workload after one unmeasured; commit $(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "         allocator $MALLOC; $REQUESTS requests per workload after one unmeasured; commit $(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 for w in "${workloads[@]}"; do
     out=$work/callgrind.$w
-    valgrind --tool=callgrind --toggle-collect='*run_requests*' --callgrind-out-file="$out" \
+    # --trace-children follows `env` into the example when an allocator is preloaded.
+    valgrind --tool=callgrind --trace-children=yes --toggle-collect='*run_requests*' \
+        --callgrind-out-file="$out" "${preload[@]}" \
         "$example" "$CRS_DIR" "$w" "$REQUESTS" >"$work/$w.log" 2>&1 \
         || { cat "$work/$w.log" >&2; die "$w: the profile run failed"; }
     total=$(grep -m1 '^summary:' "$out" | awk '{print $2}')
