@@ -377,6 +377,8 @@ pub(crate) struct Rule {
     pub msg: Option<Macro>,
     pub logdata: Option<Macro>,
     pub tags: Vec<String>,
+    /// `tags` again, shared with every match of the rule (set in `RuleSetBuilder::build`).
+    pub shared_tags: std::sync::Arc<[String]>,
     pub severity: Option<u8>,
     pub ver: Option<String>,
     pub log: Option<bool>,
@@ -600,6 +602,7 @@ impl Rule {
             msg: None,
             logdata: None,
             tags: Vec::new(),
+            shared_tags: std::sync::Arc::from(Vec::new()),
             severity: None,
             ver: None,
             log: None,

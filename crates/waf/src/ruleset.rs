@@ -503,6 +503,7 @@ impl RuleSetBuilder {
             let mut link: Option<&mut Rule> = Some(head);
             while let Some(r) = link {
                 r.exclusions = r.targets.iter().filter(|t| t.exclude).cloned().collect();
+                r.shared_tags = r.tags.clone().into();
                 if !r.transforms.is_empty() {
                     let next = keys.len() as u32 + 1;
                     r.transform_key = *keys.entry(r.transforms.clone()).or_insert(next);

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::body;
@@ -27,7 +28,8 @@ pub struct MatchedRule {
     pub phase: u8,
     pub msg: String,
     pub logdata: String,
-    pub tags: Vec<String>,
+    /// Shared with the rule (a match costs no copy of its tags).
+    pub tags: Arc<[String]>,
     pub severity: Option<u8>,
     /// False for `nolog` rules: they matched but would not be logged.
     pub logged: bool,
@@ -47,7 +49,7 @@ impl MatchedRule {
         if let Some(sev) = self.severity {
             s.push_str(&format!(" [severity \"{sev}\"]"));
         }
-        for t in &self.tags {
+        for t in self.tags.iter() {
             s.push_str(&format!(" [tag \"{t}\"]"));
         }
         s
@@ -705,7 +707,7 @@ impl<'r> Transaction<'r> {
             phase: head.phase,
             msg,
             logdata,
-            tags: head.tags.clone(),
+            tags: Arc::clone(&head.shared_tags),
             severity: head.severity,
             logged: head.log.unwrap_or(true),
             matched_var_name: self.matched_var_name.clone(),
