@@ -180,14 +180,25 @@ fn ip_in(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// `atoi`-like parsing used by the numeric operators: leading whitespace and
 /// sign, then digits; anything unparsable is 0.
 pub(crate) fn atoi(v: &[u8]) -> i64 {
-    let s = std::str::from_utf8(v).unwrap_or("").trim_start();
-    let (neg, digits) = match s.as_bytes().first() {
+    // Numbers are ASCII, and so are almost all values compared as numbers: those need no
+    // UTF-8 validation and only ASCII whitespace trimmed. Anything else keeps the general
+    // rule (invalid UTF-8 is 0; Unicode whitespace is trimmed).
+    let s: &[u8] = if v.is_ascii() {
+        let start = v
+            .iter()
+            .position(|&b| !matches!(b, 9..=13 | b' '))
+            .unwrap_or(v.len());
+        &v[start..]
+    } else {
+        std::str::from_utf8(v).unwrap_or("").trim_start().as_bytes()
+    };
+    let (neg, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
     let mut n: i64 = 0;
-    for b in digits.bytes() {
+    for &b in digits {
         if !b.is_ascii_digit() {
             break;
         }
@@ -409,6 +420,21 @@ mod tests {
             b"PASSWD"
         );
         assert!(op.matches(b"hello", None, false).is_none());
+    }
+
+    #[test]
+    fn atoi_reads_numbers_like_c() {
+        assert_eq!(atoi(b"  42abc"), 42);
+        assert_eq!(atoi(b"\t-7"), -7);
+        assert_eq!(atoi(b"+3"), 3);
+        assert_eq!(atoi(b""), 0);
+        assert_eq!(atoi(b"x1"), 0);
+        assert_eq!(atoi(b"12\xff"), 0, "invalid UTF-8 is not a number");
+        assert_eq!(
+            atoi("\u{a0}5".as_bytes()),
+            5,
+            "Unicode whitespace is trimmed"
+        );
     }
 
     #[test]
