@@ -81,7 +81,7 @@ declare -A path=([get]='/index.html?page=2&sort=name' [post]=/checkout [sqli]="/
 declare -A verdict=([get]=200 [post]=200 [sqli]=403)
 
 readonly TARGETS=(upstream modsec rampart)
-declare -A title=([upstream]='upstream direct' [modsec]='nginx+ModSecurity' [rampart]='Rampart edge')
+declare -A title=([upstream]='upstream direct' [modsec]='nginx+ModSecurity' [rampart]='Rampart edge' [rampart_off]='Rampart, WAF off')
 
 # ModSecurity's recommended configuration (upstream's modsecurity.conf-recommended) as
 # packages ship it; the first that exists is used. Debian 12 has it only in the nginx
@@ -272,7 +272,9 @@ export RAMPART_WAF_MODE=blocking
 export TOKIO_WORKER_THREADS=$CPUS
 
 # The same rule set the proxy will build, loaded once to count it (and to fail early).
-rampart_rules=$("$bin" waf check 2>&1) || { echo "$rampart_rules" >&2; die "rampart waf check failed"; }
+rampart_check=$("$bin" waf check 2>&1) || { echo "$rampart_check" >&2; die "rampart waf check failed"; }
+# Its first line is "N rules loaded"; the next names the CRS release.
+rampart_rules=$(grep -m1 ' rules loaded$' <<<"$rampart_check" || echo '? rules loaded')
 
 launch_edge() {
     "$bin" edge --listen "127.0.0.1:$1" --upstream "${url[upstream]}" >>"$work/server.log" 2>&1 &
@@ -286,13 +288,20 @@ start_waf() {
             start_server_with launch_edge
             url[rampart]=$base
             ;;
+        # The same proxy with no rule at all: what the WAF costs on top of proxying.
+        rampart_off)
+            RAMPART_WAF_MODE=off
+            start_server_with launch_edge
+            RAMPART_WAF_MODE=blocking
+            url[rampart_off]=$base
+            ;;
     esac
 }
 
 stop_waf() {
     case $1 in
         modsec) stop_nginx modsec ;;
-        rampart) stop_server ;;
+        rampart | rampart_off) stop_server ;;
     esac
 }
 
@@ -300,7 +309,7 @@ waf_running() {
     case $1 in
         upstream) [[ -e $work/upstream/nginx.pid ]] && kill -0 "$(<"$work/upstream/nginx.pid")" 2>/dev/null ;;
         modsec) [[ -e $work/modsec/nginx.pid ]] && kill -0 "$(<"$work/modsec/nginx.pid")" 2>/dev/null ;;
-        rampart) [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null ;;
+        rampart | rampart_off) [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null ;;
     esac
 }
 
@@ -418,9 +427,20 @@ for w in "${WORKLOADS[@]}"; do
     echo
 done
 
+# What the WAF costs in the proxy: the benign GET again, through `rampart edge` with the
+# WAF off (it must pass, like every request to the upstream).
+start_waf rampart_off
+[[ $(status rampart_off get) == 200 ]] || die "Rampart with the WAF off does not answer 200 to the benign GET"
+measure rampart_off get
+stop_waf rampart_off
+echo
+
 printf '%-12s %18s %20s %16s %24s\n' workload "${title[upstream]}" "${title[modsec]}" "${title[rampart]}" 'Rampart ÷ ModSecurity'
 for w in "${WORKLOADS[@]}"; do
     awk -v name="${label[$w]}" -v upstream="${rps[upstream/$w]}" -v modsec="${rps[modsec/$w]}" -v rampart="${rps[rampart/$w]}" 'BEGIN {
         printf "%-12s %12.0f req/s %14.0f req/s %10.0f req/s %23.2f\n", name, upstream, modsec, rampart, rampart / modsec
     }'
 done
+awk -v on="${rps[rampart/get]}" -v off="${rps[rampart_off/get]}" 'BEGIN {
+    printf "benign GET through rampart edge: WAF on %.0f req/s, WAF off %.0f req/s, WAF on ÷ WAF off = %.2f\n", on, off, on / off
+}'

@@ -212,8 +212,10 @@ pub struct WafConfig {
     /// `blocking` (default), `detection` (log only) or `off` (no rules, ours included).
     pub mode: WafModeSetting,
     /// A CRS v4 release directory: `crs-setup.conf` (or `crs-setup.conf.example`) and
-    /// `rules/`. Empty: only Rampart's own rules run. CRS is not shipped with Rampart;
-    /// download a release from coreruleset.org.
+    /// `rules/`. Empty: the first release found in `data_dir/crs`, `/etc/rampart/crs` or
+    /// Debian's `/usr/share/modsecurity-crs` (if it loads), else only Rampart's own rules;
+    /// `none`: only Rampart's own rules. CRS is not shipped with Rampart; download a
+    /// release from coreruleset.org.
     pub crs_dir: String,
     /// CRS paranoia level, 1 (default) to 4: higher levels catch more and block more
     /// legitimate traffic.
@@ -1135,7 +1137,10 @@ impl Config {
                 "anomaly thresholds must be at least 1",
             ));
         }
-        if !w.crs_dir.is_empty() && !Path::new(&w.crs_dir).join("rules").is_dir() {
+        if !w.crs_dir.is_empty()
+            && w.crs_dir != "none"
+            && !Path::new(&w.crs_dir).join("rules").is_dir()
+        {
             return Err(invalid(
                 "waf.crs_dir",
                 &w.crs_dir,

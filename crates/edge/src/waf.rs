@@ -147,6 +147,8 @@ struct VerdictLabels {
 /// The compiled rule set and where its verdicts go.
 pub struct Waf {
     rules: RuleSet,
+    /// The CRS directory loaded and the release it holds (`None`: our rules only).
+    crs: Option<(PathBuf, Option<String>)>,
     inspect_responses: bool,
     max_body_bytes: usize,
     body_timeout: std::time::Duration,
@@ -196,15 +198,74 @@ fn prelude(s: &WafSettings) -> String {
     )
 }
 
+/// Debian's `modsecurity-crs` package keeps the rules here and the setup file in
+/// [`DEBIAN_CRS_SETUP`].
+pub const DEBIAN_CRS_DIR: &str = "/usr/share/modsecurity-crs";
+const DEBIAN_CRS_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
+
 /// The CRS setup file of a release directory: the operator's `crs-setup.conf` if there is
-/// one, otherwise the shipped example.
+/// one, otherwise the shipped example, otherwise (Debian's package) the one under
+/// `/etc/modsecurity/crs`.
 pub fn crs_setup_file(crs_dir: &Path) -> PathBuf {
     let own = crs_dir.join("crs-setup.conf");
+    let example = crs_dir.join("crs-setup.conf.example");
     if own.is_file() {
         own
+    } else if !example.is_file() && crs_dir == Path::new(DEBIAN_CRS_DIR) {
+        PathBuf::from(DEBIAN_CRS_SETUP)
     } else {
-        crs_dir.join("crs-setup.conf.example")
+        example
     }
+}
+
+/// Where a CRS release is looked for when `waf.crs_dir` is not set, in this order: the
+/// data directory's `crs/`, `/etc/rampart/crs`, and Debian's package.
+pub fn crs_locations(data_dir: &Path) -> Vec<PathBuf> {
+    vec![
+        data_dir.join("crs"),
+        PathBuf::from("/etc/rampart/crs"),
+        PathBuf::from(DEBIAN_CRS_DIR),
+    ]
+}
+
+/// The first of `candidates` that holds a CRS release: a `rules/` folder with `*.conf`
+/// files, and a setup file.
+pub fn find_crs(candidates: &[PathBuf]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .find(|dir| {
+            let has_rules = std::fs::read_dir(dir.join("rules")).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "conf"))
+            });
+            has_rules && crs_setup_file(dir).is_file()
+        })
+        .cloned()
+}
+
+/// The release a CRS directory holds (`4.28.0`), as its initialization rules name it
+/// (`ver:'OWASP_CRS/4.28.0'`, `SecComponentSignature "OWASP_CRS/4.28.0"`), or its setup
+/// file when those are missing. Only those two forms count: the files' comments name
+/// other releases (the ModSecurity version a file was produced with, say).
+pub fn crs_release(crs_dir: &Path) -> Option<String> {
+    let sources = [
+        crs_dir.join("rules/REQUEST-901-INITIALIZATION.conf"),
+        crs_setup_file(crs_dir),
+    ];
+    let marks = ["ver:'OWASP_CRS/", "SecComponentSignature \"OWASP_CRS/"];
+    sources.iter().find_map(|file| {
+        let text = std::fs::read_to_string(file).ok()?;
+        marks.iter().find_map(|mark| {
+            let at = text.find(mark)? + mark.len();
+            let version: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                .collect();
+            let version = version.trim_end_matches('.');
+            (!version.is_empty()).then(|| version.to_string())
+        })
+    })
 }
 
 /// Builds the rule set: prelude, CRS setup, our rules, CRS rules, extra rules.
@@ -264,6 +325,10 @@ impl Waf {
         );
         Ok(Some(Waf {
             rules,
+            crs: settings
+                .crs_dir
+                .as_ref()
+                .map(|dir| (dir.clone(), crs_release(dir))),
             inspect_responses: settings.inspect_responses,
             max_body_bytes: settings.max_body_bytes,
             body_timeout: settings.body_timeout,
@@ -275,6 +340,13 @@ impl Waf {
 
     pub fn rule_count(&self) -> usize {
         self.rules.rule_count()
+    }
+
+    /// The CRS directory the rules came from and its release, if CRS was loaded.
+    pub fn crs(&self) -> Option<(&Path, Option<&str>)> {
+        self.crs
+            .as_ref()
+            .map(|(dir, release)| (dir.as_path(), release.as_deref()))
     }
 }
 
@@ -594,6 +666,37 @@ mod tests {
             body_timeout: std::time::Duration::from_secs(5),
             http_policy: HttpPolicy::RampartApi,
         }
+    }
+
+    #[test]
+    fn crs_is_found_where_a_release_is_and_names_its_version() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let empty = root.path().join("empty");
+        let half = root.path().join("half");
+        let release = root.path().join("release");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        // Rules but no setup file: not a release.
+        std::fs::create_dir_all(half.join("rules")).expect("mkdir");
+        std::fs::write(half.join("rules/REQUEST-901-INITIALIZATION.conf"), "").expect("write");
+        std::fs::create_dir_all(release.join("rules")).expect("mkdir");
+        std::fs::write(release.join("crs-setup.conf.example"), "# setup").expect("write");
+        std::fs::write(
+            release.join("rules/REQUEST-901-INITIALIZATION.conf"),
+            "# Producer: ModSecurity 2.9.1; OWASP_CRS/3.1.0.\n\
+             SecAction \"id:901001,phase:1,pass,nolog,ver:'OWASP_CRS/4.28.0'\"",
+        )
+        .expect("write");
+        let missing = root.path().join("missing");
+        assert_eq!(
+            find_crs(&[missing.clone(), empty.clone(), half.clone()]),
+            None
+        );
+        assert_eq!(
+            find_crs(&[missing, empty, half, release.clone()]),
+            Some(release.clone())
+        );
+        assert_eq!(crs_release(&release).as_deref(), Some("4.28.0"));
+        assert_eq!(crs_locations(root.path())[0], root.path().join("crs"));
     }
 
     fn own_rules_only() -> RuleSet {

@@ -1,5 +1,6 @@
 //! Assembling the application and serving it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,9 +220,12 @@ pub fn security_log(config: &Config) -> anyhow::Result<rampart_audit::security_l
     .context("cannot open the security log")
 }
 
-/// The WAF from config (`None` when `waf.mode = "off"`): our own rules, CRS when
-/// `waf.crs_dir` is set, then `waf.extra_rules`. Blocks and detections go to the security
-/// log; a rule file that does not parse stops start-up with its file, line and reason.
+/// The WAF from config (`None` when `waf.mode = "off"`): our own rules, CRS, then
+/// `waf.extra_rules`. CRS comes from `waf.crs_dir`, or when that is empty from the first
+/// standard place that has a release (`rampart_edge::waf::crs_locations`); `none` turns it
+/// off. Blocks and detections go to the security log; a rule file that does not parse
+/// stops start-up with its file, line and reason, except a CRS found rather than
+/// configured (an older distribution package, say), which is left out with a warning.
 pub fn waf(
     config: &Config,
     http_policy: HttpPolicy,
@@ -229,13 +233,13 @@ pub fn waf(
     security_log: rampart_audit::security_log::SecurityLog,
 ) -> anyhow::Result<Option<Arc<Waf>>> {
     let w = &config.waf;
-    let settings = WafSettings {
+    let mut settings = WafSettings {
         mode: match w.mode {
             WafModeSetting::Blocking => WafMode::Blocking,
             WafModeSetting::Detection => WafMode::Detection,
             WafModeSetting::Off => WafMode::Off,
         },
-        crs_dir: (!w.crs_dir.is_empty()).then(|| w.crs_dir.clone().into()),
+        crs_dir: None,
         paranoia_level: w.paranoia_level,
         inbound_threshold: w.inbound_anomaly_threshold,
         outbound_threshold: w.outbound_anomaly_threshold,
@@ -270,15 +274,50 @@ pub fn waf(
         });
         security_log.record(event);
     });
-    let waf = Waf::load(&settings, registry, sink).context("cannot load the WAF rules")?;
+    let found = match w.crs_dir.as_str() {
+        "" => rampart_edge::waf::find_crs(&rampart_edge::waf::crs_locations(&config.data_dir)),
+        "none" => None,
+        dir => {
+            settings.crs_dir = Some(dir.into());
+            None
+        }
+    };
+    let discovered = found.is_some() && settings.mode != WafMode::Off;
+    if discovered {
+        settings.crs_dir = found;
+    }
+    // A failed load registers no metrics (the rules are built first), so a second
+    // attempt can use the same registry.
+    let waf = match Waf::load(&settings, registry, Arc::clone(&sink)) {
+        Err(e) if discovered => {
+            tracing::warn!(
+                crs = %settings.crs_dir.as_deref().unwrap_or(Path::new("")).display(),
+                error = %e,
+                "found a CRS that does not load; leaving it out"
+            );
+            settings.crs_dir = None;
+            Waf::load(&settings, registry, sink).context("cannot load the WAF rules")?
+        }
+        loaded => loaded.context("cannot load the WAF rules")?,
+    };
     match &waf {
-        Some(waf) => tracing::info!(
-            mode = ?settings.mode,
-            crs = settings.crs_dir.as_ref().map(|d| d.display().to_string()),
-            paranoia_level = settings.paranoia_level,
-            rules = waf.rule_count(),
-            "WAF rules loaded"
-        ),
+        Some(waf) => match waf.crs() {
+            Some((dir, release)) => tracing::info!(
+                mode = ?settings.mode,
+                crs = %dir.display(),
+                crs_release = release.unwrap_or("unknown"),
+                paranoia_level = settings.paranoia_level,
+                rules = waf.rule_count(),
+                "WAF rules loaded: OWASP CRS {} and Rampart's own",
+                release.unwrap_or("(release unknown)")
+            ),
+            None => tracing::warn!(
+                mode = ?settings.mode,
+                rules = waf.rule_count(),
+                "WAF rules loaded: no OWASP CRS found (set waf.crs_dir, or put a release in \
+                 data_dir/crs or /etc/rampart/crs), so only Rampart's own rules run"
+            ),
+        },
         None => tracing::warn!("WAF is off (waf.mode = \"off\"): no rule runs, ours included"),
     }
     Ok(waf.map(Arc::new))

@@ -422,7 +422,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &mut registry,
                 app::security_log(&config)?,
             )? {
-                Some(waf) => println!("{} rules loaded", waf.rule_count()),
+                Some(waf) => {
+                    // First line as before ("N rules loaded"): scripts read it.
+                    println!("{} rules loaded", waf.rule_count());
+                    match waf.crs() {
+                        Some((dir, release)) => println!(
+                            "OWASP CRS {} from {}, and Rampart's own rules",
+                            release.unwrap_or("(release unknown)"),
+                            dir.display()
+                        ),
+                        None => println!("no OWASP CRS: only Rampart's own rules run"),
+                    }
+                }
                 None => println!("the WAF is off (waf.mode = \"off\")"),
             }
             Ok(())

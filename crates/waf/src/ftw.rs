@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::http::parse_request;
-use crate::{RuleSet, RuleSetBuilder};
+use crate::http::{parse_request, RawRequest};
+use crate::{RuleSet, RuleSetBuilder, Transaction};
 
 /// The setup go-ftw's CRS test configuration adds after `crs-setup.conf`.
 pub const TEST_MODE_SETUP: &str = r#"SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,\
@@ -89,6 +89,12 @@ pub fn run(crs_dir: &Path, tests_dir: &Path, exclusions: &Exclusions) -> Result<
 
 /// Builds the rule set the CRS suite expects.
 pub fn load_crs_for_tests(crs_dir: &Path) -> Result<RuleSet, FtwError> {
+    Ok(crs_builder_for_tests(crs_dir)?.build()?)
+}
+
+/// The loader [`load_crs_for_tests`] builds from, for callers that change engine
+/// options (literal prefilters) before building.
+pub fn crs_builder_for_tests(crs_dir: &Path) -> Result<RuleSetBuilder, FtwError> {
     let mut b = RuleSetBuilder::new();
     let setup = ["crs-setup.conf", "crs-setup.conf.example"]
         .iter()
@@ -98,7 +104,7 @@ pub fn load_crs_for_tests(crs_dir: &Path) -> Result<RuleSet, FtwError> {
     b.add_file(&setup)?;
     b.add_text(TEST_MODE_SETUP, Path::new("<test-mode>"), crs_dir)?;
     b.add_dir(&crs_dir.join("rules"))?;
-    Ok(b.build()?)
+    Ok(b)
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FtwError> {
@@ -410,19 +416,10 @@ struct StageResult {
     error: bool,
 }
 
-fn run_stage(rules: &RuleSet, input: &Value) -> Result<StageResult, String> {
-    let raw = build_request(input)?;
-    let req = match parse_request(&raw) {
-        Ok(r) => r,
-        Err(_) => {
-            return Ok(StageResult {
-                status: 400,
-                log: String::new(),
-                ids: Vec::new(),
-                error: true,
-            })
-        }
-    };
+/// One exchange as go-ftw drives it against CRS's test backend: the request phases,
+/// then (unless they interrupted) the echo backend's response through phases 3 and 4,
+/// then logging. Returns the final status and the finished transaction.
+fn exchange<'r>(rules: &'r RuleSet, req: &RawRequest) -> (u16, Transaction<'r>) {
     let mut tx = rules.transaction();
     tx.process_connection("127.0.0.1", 40000, "127.0.0.1", 80);
     let mut status = 0;
@@ -430,7 +427,7 @@ fn run_stage(rules: &RuleSet, input: &Value) -> Result<StageResult, String> {
         status = i.status;
     }
     if status == 0 {
-        let (st, headers, body) = backend(&req);
+        let (st, headers, body) = backend(req);
         for (k, v) in &headers {
             tx.add_response_header(k, v);
         }
@@ -445,6 +442,77 @@ fn run_stage(rules: &RuleSet, input: &Value) -> Result<StageResult, String> {
         }
     }
     tx.process_logging();
+    (status, tx)
+}
+
+/// What a rule set made of one request: the final status and every rule that matched
+/// (logged or not), with the variable it matched last, in evaluation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: u16,
+    pub matched: Vec<(u64, String)>,
+}
+
+/// Runs `req` through `rules` the way a test stage does (see [`run_with_rules`]).
+pub fn evaluate(rules: &RuleSet, req: &RawRequest) -> Verdict {
+    let (status, tx) = exchange(rules, req);
+    Verdict {
+        status,
+        matched: tx
+            .matched_rules()
+            .iter()
+            .map(|m| (m.id, m.matched_var_name.clone()))
+            .collect(),
+    }
+}
+
+/// Every stage's request under `tests_dir`, as a strict server parses it, in file order;
+/// stages such a server refuses with 400 are left out. For differential tests.
+pub fn corpus(tests_dir: &Path) -> Result<Vec<RawRequest>, FtwError> {
+    let mut files = Vec::new();
+    yaml_files(tests_dir, &mut files)?;
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| FtwError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let Ok(doc) = serde_yaml::from_str::<Value>(&text) else {
+            continue;
+        };
+        for test in doc["tests"].as_sequence().into_iter().flatten() {
+            for stage in test["stages"].as_sequence().into_iter().flatten() {
+                let stage = if stage["stage"].is_mapping() {
+                    &stage["stage"]
+                } else {
+                    stage
+                };
+                if let Some(req) = build_request(&stage["input"])
+                    .ok()
+                    .and_then(|raw| parse_request(&raw).ok())
+                {
+                    out.push(req);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn run_stage(rules: &RuleSet, input: &Value) -> Result<StageResult, String> {
+    let raw = build_request(input)?;
+    let req = match parse_request(&raw) {
+        Ok(r) => r,
+        Err(_) => {
+            return Ok(StageResult {
+                status: 400,
+                log: String::new(),
+                ids: Vec::new(),
+                error: true,
+            })
+        }
+    };
+    let (status, tx) = exchange(rules, &req);
     let logged: Vec<&crate::MatchedRule> = tx.matched_rules().iter().filter(|m| m.logged).collect();
     let log = logged
         .iter()

@@ -99,6 +99,7 @@ mod injection;
 mod macros;
 mod operator;
 mod parser;
+mod prefilter;
 mod rule;
 mod ruleset;
 mod transaction;

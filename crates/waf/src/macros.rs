@@ -57,6 +57,14 @@ impl Macro {
         }
     }
 
+    /// The variables the template reads (upper-case names).
+    pub(crate) fn variables(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            MacroPart::Var(n, _) => Some(n.as_str()),
+            MacroPart::Lit(_) => None,
+        })
+    }
+
     pub(crate) fn expand(&self, mut resolve: impl FnMut(&str, Option<&str>) -> Vec<u8>) -> Vec<u8> {
         let mut out = Vec::new();
         for part in &self.parts {

@@ -12,7 +12,9 @@ use crate::macros::Macro;
 /// A compiled operator.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Rx(Regex),
+    /// The regex, and whether it was compiled in Unicode mode (the prefilter must read
+    /// the pattern the same way).
+    Rx(Regex, bool),
     /// `@rx` whose pattern holds a macro; compiled per evaluation.
     RxMacro(Macro),
     Pm(AhoCorasick),
@@ -45,22 +47,25 @@ pub(crate) type Captures = Vec<Vec<u8>>;
 /// Builds a byte regex with ModSecurity's PCRE flags: `.` matches newline
 /// (DOTALL), and matching is on bytes with ASCII classes, not Unicode.
 pub(crate) fn build_regex(pattern: &str) -> Result<Regex, String> {
+    build_regex_mode(pattern).map(|(re, _)| re)
+}
+
+/// [`build_regex`], also saying whether the pattern needed Unicode mode.
+pub(crate) fn build_regex_mode(pattern: &str) -> Result<(Regex, bool), String> {
     let rewritten = braced_hex_to_plain(pattern);
     let pattern = rewritten.as_str();
-    RegexBuilder::new(pattern)
-        .dot_matches_new_line(true)
-        .unicode(false)
-        .size_limit(64 << 20)
-        .dfa_size_limit(16 << 20)
-        .build()
-        .or_else(|_| {
-            // Literal non-ASCII characters in a class need Unicode mode.
-            RegexBuilder::new(pattern)
-                .dot_matches_new_line(true)
-                .size_limit(64 << 20)
-                .dfa_size_limit(16 << 20)
-                .build()
-        })
+    let build = |unicode: bool| {
+        RegexBuilder::new(pattern)
+            .dot_matches_new_line(true)
+            .unicode(unicode)
+            .size_limit(64 << 20)
+            .dfa_size_limit(16 << 20)
+            .build()
+    };
+    build(false)
+        .map(|re| (re, false))
+        // Literal non-ASCII characters in a class need Unicode mode.
+        .or_else(|_| build(true).map(|re| (re, true)))
         .map_err(|e| format!("invalid regex: {e}"))
 }
 
@@ -175,14 +180,25 @@ fn ip_in(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// `atoi`-like parsing used by the numeric operators: leading whitespace and
 /// sign, then digits; anything unparsable is 0.
 pub(crate) fn atoi(v: &[u8]) -> i64 {
-    let s = std::str::from_utf8(v).unwrap_or("").trim_start();
-    let (neg, digits) = match s.as_bytes().first() {
+    // Numbers are ASCII, and so are almost all values compared as numbers: those need no
+    // UTF-8 validation and only ASCII whitespace trimmed. Anything else keeps the general
+    // rule (invalid UTF-8 is 0; Unicode whitespace is trimmed).
+    let s: &[u8] = if v.is_ascii() {
+        let start = v
+            .iter()
+            .position(|&b| !matches!(b, 9..=13 | b' '))
+            .unwrap_or(v.len());
+        &v[start..]
+    } else {
+        std::str::from_utf8(v).unwrap_or("").trim_start().as_bytes()
+    };
+    let (neg, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
     let mut n: i64 = 0;
-    for b in digits.bytes() {
+    for &b in digits {
         if !b.is_ascii_digit() {
             break;
         }
@@ -288,7 +304,7 @@ impl Op {
     ) -> Option<Captures> {
         let arg = arg.unwrap_or(b"");
         match self {
-            Op::Rx(re) => rx_match(re, value, want_captures),
+            Op::Rx(re, _) => rx_match(re, value, want_captures),
             Op::RxMacro(_) => {
                 let re = build_regex(&String::from_utf8_lossy(arg)).ok()?;
                 rx_match(&re, value, want_captures)
@@ -404,6 +420,21 @@ mod tests {
             b"PASSWD"
         );
         assert!(op.matches(b"hello", None, false).is_none());
+    }
+
+    #[test]
+    fn atoi_reads_numbers_like_c() {
+        assert_eq!(atoi(b"  42abc"), 42);
+        assert_eq!(atoi(b"\t-7"), -7);
+        assert_eq!(atoi(b"+3"), 3);
+        assert_eq!(atoi(b""), 0);
+        assert_eq!(atoi(b"x1"), 0);
+        assert_eq!(atoi(b"12\xff"), 0, "invalid UTF-8 is not a number");
+        assert_eq!(
+            atoi("\u{a0}5".as_bytes()),
+            5,
+            "Unicode whitespace is trimmed"
+        );
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub(crate) enum Coll {
 }
 
 impl Coll {
+    /// How many there are: `MatchedVars` stays the last variant.
+    pub(crate) const COUNT: usize = Coll::MatchedVars as usize + 1;
+
+    /// Position in a transaction's table of collections.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Coll::Args => "ARGS",
@@ -351,6 +359,8 @@ pub(crate) struct Rule {
     pub id: u64,
     pub phase: u8,
     pub targets: Vec<Target>,
+    /// The `!` targets of `targets`, split out at load (`RuleSetBuilder::build`).
+    pub exclusions: Vec<Target>,
     pub op: Op,
     pub negated: bool,
     pub transforms: Vec<Transform>,
@@ -359,11 +369,16 @@ pub(crate) struct Rule {
     /// Identifies the transformation list among all rules (same list, same
     /// key), so a transaction can reuse a transformed value; 0 means none.
     pub transform_key: u32,
+    /// This rule's bit in the literal scan of its transformation list (`@rx` rules with
+    /// required literals only); `None`: the regex runs on every value.
+    pub prefilter: Option<u32>,
     pub multi_match: bool,
     pub capture: bool,
     pub msg: Option<Macro>,
     pub logdata: Option<Macro>,
     pub tags: Vec<String>,
+    /// `tags` again, shared with every match of the rule (set in `RuleSetBuilder::build`).
+    pub shared_tags: std::sync::Arc<[String]>,
     pub severity: Option<u8>,
     pub ver: Option<String>,
     pub log: Option<bool>,
@@ -496,7 +511,10 @@ fn compile_operator(text: &str, dir: &Path) -> Result<(bool, Op), String> {
     let m = || Macro::parse(&arg);
     let op = match lname.as_str() {
         "rx" if has_macro => Op::RxMacro(m()),
-        "rx" => Op::Rx(operator::build_regex(&arg)?),
+        "rx" => {
+            let (re, unicode) = operator::build_regex_mode(&arg)?;
+            Op::Rx(re, unicode)
+        }
         "pm" => {
             let words: Vec<String> = arg.split_whitespace().map(str::to_string).collect();
             Op::Pm(operator::build_pm(&words)?)
@@ -572,16 +590,19 @@ impl Rule {
             id: 0,
             phase: 0,
             targets,
+            exclusions: Vec::new(),
             op,
             negated,
             transforms: Vec::new(),
             transforms_reset: false,
             transform_key: 0,
+            prefilter: None,
             multi_match: false,
             capture: false,
             msg: None,
             logdata: None,
             tags: Vec::new(),
+            shared_tags: std::sync::Arc::from(Vec::new()),
             severity: None,
             ver: None,
             log: None,

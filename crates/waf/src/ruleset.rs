@@ -5,8 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::macros::Macro;
+use crate::operator::Op;
 use crate::parser::{self, RawDirective};
-use crate::rule::{self, Defaults, Disruptive, EngineMode, Rule};
+use crate::prefilter::{required_literals, LiteralScan};
+use crate::rule::{self, Action, Defaults, Disruptive, EngineMode, Rule, Var};
+use crate::transaction::SetupSnapshot;
 
 /// Why a rule set could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,18 @@ pub(crate) enum Entry {
     Marker(String),
 }
 
+/// One rule of a phase's program, with its `skipAfter` resolved at load: evaluating a
+/// phase walks an array and jumps, instead of comparing marker names on every rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Step {
+    /// Index into `RuleSet::entries` (always a rule).
+    pub(crate) entry: usize,
+    /// Where to continue in the program when this rule matches and has `skipAfter`: the
+    /// step after the first later marker of that name, or rule of that id (the end of
+    /// the phase when there is none, as ModSecurity does).
+    pub(crate) skip_after_to: usize,
+}
+
 /// Engine settings from configuration directives.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -131,10 +147,14 @@ impl Default for EngineConfig {
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) entries: Vec<Entry>,
-    /// Per phase (index 0 = phase 1), indices into `entries` in file order;
-    /// markers appear in every phase so `skipAfter` works in each.
-    pub(crate) phases: [Vec<usize>; 5],
+    /// Per phase (index 0 = phase 1), the rules to run in file order.
+    pub(crate) phases: [Vec<Step>; 5],
     pub(crate) config: EngineConfig,
+    /// Per transformation list (index = `Rule::transform_key`), the literal scan of its
+    /// prefiltered rules.
+    pub(crate) scans: Vec<Option<LiteralScan>>,
+    /// What the leading setup rules of phase 1 leave behind, computed once at load.
+    pub(crate) setup: Option<SetupSnapshot>,
 }
 
 impl RuleSet {
@@ -193,6 +213,8 @@ pub struct RuleSetBuilder {
     config: EngineConfig,
     /// Index of the rule whose chain is still open.
     open_chain: Option<usize>,
+    literal_prefilters: bool,
+    setup_snapshot: bool,
 }
 
 impl Default for RuleSetBuilder {
@@ -208,7 +230,25 @@ impl RuleSetBuilder {
             defaults: Default::default(),
             config: EngineConfig::default(),
             open_chain: None,
+            literal_prefilters: true,
+            setup_snapshot: true,
         }
+    }
+
+    /// Whether the setup rules at the start of phase 1 (rules that read only TX and
+    /// constants and only write TX, like CRS's `crs-setup.conf` and 901 rules) are
+    /// evaluated once at load, each transaction starting from their result (on by
+    /// default). Verdicts are the same either way.
+    pub fn setup_snapshot(&mut self, on: bool) -> &mut Self {
+        self.setup_snapshot = on;
+        self
+    }
+
+    /// Whether `@rx` rules get literal prefilters (on by default). Verdicts are the same
+    /// either way; turning them off is for the differential test and for measuring them.
+    pub fn literal_prefilters(&mut self, on: bool) -> &mut Self {
+        self.literal_prefilters = on;
+        self
     }
 
     pub fn add_file(&mut self, path: &Path) -> Result<&mut Self, LoadError> {
@@ -462,6 +502,8 @@ impl RuleSetBuilder {
             let Entry::Rule(head) = e else { continue };
             let mut link: Option<&mut Rule> = Some(head);
             while let Some(r) = link {
+                r.exclusions = r.targets.iter().filter(|t| t.exclude).cloned().collect();
+                r.shared_tags = r.tags.clone().into();
                 if !r.transforms.is_empty() {
                     let next = keys.len() as u32 + 1;
                     r.transform_key = *keys.entry(r.transforms.clone()).or_insert(next);
@@ -469,17 +511,158 @@ impl RuleSetBuilder {
                 link = r.chain.as_deref_mut();
             }
         }
-        let mut phases: [Vec<usize>; 5] = Default::default();
-        for (i, e) in entries.iter().enumerate() {
-            match e {
-                Entry::Rule(r) => phases[usize::from(r.phase.clamp(1, 5) - 1)].push(i),
-                Entry::Marker(_) => phases.iter_mut().for_each(|p| p.push(i)),
-            }
-        }
-        Ok(RuleSet {
+        let scans = if self.literal_prefilters {
+            attach_prefilters(&mut entries, keys.len() + 1)
+        } else {
+            Vec::new()
+        };
+        let phases = std::array::from_fn(|p| compile_phase(&entries, p as u8 + 1));
+        let mut rs = RuleSet {
             entries,
             phases,
             config: self.config.clone(),
-        })
+            scans,
+            setup: None,
+        };
+        if self.setup_snapshot {
+            let setup_steps: Vec<bool> = rs.phases[0]
+                .iter()
+                .map(|step| match &rs.entries[step.entry] {
+                    Entry::Rule(r) => is_setup_rule(r),
+                    Entry::Marker(_) => false,
+                })
+                .collect();
+            rs.setup = SetupSnapshot::take(&rs, &setup_steps);
+        }
+        Ok(rs)
     }
+}
+
+/// Whether a rule and its chain read only TX, rule metadata and constants and write only
+/// TX, so that running it at load gives what it would give in every transaction.
+fn is_setup_rule(rule: &Rule) -> bool {
+    let fixed = |m: &Macro| {
+        m.variables()
+            .all(|v| matches!(v, "TX" | "RULE" | "MATCHED_VAR" | "MATCHED_VAR_NAME"))
+    };
+    let mut link = Some(rule);
+    while let Some(r) = link {
+        let targets = r
+            .targets
+            .iter()
+            .all(|t| matches!(&t.var, Var::Store(s) if s == "tx") || t.var == Var::Rule);
+        let actions = r.actions.iter().all(|a| match a {
+            Action::SetVar {
+                coll, name, value, ..
+            } => coll == "tx" && fixed(name) && fixed(value),
+            Action::Noop => true,
+            Action::Ctl(_) | Action::SetEnv { .. } => false,
+        });
+        let texts = r.op.macro_arg().is_none_or(fixed)
+            && r.msg.as_ref().is_none_or(fixed)
+            && r.logdata.as_ref().is_none_or(fixed);
+        if !(targets && actions && texts) {
+            return false;
+        }
+        link = r.chain.as_deref();
+    }
+    true
+}
+
+/// The program of one phase: its rules in file order, each `skipAfter` resolved to the
+/// position it continues at. Markers themselves are not steps; they only name positions.
+fn compile_phase(entries: &[Entry], phase: u8) -> Vec<Step> {
+    // The phase's rules and markers in file order; markers belong to every phase.
+    let listed: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| match e {
+            Entry::Rule(r) => r.phase.clamp(1, 5) == phase,
+            Entry::Marker(_) => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    // For each listed entry, how many rules come before it in the program.
+    let mut rules_before = Vec::with_capacity(listed.len());
+    let mut n = 0;
+    for &i in &listed {
+        rules_before.push(n);
+        if matches!(entries[i], Entry::Rule(_)) {
+            n += 1;
+        }
+    }
+    let mut steps = Vec::with_capacity(n);
+    for (at, &i) in listed.iter().enumerate() {
+        let Entry::Rule(rule) = &entries[i] else {
+            continue;
+        };
+        let skip_after_to = match &rule.skip_after {
+            None => n,
+            Some(target) => {
+                let id = target.parse::<u64>().ok();
+                listed[at + 1..]
+                    .iter()
+                    .zip(&rules_before[at + 1..])
+                    .find_map(|(&j, &before)| match &entries[j] {
+                        Entry::Marker(name) if name == target => Some(before),
+                        Entry::Rule(r) if Some(r.id) == id => Some(before + 1),
+                        _ => None,
+                    })
+                    .unwrap_or(n)
+            }
+        };
+        steps.push(Step {
+            entry: i,
+            skip_after_to,
+        });
+    }
+    steps
+}
+
+/// Gives every `@rx` rule with required literals a bit in the scan of its transformation
+/// list, and builds those scans. `multiMatch` rules test intermediate values too, which no
+/// scan covers, so they keep running their regex on everything.
+fn attach_prefilters(entries: &mut [Entry], lists: usize) -> Vec<Option<LiteralScan>> {
+    let mut sets: Vec<Vec<Vec<Vec<u8>>>> = (0..lists).map(|_| Vec::new()).collect();
+    for e in entries.iter_mut() {
+        let Entry::Rule(head) = e else { continue };
+        let mut link: Option<&mut Rule> = Some(head);
+        while let Some(r) = link {
+            if let (Op::Rx(re, unicode), false) = (&r.op, r.multi_match) {
+                let key = r.transform_key as usize;
+                if let (Some(lits), Some(list)) =
+                    (required_literals(re.as_str(), *unicode), sets.get_mut(key))
+                {
+                    r.prefilter = u32::try_from(list.len()).ok();
+                    list.push(lits);
+                }
+            }
+            link = r.chain.as_deref_mut();
+        }
+    }
+    let scans: Vec<Option<LiteralScan>> = sets
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                None
+            } else {
+                LiteralScan::build(s)
+            }
+        })
+        .collect();
+    // A list whose automaton could not be built keeps its regexes running everywhere.
+    for e in entries.iter_mut() {
+        let Entry::Rule(head) = e else { continue };
+        let mut link: Option<&mut Rule> = Some(head);
+        while let Some(r) = link {
+            if scans
+                .get(r.transform_key as usize)
+                .is_none_or(Option::is_none)
+            {
+                r.prefilter = None;
+            }
+            link = r.chain.as_deref_mut();
+        }
+    }
+    scans
 }

@@ -135,6 +135,65 @@ impl Transform {
     }
 }
 
+impl Transform {
+    /// True when [`Transform::apply`] would return `input` as it is. A quick scan for the
+    /// bytes the transformation acts on, so that the common case (an ordinary value with
+    /// nothing to decode) costs no copy; `false` only means "may change".
+    pub fn leaves_unchanged(self, input: &[u8]) -> bool {
+        let none = |f: fn(u8) -> bool| !input.iter().any(|&b| f(b));
+        match self {
+            Transform::Lowercase => none(|b| b.is_ascii_uppercase()),
+            Transform::Uppercase => none(|b| b.is_ascii_lowercase()),
+            Transform::UrlDecode | Transform::UrlDecodeUni => none(|b| b == b'%' || b == b'+'),
+            Transform::HtmlEntityDecode => none(|b| b == b'&'),
+            Transform::JsDecode | Transform::CssDecode | Transform::EscapeSeqDecode => {
+                none(|b| b == b'\\')
+            }
+            Transform::RemoveNulls | Transform::ReplaceNulls => none(|b| b == 0),
+            Transform::RemoveWhitespace => none(|b| is_space(b) || b == 0xa0),
+            Transform::CompressWhitespace => {
+                none(|b| (is_space(b) && b != b' ') || b == 0xa0) && find(input, b"  ").is_none()
+            }
+            Transform::ReplaceComments => find(input, b"/*").is_none(),
+            Transform::RemoveCommentsChar => {
+                none(|b| b == b'#')
+                    && find(input, b"/*").is_none()
+                    && find(input, b"*/").is_none()
+                    && find(input, b"--").is_none()
+            }
+            Transform::Utf8ToUnicode => input.is_ascii(),
+            Transform::CmdLine => {
+                none(|b| {
+                    b.is_ascii_uppercase()
+                        || matches!(b, b'"' | b'\'' | b'\\' | b'^' | b',' | b';')
+                        || (is_space(b) && b != b' ')
+                }) && find(input, b"  ").is_none()
+                    && find(input, b" /").is_none()
+                    && find(input, b" (").is_none()
+            }
+            Transform::Trim | Transform::TrimLeft | Transform::TrimRight => {
+                !input.first().is_some_and(|&b| is_space(b))
+                    && !input.last().is_some_and(|&b| is_space(b))
+            }
+            Transform::SqlHexDecode => !input
+                .windows(2)
+                .any(|w| w[0] == b'0' && (w[1] == b'x' || w[1] == b'X')),
+            _ => false,
+        }
+    }
+}
+
+/// Applies a transformation list, copying only when a step changes the value.
+pub fn apply_all<'a>(transforms: &[Transform], input: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    let mut cur = std::borrow::Cow::Borrowed(input);
+    for t in transforms {
+        if !t.leaves_unchanged(&cur) {
+            cur = std::borrow::Cow::Owned(t.apply(&cur));
+        }
+    }
+    cur
+}
+
 /// C `isspace` in the "C" locale, which ModSecurity uses throughout.
 pub(crate) fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
@@ -717,6 +776,54 @@ fn sql_hex_decode(input: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `leaves_unchanged` may only say so when `apply` really returns its input: checked
+    /// on random strings over the bytes the transformations act on.
+    #[test]
+    fn leaves_unchanged_never_lies() {
+        const ALPHABET: &[u8] = b"aZ0x%+&#\\/*-<>!;,'\"^ \t\n\x0b\x00\xa0\xc3\xa9(u2";
+        let all = [
+            "lowercase",
+            "uppercase",
+            "urlDecode",
+            "urlDecodeUni",
+            "htmlEntityDecode",
+            "jsDecode",
+            "cssDecode",
+            "escapeSeqDecode",
+            "removeNulls",
+            "replaceNulls",
+            "removeWhitespace",
+            "compressWhitespace",
+            "replaceComments",
+            "removeCommentsChar",
+            "utf8toUnicode",
+            "cmdLine",
+            "trim",
+            "trimLeft",
+            "trimRight",
+            "sqlHexDecode",
+            "normalizePath",
+            "base64Decode",
+            "length",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 7) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|i| ALPHABET[((state >> (8 + 5 * i)) as usize) % ALPHABET.len()])
+                .collect();
+            for name in all {
+                let tr = Transform::from_name(name).unwrap().unwrap();
+                if tr.leaves_unchanged(&input) {
+                    assert_eq!(tr.apply(&input), input, "{name} changed {input:?}");
+                }
+            }
+        }
+    }
 
     fn t(tr: Transform, input: &str) -> String {
         String::from_utf8_lossy(&tr.apply(input.as_bytes())).into_owned()

@@ -215,9 +215,9 @@ pub async fn spawn_app_using(
         config.redis.url = ConnectionUrl::new(redis);
         config.redis.key_prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
     }
-    if let Some(crs) = crs_for_every_app() {
-        config.waf.crs_dir = crs;
-    }
+    // Hermetic: no CRS found on this machine (Debian's package, /etc/rampart/crs) joins a
+    // test app unless the test or the run asks for one.
+    config.waf.crs_dir = crs_for_every_app().unwrap_or_else(|| "none".into());
     customise(&mut config);
     config.validate().expect("test config is valid");
 
@@ -328,6 +328,7 @@ impl TestApp {
         cmd.args(args)
             .env("RAMPART_DATA_DIR", self.dir.path())
             .env("RAMPART_LOG_LEVEL", "warn")
+            .env("RAMPART_WAF_CRS_DIR", &self.config.waf.crs_dir)
             .env_remove("RAMPART_DATABASE_URL");
         if let Some(url) = &self.database_url {
             cmd.env("RAMPART_DATABASE_URL", url);

@@ -111,6 +111,8 @@ pub(crate) async fn spawn_proxy(upstream: &str, customise: impl FnOnce(&mut Conf
         ..Config::default()
     };
     config.waf.inspect_responses = true;
+    // Hermetic: no CRS found on this machine unless the test names one.
+    config.waf.crs_dir = "none".into();
     customise(&mut config);
     config.validate().expect("valid config");
     let upstream = rampart::proxy::Upstream::parse(upstream).unwrap();

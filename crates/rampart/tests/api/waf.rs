@@ -164,7 +164,49 @@ async fn waf_test_runs_a_go_ftw_suite_and_waf_check_names_a_broken_rule_file() {
         &[("RAMPART_WAF_CRS_DIR", crs.to_str().unwrap())],
     );
     assert!(ok, "{err}");
-    assert!(out.trim().ends_with("rules loaded"), "{out}");
+    let mut lines = out.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.ends_with("rules loaded")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("OWASP CRS 4.28.0 from ")),
+        "{out}"
+    );
+}
+
+/// With `waf.crs_dir` unset, a release in the data directory's `crs/` is loaded and
+/// named; with none there (and none installed system-wide, as on the test machines) only
+/// Rampart's own rules run, and `waf check` says so.
+#[tokio::test]
+async fn waf_check_finds_crs_in_the_data_dir_and_says_when_there_is_none() {
+    let Some(crs) = crs_dir() else { return };
+    let app = spawn_app_with(|_| {}).await;
+    let system_wide = ["/etc/rampart/crs", "/usr/share/modsecurity-crs"];
+    if system_wide
+        .iter()
+        .all(|d| !std::path::Path::new(d).exists())
+    {
+        let (ok, out, err) = app.cli(&["waf", "check"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("no OWASP CRS: only Rampart's own rules run"),
+            "{out}"
+        );
+    }
+    std::os::unix::fs::symlink(&crs, app.dir.path().join("crs")).unwrap();
+    let (ok, out, err) = app.cli(&["waf", "check"]);
+    assert!(ok, "{err}");
+    let expected = format!(
+        "OWASP CRS 4.28.0 from {}",
+        app.dir.path().join("crs").display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    let (ok, out, err) = app.cli_env(&["waf", "check"], &[("RAMPART_WAF_CRS_DIR", "none")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("only Rampart's own rules run"), "{out}");
 }
 
 /// CRS allows only GET HEAD POST OPTIONS by default (911100). In front of Rampart's own API

@@ -15,7 +15,7 @@ impl<'r> Transaction<'r> {
     }
 
     pub(super) fn push(&mut self, c: Coll, k: String, v: Vec<u8>) {
-        self.colls.entry(c).or_default().push((k, v));
+        self.colls[c.index()].push((k, v));
     }
 
     pub(super) fn add_arg(&mut self, c: Coll, k: String, v: Vec<u8>) {
@@ -34,23 +34,35 @@ impl<'r> Transaction<'r> {
     }
 
     pub(super) fn coll(&self, c: Coll) -> &[(String, Vec<u8>)] {
-        self.colls.get(&c).map_or(&[], Vec::as_slice)
+        &self.colls[c.index()]
     }
 
     pub(super) fn scalar(&self, name: &str) -> Option<Cow<'_, [u8]>> {
-        self.scalar_owned(name)
-            .map(Cow::Owned)
-            .or_else(|| self.scalars.get(name).map(|v| Cow::Borrowed(v.as_slice())))
+        // The computed names first: they are never stored, and stored ones win over
+        // the remaining computed defaults (`scalar_owned`).
+        if let Some(v) = self.volatile_scalar(name) {
+            return Some(Cow::Owned(v));
+        }
+        match self.scalars.get(name) {
+            Some(v) => Some(Cow::Borrowed(v.as_slice())),
+            None => self.scalar_owned(name).map(Cow::Owned),
+        }
     }
 
-    /// Values computed on demand; stored scalars are borrowed instead.
-    pub(super) fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
+    /// Values that change while rules run, so they are never stored.
+    fn volatile_scalar(&self, name: &str) -> Option<Vec<u8>> {
         match name {
             "DURATION" => Some(self.started.elapsed().as_micros().to_string().into_bytes()),
             "UNIQUE_ID" => Some(self.unique_id.clone().into_bytes()),
             "MATCHED_VAR" => Some(self.matched_var.clone()),
             "MATCHED_VAR_NAME" => Some(self.matched_var_name.clone().into_bytes()),
-            _ if self.scalars.contains_key(name) => None,
+            _ => None,
+        }
+    }
+
+    /// Values computed on demand when nothing is stored under the name.
+    pub(super) fn scalar_owned(&self, name: &str) -> Option<Vec<u8>> {
+        match name {
             "REQBODY_PROCESSOR" => {
                 Some(self.body_processor.clone().unwrap_or_default().into_bytes())
             }
@@ -111,9 +123,16 @@ impl<'r> Transaction<'r> {
     }
 
     /// Enumerates a target's values, borrowing them from the transaction.
-    pub(super) fn collect<'a>(&'a self, t: &'a Target, excl: &[&Target], out: &mut Vec<Cand<'a>>) {
+    /// `excl` holds the rule's own exclusions and those `ctl` added at run time.
+    pub(super) fn collect<'a>(
+        &'a self,
+        t: &'a Target,
+        excl: (&[Target], &[Target]),
+        out: &mut Vec<Cand<'a>>,
+    ) {
         let start = out.len();
-        let excluded = |key: &str| excl.iter().any(|e| e.excludes(&t.var, Some(key)));
+        let excl = || excl.0.iter().chain(excl.1);
+        let excluded = |key: &str| excl().any(|e| e.excludes(&t.var, Some(key)));
         let mut push = |label: &'a str, key: Option<&'a str>, value: Cow<'a, [u8]>| {
             out.push(Cand {
                 label,
@@ -192,7 +211,7 @@ impl<'r> Transaction<'r> {
                 }
             }
             Var::Scalar(n) => {
-                if !excl.iter().any(|e| e.excludes(&t.var, None)) {
+                if !excl().any(|e| e.excludes(&t.var, None)) {
                     if let Some(v) = self.scalar(n) {
                         push(n, None, v);
                     }
@@ -214,7 +233,7 @@ impl<'r> Transaction<'r> {
             out.push(Cand {
                 label,
                 key: None,
-                value: Cow::Owned(n.to_string().into_bytes()),
+                value: count_value(n),
                 slot: None,
             });
         }
@@ -223,6 +242,16 @@ impl<'r> Transaction<'r> {
     pub(super) fn resolve(&self, name: &str, key: Option<&str>) -> Vec<u8> {
         if name == "RULE" {
             return self.rule_meta(key.unwrap_or(""));
+        }
+        // `%{tx.name}`, by far the most common macro: a direct lookup (macro keys are
+        // lower-case already, as TX names are stored).
+        if let ("TX", Some(k)) = (name, key) {
+            return self
+                .stores
+                .get("tx")
+                .and_then(|m| m.get(k))
+                .cloned()
+                .unwrap_or_default();
         }
         let Some(var) = crate::rule::var_from_name(name) else {
             return Vec::new();
@@ -238,7 +267,7 @@ impl<'r> Transaction<'r> {
             exclude: false,
         };
         let mut out = Vec::new();
-        self.collect(&t, &[], &mut out);
+        self.collect(&t, (&[], &[]), &mut out);
         out.into_iter()
             .next()
             .map(|c| c.value.into_owned())
@@ -294,6 +323,15 @@ impl Cand<'_> {
             Some(k) => format!("{}:{k}", self.label),
             None => self.label.to_string(),
         }
+    }
+}
+
+/// A `&` count as the value rules test; the common small counts need no allocation.
+fn count_value(n: usize) -> Cow<'static, [u8]> {
+    const SMALL: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+    match SMALL.get(n) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(n.to_string().into_bytes()),
     }
 }
 
