@@ -60,10 +60,10 @@ async fn verify_passes_then_names_the_altered_event() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
 
-    let (ok, out, err) = app.cli(&["audit", "checkpoint"]);
+    let (ok, out, err) = app.cli(&["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("signed "), "{out}");
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "{err}");
     assert!(verified_count(&out) >= 10, "{out}");
     assert!(
@@ -78,7 +78,7 @@ async fn verify_passes_then_names_the_altered_event() {
         &victim,
     )
     .await;
-    let (ok, _, err) = app.cli(&["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
     assert!(!ok, "verify must fail after tampering");
     assert!(err.contains(&victim), "names the event: {err}");
     assert!(err.contains("altered"), "{err}");
@@ -89,7 +89,7 @@ async fn a_removed_event_is_reported() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
     tamper(&app, "DELETE FROM audit_events WHERE id = $1", &victim).await;
-    let (ok, _, err) = app.cli(&["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
     assert!(!ok);
     assert!(err.contains("missing") || err.contains("removed"), "{err}");
 }
@@ -98,7 +98,7 @@ async fn a_removed_event_is_reported() {
 async fn a_rewritten_chain_contradicts_its_signed_checkpoint() {
     let app = spawn_app().await;
     let victim = scripted_mutations(&app).await;
-    let (ok, _, err) = app.cli(&["audit", "checkpoint"]);
+    let (ok, _, err) = app.cli(&["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
     // Alter an event *and* fix up its hash: only the signed checkpoint can tell.
     tamper(
@@ -107,7 +107,7 @@ async fn a_rewritten_chain_contradicts_its_signed_checkpoint() {
         &victim,
     )
     .await;
-    let (ok, _, err) = app.cli(&["audit", "verify"]);
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
     assert!(!ok);
     assert!(err.contains(&victim) || err.contains("checkpoint"), "{err}");
 }
@@ -131,7 +131,7 @@ async fn concurrent_writers_leave_one_valid_chain() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "{err}");
     assert!(verified_count(&out) >= 17, "{out}");
 }

@@ -11,14 +11,14 @@ use crate::helpers::{
     fresh_postgres_database, security_events, spawn_app, TestApp, STRONG_PASSWORD,
 };
 
-fn ok(app: &TestApp, args: &[&str]) -> String {
-    let (success, stdout, stderr) = app.cli(args);
+async fn ok(app: &TestApp, args: &[&str]) -> String {
+    let (success, stdout, stderr) = app.cli(args).await;
     assert!(success, "rampart {args:?} failed: {stderr}");
     stdout
 }
 
-fn create(app: &TestApp) -> Value {
-    serde_json::from_str(&ok(app, &["backup", "create", "--json"])).expect("--json output")
+async fn create(app: &TestApp) -> Value {
+    serde_json::from_str(&ok(app, &["backup", "create", "--json"]).await).expect("--json output")
 }
 
 /// Where a restore of this app's backups goes: a new data dir (SQLite) or a new empty
@@ -123,7 +123,7 @@ async fn a_backup_taken_during_writes_restores_to_a_copy_whose_chain_verifies_an
     let before = writes.load(Ordering::Relaxed);
     let backup = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || create(&app))
+        tokio::spawn(async move { create(&app).await })
             .await
             .unwrap()
     };
@@ -145,7 +145,7 @@ async fn a_backup_taken_during_writes_restores_to_a_copy_whose_chain_verifies_an
     let (args, env, _dir) = restore_target(&app).await;
     let mut restore = vec!["backup", "restore", id, "--json"];
     restore.extend(args.iter().map(String::as_str));
-    let report: Value = serde_json::from_str(&ok(&app, &restore)).unwrap();
+    let report: Value = serde_json::from_str(&ok(&app, &restore).await).unwrap();
     assert_eq!(report["id"], id);
 
     // The copy: every table's rows as the manifest says, the chain heads too...
@@ -171,7 +171,7 @@ async fn a_backup_taken_during_writes_restores_to_a_copy_whose_chain_verifies_an
     );
     // ...and `rampart audit verify` on it passes.
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &env);
+    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &env).await;
     assert!(success, "audit verify on the restored copy: {stderr}");
     assert!(stdout.contains("verified"), "{stdout}");
 
@@ -193,9 +193,9 @@ async fn a_backup_taken_during_writes_restores_to_a_copy_whose_chain_verifies_an
 async fn flipping_one_byte_of_a_backup_makes_verify_fail() {
     let app = spawn_app().await;
     app.create_platform_admin("root@example.id").await;
-    let backup = create(&app);
+    let backup = create(&app).await;
     let id = backup["id"].as_str().unwrap();
-    let stdout = ok(&app, &["backup", "verify", id]);
+    let stdout = ok(&app, &["backup", "verify", id]).await;
     assert!(stdout.contains("verifies"), "{stdout}");
 
     let path = backup["target"]
@@ -208,11 +208,11 @@ async fn flipping_one_byte_of_a_backup_makes_verify_fail() {
     bytes[middle] ^= 0x01;
     std::fs::write(path, &bytes).unwrap();
 
-    let (success, _, stderr) = app.cli(&["backup", "verify", id]);
+    let (success, _, stderr) = app.cli(&["backup", "verify", id]).await;
     assert!(!success, "verify passed a damaged backup");
     assert!(stderr.contains("SHA-256 mismatch"), "{stderr}");
     assert!(stderr.contains("does not authenticate"), "{stderr}");
-    let (success, stdout, _) = app.cli(&["backup", "verify", id, "--json"]);
+    let (success, stdout, _) = app.cli(&["backup", "verify", id, "--json"]).await;
     assert!(!success);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["ok"], false);
@@ -222,7 +222,7 @@ async fn flipping_one_byte_of_a_backup_makes_verify_fail() {
     let (args, _, _dir) = restore_target(&app).await;
     let mut restore = vec!["backup", "restore", id];
     restore.extend(args.iter().map(String::as_str));
-    let (success, _, stderr) = app.cli(&restore);
+    let (success, _, stderr) = app.cli(&restore).await;
     assert!(!success);
     assert!(stderr.contains("SHA-256 mismatch"), "{stderr}");
     security_events(app.dir.path(), "backup_restore_failed").await;
@@ -232,31 +232,34 @@ async fn flipping_one_byte_of_a_backup_makes_verify_fail() {
 async fn a_backup_whose_key_version_is_retired_does_not_restore() {
     let app = spawn_app().await;
     app.create_platform_admin("root@example.id").await;
-    let old = create(&app);
+    let old = create(&app).await;
     assert_eq!(old["key_name"], "backup");
     assert_eq!(old["key_version"], 1);
-    ok(&app, &["keys", "rotate", "backup"]);
+    ok(&app, &["keys", "rotate", "backup"]).await;
     ok(
         &app,
         &["keys", "retire", "backup", "--below", "2", "--force"],
-    );
-    let new = create(&app);
+    )
+    .await;
+    let new = create(&app).await;
     assert_eq!(new["key_version"], 2);
 
     let (args, _, _dir) = restore_target(&app).await;
     let mut restore = vec!["backup", "restore", old["id"].as_str().unwrap()];
     restore.extend(args.iter().map(String::as_str));
-    let (success, _, stderr) = app.cli(&restore);
+    let (success, _, stderr) = app.cli(&restore).await;
     assert!(!success, "a backup under a retired key version restored");
     assert!(
         stderr.contains("cannot open the backup's data key (keyring key backup version 1)")
             && stderr.contains("retired"),
         "{stderr}"
     );
-    let (success, _, stderr) = app.cli(&["backup", "verify", old["id"].as_str().unwrap()]);
+    let (success, _, stderr) = app
+        .cli(&["backup", "verify", old["id"].as_str().unwrap()])
+        .await;
     assert!(!success);
     assert!(stderr.contains("retired"), "{stderr}");
-    ok(&app, &["backup", "verify", new["id"].as_str().unwrap()]);
+    ok(&app, &["backup", "verify", new["id"].as_str().unwrap()]).await;
 }
 
 /// Scripts and the job log read the stage lines: when stderr is not a terminal (here a
@@ -265,7 +268,7 @@ async fn a_backup_whose_key_version_is_retired_does_not_restore() {
 #[tokio::test]
 async fn without_a_terminal_backup_commands_print_stage_lines_and_draw_no_bars() {
     let app = spawn_app().await;
-    let (success, stdout, stderr) = app.cli(&["backup", "create"]);
+    let (success, stdout, stderr) = app.cli(&["backup", "create"]).await;
     assert!(success, "{stderr}");
     let id = stdout.trim();
     assert!(
@@ -283,14 +286,14 @@ async fn without_a_terminal_backup_commands_print_stage_lines_and_draw_no_bars()
         "{stderr}"
     );
 
-    let (success, _, stderr) = app.cli(&["backup", "create", "--json"]);
+    let (success, _, stderr) = app.cli(&["backup", "create", "--json"]).await;
     assert!(success, "{stderr}");
     assert!(
         !stderr.lines().any(|l| l.starts_with("backup")),
         "--json prints no stage lines: {stderr}"
     );
 
-    let (success, stdout, stderr) = app.cli(&["backup", "verify", id]);
+    let (success, stdout, stderr) = app.cli(&["backup", "verify", id]).await;
     assert!(success, "{stderr}");
     assert!(stdout.starts_with(&format!("backup {id} verifies")));
     assert!(
@@ -308,9 +311,9 @@ async fn backup_list_prints_a_table_and_json_newest_first() {
         Role::PlatformAdmin,
     )
     .await;
-    let first = create(&app);
-    let second = create(&app);
-    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+    let first = create(&app).await;
+    let second = create(&app).await;
+    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"]).await).unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["id"], second["id"]);
@@ -333,7 +336,7 @@ async fn backup_list_prints_a_table_and_json_newest_first() {
     assert_eq!(b["manifest"]["files"].as_array().unwrap().len(), 1);
     assert!(b["target"].as_str().unwrap().starts_with("file://"));
 
-    let text = ok(&app, &["backup", "list"]);
+    let text = ok(&app, &["backup", "list"]).await;
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("ID\tCREATED_AT_MS\tSTATUS"), "{text}");
     assert_eq!(lines.len(), 3);
@@ -347,16 +350,18 @@ async fn a_failed_backup_is_recorded_and_raises_a_security_event() {
     let blocker = app.dir.path().join("not-a-folder");
     std::fs::write(&blocker, b"x").unwrap();
     let target = blocker.join("backups").display().to_string();
-    let (success, _, stderr) = app.cli_env(
-        &["backup", "create"],
-        &[("RAMPART_BACKUP_TARGET_DIR", &target)],
-    );
+    let (success, _, stderr) = app
+        .cli_env(
+            &["backup", "create"],
+            &[("RAMPART_BACKUP_TARGET_DIR", &target)],
+        )
+        .await;
     assert!(!success);
     assert!(
         stderr.contains("cannot create the backup folder"),
         "{stderr}"
     );
-    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"]).await).unwrap();
     assert_eq!(list[0]["status"], "failed");
     assert!(list[0]["error"].as_str().unwrap().contains("backup folder"));
     let event = &security_events(app.dir.path(), "backup_failed").await[0];
@@ -370,7 +375,7 @@ async fn a_failed_backup_is_recorded_and_raises_a_security_event() {
 #[tokio::test]
 async fn the_drill_restores_the_newest_backup_and_reports_rto_and_rpo() {
     let app = spawn_app().await;
-    let (success, _, stderr) = app.cli(&["backup", "drill"]);
+    let (success, _, stderr) = app.cli(&["backup", "drill"]).await;
     assert!(!success);
     assert!(stderr.contains("no complete backup"), "{stderr}");
     security_events(app.dir.path(), "backup_drill_failed").await;
@@ -378,9 +383,9 @@ async fn the_drill_restores_the_newest_backup_and_reports_rto_and_rpo() {
     app.create_platform_admin("root@example.id").await;
     let (admin, _) = app.tokens("root@example.id").await;
     app.create_tenant(&admin, "Drilled", "lpk").await;
-    ok(&app, &["audit", "checkpoint"]);
-    let backup = create(&app);
-    let stdout = ok(&app, &["backup", "drill"]);
+    ok(&app, &["audit", "checkpoint"]).await;
+    let backup = create(&app).await;
+    let stdout = ok(&app, &["backup", "drill"]).await;
     assert!(
         stdout.contains(&format!(
             "drill of backup {}: passed",
@@ -391,7 +396,8 @@ async fn the_drill_restores_the_newest_backup_and_reports_rto_and_rpo() {
     assert!(stdout.contains("RTO (restore, open, verify): "), "{stdout}");
     assert!(stdout.contains("RPO (backup age): "), "{stdout}");
 
-    let report: Value = serde_json::from_str(&ok(&app, &["backup", "drill", "--json"])).unwrap();
+    let report: Value =
+        serde_json::from_str(&ok(&app, &["backup", "drill", "--json"]).await).unwrap();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["backup_id"], backup["id"]);
     assert!(report["rto_ms"].as_u64().unwrap() > 0);
@@ -417,13 +423,13 @@ async fn without_pg_dump_on_path_a_postgres_backup_fails_saying_what_to_install(
     }
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().display().to_string();
-    let (success, _, stderr) = app.cli_env(&["backup", "create"], &[("PATH", &path)]);
+    let (success, _, stderr) = app.cli_env(&["backup", "create"], &[("PATH", &path)]).await;
     assert!(!success);
     assert!(
         stderr.contains("pg_dump is not on PATH") && stderr.contains("postgresql-client"),
         "{stderr}"
     );
-    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+    let list: Value = serde_json::from_str(&ok(&app, &["backup", "list", "--json"]).await).unwrap();
     assert_eq!(list[0]["status"], "failed");
 }
 
@@ -431,7 +437,7 @@ async fn without_pg_dump_on_path_a_postgres_backup_fails_saying_what_to_install(
 async fn a_backup_file_restores_where_its_database_is_gone_with_the_root_key_alone() {
     let app = spawn_app().await;
     app.create_platform_admin("root@example.id").await;
-    let backup = create(&app);
+    let backup = create(&app).await;
     let file = backup["target"]
         .as_str()
         .unwrap()
@@ -461,13 +467,13 @@ async fn a_backup_file_restores_where_its_database_is_gone_with_the_root_key_alo
     let mut restore = vec!["backup", "restore", "--file", &file];
     restore.extend(args.iter().map(String::as_str));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (success, _, stderr) = app.cli_env(&restore, &env_ref);
+    let (success, _, stderr) = app.cli_env(&restore, &env_ref).await;
     assert!(success, "restore from the file alone: {stderr}");
     let restored: Vec<(&str, &str)> = restored_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &restored);
+    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &restored).await;
     assert!(success, "audit verify on the restored copy: {stderr}");
     assert!(stdout.contains("verified"), "{stdout}");
 
@@ -484,7 +490,7 @@ async fn a_backup_file_restores_where_its_database_is_gone_with_the_root_key_alo
     let mut restore = vec!["backup", "restore", "--file", &file];
     restore.extend(args.iter().map(String::as_str));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (success, _, stderr) = app.cli_env(&restore, &env_ref);
+    let (success, _, stderr) = app.cli_env(&restore, &env_ref).await;
     assert!(!success, "a backup restored under another root key");
     assert!(
         stderr.contains("does not open with this root key"),
@@ -524,7 +530,7 @@ async fn the_job_queue_runs_the_scheduled_backup_and_drill() {
     enqueue("backup.create").await;
     let mut list = Value::Null;
     for _ in 0..1200 {
-        list = serde_json::from_str(&ok(&app, &["backup", "list", "--json"])).unwrap();
+        list = serde_json::from_str(&ok(&app, &["backup", "list", "--json"]).await).unwrap();
         if list[0]["status"] == "complete" {
             break;
         }
@@ -567,7 +573,7 @@ async fn a_backup_in_an_s3_bucket_verifies_drills_restores_and_is_pruned_from_it
     app.create_platform_admin("root@example.id").await;
     let (admin, _) = app.tokens("root@example.id").await;
     app.create_tenant(&admin, "Bucketed", "lpk").await;
-    let backup = create(&app);
+    let backup = create(&app).await;
     let id = backup["id"].as_str().unwrap();
     let bucket = &app.config.backup.s3_bucket;
     let url = format!("s3://{bucket}/backups/{id}.rbak");
@@ -585,21 +591,24 @@ async fn a_backup_in_an_s3_bucket_verifies_drills_restores_and_is_pruned_from_it
         backup["sha256"].as_str().unwrap()
     );
     assert!(!stored.windows(15).any(|w| w == b"SQLite format 3"));
-    assert!(ok(&app, &["backup", "list"]).contains(&url));
-    assert!(ok(&app, &["backup", "verify", id]).contains("verifies"));
-    let drill: Value = serde_json::from_str(&ok(&app, &["backup", "drill", "--json"])).unwrap();
+    assert!(ok(&app, &["backup", "list"]).await.contains(&url));
+    assert!(ok(&app, &["backup", "verify", id])
+        .await
+        .contains("verifies"));
+    let drill: Value =
+        serde_json::from_str(&ok(&app, &["backup", "drill", "--json"]).await).unwrap();
     assert_eq!(drill["ok"], true, "{drill}");
     assert_eq!(drill["backup_id"], id);
 
     let (args, restored_env, _dir) = restore_target(&app).await;
     let mut restore = vec!["backup", "restore", id];
     restore.extend(args.iter().map(String::as_str));
-    ok(&app, &restore);
+    ok(&app, &restore).await;
     let restored: Vec<(&str, &str)> = restored_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &restored);
+    let (success, stdout, stderr) = app.cli_env(&["audit", "verify"], &restored).await;
     assert!(
         success,
         "audit verify on the copy restored from S3: {stderr}"
@@ -611,11 +620,13 @@ async fn a_backup_in_an_s3_bucket_verifies_drills_restores_and_is_pruned_from_it
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x01;
     objects.put(&key, damaged.into()).await.unwrap();
-    let (success, _, stderr) = app.cli(&["backup", "verify", id]);
+    let (success, _, stderr) = app.cli(&["backup", "verify", id]).await;
     assert!(!success, "verify passed a damaged backup in the bucket");
     assert!(stderr.contains("SHA-256 mismatch"), "{stderr}");
     objects.put(&key, stored).await.unwrap();
-    assert!(ok(&app, &["backup", "verify", id]).contains("verifies"));
+    assert!(ok(&app, &["backup", "verify", id])
+        .await
+        .contains("verifies"));
 
     // Four hundred days later, retention lets it go and the object goes with it.
     crate::audit::tamper(
@@ -624,22 +635,29 @@ async fn a_backup_in_an_s3_bucket_verifies_drills_restores_and_is_pruned_from_it
         id,
     )
     .await;
-    let newer = create(&app);
-    let pruned: Value = serde_json::from_str(&ok(&app, &["backup", "prune", "--json"])).unwrap();
+    let newer = create(&app).await;
+    let pruned: Value =
+        serde_json::from_str(&ok(&app, &["backup", "prune", "--json"]).await).unwrap();
     assert_eq!(pruned["pruned"], json!([id]), "{pruned}");
     assert!(matches!(
         objects.get(&key).await,
         Err(rampart_objects::ObjectsError::NotFound(_))
     ));
-    let (success, _, stderr) = app.cli(&["backup", "verify", id]);
+    let (success, _, stderr) = app.cli(&["backup", "verify", id]).await;
     assert!(!success);
     assert!(stderr.contains("pruned, not complete"), "{stderr}");
-    assert!(ok(&app, &["backup", "verify", newer["id"].as_str().unwrap()]).contains("verifies"));
+    assert!(
+        ok(&app, &["backup", "verify", newer["id"].as_str().unwrap()])
+            .await
+            .contains("verifies")
+    );
     objects
         .delete(&format!("backups/{}.rbak", newer["id"].as_str().unwrap()))
         .await
         .unwrap();
-    let (success, _, stderr) = app.cli(&["backup", "verify", newer["id"].as_str().unwrap()]);
+    let (success, _, stderr) = app
+        .cli(&["backup", "verify", newer["id"].as_str().unwrap()])
+        .await;
     assert!(!success);
     assert!(stderr.contains("is missing"), "{stderr}");
 }
@@ -665,7 +683,7 @@ async fn the_local_object_store_is_backed_up_and_restored_with_the_database() {
         )
         .await
         .unwrap();
-    let backup = create(&app);
+    let backup = create(&app).await;
     let files: Vec<String> = backup["manifest"]
         .as_str()
         .map(|m| serde_json::from_str::<Value>(m).unwrap())
@@ -683,12 +701,14 @@ async fn the_local_object_store_is_backed_up_and_restored_with_the_database() {
         ]
     );
     let id = backup["id"].as_str().unwrap();
-    assert!(ok(&app, &["backup", "verify", id]).contains("verifies"));
+    assert!(ok(&app, &["backup", "verify", id])
+        .await
+        .contains("verifies"));
 
     let (args, _, _dir) = restore_target(&app).await;
     let mut restore = vec!["backup", "restore", id, "--json"];
     restore.extend(args.iter().map(String::as_str));
-    let report: Value = serde_json::from_str(&ok(&app, &restore)).unwrap();
+    let report: Value = serde_json::from_str(&ok(&app, &restore).await).unwrap();
     let restored = std::path::PathBuf::from(report["objects_restored_to"].as_str().unwrap());
     assert_eq!(
         std::fs::read(restored.join("tenants/t1/photos/a.jpg")).unwrap(),
@@ -703,7 +723,8 @@ async fn the_local_object_store_is_backed_up_and_restored_with_the_database() {
         assert_eq!(restored, std::path::Path::new(&args[1]).join("objects"));
     }
     // A drill restores them too, and cleans up after itself.
-    let drill: Value = serde_json::from_str(&ok(&app, &["backup", "drill", "--json"])).unwrap();
+    let drill: Value =
+        serde_json::from_str(&ok(&app, &["backup", "drill", "--json"]).await).unwrap();
     assert_eq!(drill["ok"], true, "{drill}");
     let kept: Vec<_> = std::fs::read_dir(app.dir.path().join("backups"))
         .unwrap()

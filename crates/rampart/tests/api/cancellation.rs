@@ -268,7 +268,7 @@ async fn clients_that_vanish_mid_request_cannot_wedge_the_database() {
     everything_still_works(&app, &shop).await;
     let payments = no_payment_is_half_written(&app).await;
     assert!(payments >= 6, "{payments} payments");
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "audit verify after the storm: {out}{err}");
     // The admin's session is still good: sessions were not disturbed either.
     let res = app.get("/api/v1/users/me", Some(&shop.admin)).await;

@@ -167,17 +167,21 @@ fn config_show_redacts_and_bad_values_name_the_key() {
 async fn health_asks_a_running_node_whether_it_is_ready() {
     let app = spawn_app().await;
     let ready = format!("{}/ready", app.base);
-    let (ok, out, err) = app.cli(&["health", "--url", &ready]);
+    let (ok, out, err) = app.cli(&["health", "--url", &ready]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "ready");
-    let (ok, _, err) = app.cli(&["health", "--url", &format!("{}/no-such-route", app.base)]);
+    let (ok, _, err) = app
+        .cli(&["health", "--url", &format!("{}/no-such-route", app.base)])
+        .await;
     assert!(!ok);
     assert!(err.contains("404"), "{err}");
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (ok, _, err) = app.cli(&["health", "--url", &format!("http://{free}/ready")]);
+    let (ok, _, err) = app
+        .cli(&["health", "--url", &format!("http://{free}/ready")])
+        .await;
     assert!(!ok);
     assert!(err.contains("cannot connect"), "{err}");
 }

@@ -149,9 +149,9 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     // A backup while the payments flow (and while a node dies), from the CLI of a fourth
     // process, to the configured target (S3 when set).
-    let backup = tokio::task::spawn_blocking({
+    let backup = tokio::spawn({
         let app = app.clone();
-        move || app.cli(&["backup", "create", "--json"])
+        async move { app.cli(&["backup", "create", "--json"]).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     nodes[1].kill9();
@@ -223,7 +223,7 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "audit verify: {out}{err}");
 
     // The backup taken under load restores (from the bucket, with S3) into a new
@@ -233,7 +233,9 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
     let record: Value = serde_json::from_str(&out).unwrap();
     let target = record["target"].as_str().unwrap();
     assert_eq!(target.starts_with("s3://"), s3, "{target}");
-    let (ok, out, err) = app.cli(&["backup", "verify", record["id"].as_str().unwrap()]);
+    let (ok, out, err) = app
+        .cli(&["backup", "verify", record["id"].as_str().unwrap()])
+        .await;
     assert!(ok, "verify the backup taken under load: {out}{err}");
 
     // Cron: the first minute boundary after the replacement came up is a slot the three
@@ -243,7 +245,7 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
     let slot_key = format!("cron:backup:{slot}");
     let mut jobs = Vec::new();
     for _ in 0..1200 {
-        jobs = backup_jobs(&app);
+        jobs = backup_jobs(&app).await;
         let settled = jobs.iter().all(|j| j["state"] == "done");
         let ran = jobs.iter().any(|j| j["unique_key"] == slot_key.as_str());
         if ran && settled && rampart_store::now_ms() > slot + 5_000 {
@@ -270,7 +272,7 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
     );
     // And ran once: one backup taken in that slot's minute, not one per node. (Only this
     // slot is counted: a run cut by the kill -9 above may rightly run again.)
-    let (ok, out, err) = app.cli(&["backup", "list", "--json"]);
+    let (ok, out, err) = app.cli(&["backup", "list", "--json"]).await;
     assert!(ok, "{err}");
     let backups: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(
@@ -285,15 +287,17 @@ async fn three_nodes_share_sessions_limits_and_writes_and_survive_a_kill_9() {
 
     // The newest backup (from this slot, or the one taken under load) restores into a
     // new database whose audit chains verify and whose rows match its manifest.
-    let (ok, out, err) = app.cli(&["backup", "drill", "--json"]);
+    let (ok, out, err) = app.cli(&["backup", "drill", "--json"]).await;
     assert!(ok, "drill: {out}{err}");
     let drill: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(drill["ok"], true, "{drill}");
 }
 
 /// The scheduled backup jobs, through `rampart jobs list`.
-fn backup_jobs(app: &crate::helpers::TestApp) -> Vec<Value> {
-    let (ok, out, err) = app.cli(&["jobs", "list", "--queue", "backup", "--json"]);
+async fn backup_jobs(app: &crate::helpers::TestApp) -> Vec<Value> {
+    let (ok, out, err) = app
+        .cli(&["jobs", "list", "--queue", "backup", "--json"])
+        .await;
     assert!(ok, "{err}");
     out.lines()
         .map(|l| serde_json::from_str(l).unwrap())

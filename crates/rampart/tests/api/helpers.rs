@@ -269,8 +269,8 @@ impl TestApp {
 
     /// Runs the real binary against this app's database and data dir:
     /// (success, stdout, stderr).
-    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        self.cli_env(args, &[])
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_env(args, &[]).await
     }
 
     /// Starts another node: `rampart serve` as its own process on this app's database,
@@ -311,10 +311,18 @@ impl TestApp {
     }
 
     /// [`TestApp::cli`] with more environment variables.
-    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    ///
+    /// Waits on the blocking pool, not on this test's runtime thread: the app under test runs
+    /// on that runtime too, and a transaction of its (a job claim, a checkpoint) caught
+    /// mid-way while the thread was blocked would hold SQLite's write lock for as long as
+    /// the command ran, so the command would wait out the busy timeout against it.
+    pub async fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let mut cmd = self.command(args);
         cmd.envs(env.iter().copied());
-        let out = cmd.output().expect("run rampart");
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("the command's thread")
+            .expect("run rampart");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

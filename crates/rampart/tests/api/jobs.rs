@@ -215,13 +215,13 @@ async fn failing_jobs_retry_with_backoff_then_die_and_the_cli_requeues_them() {
     assert_eq!(app.store.get_job(&permanent).await.unwrap().attempts, 1);
     worker.shutdown(Duration::from_secs(5)).await;
 
-    let (ok, out, err) = app.cli(&["jobs", "dead"]);
+    let (ok, out, err) = app.cli(&["jobs", "dead"]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains(&id) && out.contains("partner answered 503"),
         "{out}"
     );
-    let (ok, out, err) = app.cli(&["jobs", "dead", "--json"]);
+    let (ok, out, err) = app.cli(&["jobs", "dead", "--json"]).await;
     assert!(ok, "{err}");
     let listed: Vec<serde_json::Value> = out
         .lines()
@@ -229,20 +229,20 @@ async fn failing_jobs_retry_with_backoff_then_die_and_the_cli_requeues_them() {
         .collect();
     assert_eq!(listed.len(), 2);
 
-    let (ok, out, err) = app.cli(&["jobs", "retry", &id]);
+    let (ok, out, err) = app.cli(&["jobs", "retry", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), id);
     let requeued = app.store.get_job(&id).await.unwrap();
     assert_eq!((requeued.state.as_str(), requeued.attempts), ("queued", 0));
-    let (ok, out, _) = app.cli(&["jobs", "list", "--state", "queued"]);
+    let (ok, out, _) = app.cli(&["jobs", "list", "--state", "queued"]).await;
     assert!(ok && out.contains(&id), "{out}");
 
-    let (ok, _, err) = app.cli(&["jobs", "retry", "no-such-job"]);
+    let (ok, _, err) = app.cli(&["jobs", "retry", "no-such-job"]).await;
     assert!(!ok, "an unknown id fails");
     assert!(err.contains("no dead job no-such-job"), "{err}");
-    let (ok, _, err) = app.cli(&["jobs", "retry", &id]);
+    let (ok, _, err) = app.cli(&["jobs", "retry", &id]).await;
     assert!(!ok, "a queued job is not dead: {err}");
-    let (ok, _, err) = app.cli(&["jobs", "list", "--state", "sleeping"]);
+    let (ok, _, err) = app.cli(&["jobs", "list", "--state", "sleeping"]).await;
     assert!(!ok && err.contains("--state"), "{err}");
 }
 

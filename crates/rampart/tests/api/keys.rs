@@ -63,10 +63,10 @@ async fn rotate_rewrap_retire_on_live_mfa_secrets() {
     let v1 = stored_secret(&app, &ana).await;
     assert_eq!(key_of(&v1).unwrap(), ("mfa".to_string(), 1));
 
-    let (ok, out, err) = app.cli(&["keys", "rotate", "mfa"]);
+    let (ok, out, err) = app.cli(&["keys", "rotate", "mfa"]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "2");
-    let (ok, out, _) = app.cli(&["keys", "list"]);
+    let (ok, out, _) = app.cli(&["keys", "list"]).await;
     assert!(
         ok && out.contains("mfa")
             && out
@@ -89,18 +89,18 @@ async fn rotate_rewrap_retire_on_live_mfa_secrets() {
     let secret = keyring.open(&ana_ctx, &v1).await.unwrap();
     assert_eq!(secret.len(), totp::SECRET_BYTES);
 
-    let (ok, _, err) = app.cli(&["keys", "retire", "mfa", "--below", "2"]);
+    let (ok, _, err) = app.cli(&["keys", "retire", "mfa", "--below", "2"]).await;
     assert!(!ok, "values still on v1: retiring must be refused");
     assert!(err.contains("rewrap"), "{err}");
 
-    let (ok, out, err) = app.cli(&["keys", "rewrap", "mfa"]);
+    let (ok, out, err) = app.cli(&["keys", "rewrap", "mfa"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("rewrapped 1"), "{out}");
     let v2 = stored_secret(&app, &ana).await;
     assert_eq!(key_of(&v2).unwrap().1, 2);
     assert_eq!(keyring.open(&ana_ctx, &v2).await.unwrap(), secret);
 
-    let (ok, _, err) = app.cli(&["keys", "retire", "mfa", "--below", "2"]);
+    let (ok, _, err) = app.cli(&["keys", "retire", "mfa", "--below", "2"]).await;
     assert!(ok, "{err}");
     let fresh = rampart::app::crypto(&app.config, &app.store)
         .await

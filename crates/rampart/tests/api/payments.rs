@@ -854,6 +854,6 @@ async fn after_kill_9_every_acknowledged_payment_is_there_once_and_the_audit_cha
         seen.values().all(|n| *n == 1),
         "a reference was charged twice"
     );
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "audit verify after kill -9: {out}{err}");
 }

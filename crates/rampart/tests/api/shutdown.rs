@@ -149,8 +149,10 @@ async fn deliveries(app: &TestApp, admin: &str) -> Vec<Value> {
 }
 
 /// The webhook jobs, through `rampart jobs list`.
-fn webhook_jobs(app: &TestApp) -> Vec<Value> {
-    let (ok, out, err) = app.cli(&["jobs", "list", "--queue", "webhooks", "--json"]);
+async fn webhook_jobs(app: &TestApp) -> Vec<Value> {
+    let (ok, out, err) = app
+        .cli(&["jobs", "list", "--queue", "webhooks", "--json"])
+        .await;
     assert!(ok, "{err}");
     out.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -197,7 +199,7 @@ async fn sigterm_lets_a_running_webhook_delivery_finish_within_the_grace_and_rec
     assert_eq!(log[0]["status"], "delivered", "{log:?}");
     assert_eq!(log[0]["attempts"], 1, "{log:?}");
     assert_eq!(receiver.arrived().len(), 1, "sent once");
-    let jobs = webhook_jobs(&app);
+    let jobs = webhook_jobs(&app).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["state"], "done", "{jobs:?}");
     assert_eq!(jobs[0]["attempts"], 1, "{jobs:?}");
@@ -228,7 +230,7 @@ async fn a_delivery_slower_than_the_grace_goes_back_to_the_queue_uncounted_and_t
         signalled.elapsed()
     );
 
-    let jobs = webhook_jobs(&app);
+    let jobs = webhook_jobs(&app).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(
         jobs[0]["state"], "queued",
@@ -244,7 +246,7 @@ async fn a_delivery_slower_than_the_grace_goes_back_to_the_queue_uncounted_and_t
         Value::Null,
         "not a failure: {jobs:?}"
     );
-    let (ok, dead, err) = app.cli(&["jobs", "dead", "--json"]);
+    let (ok, dead, err) = app.cli(&["jobs", "dead", "--json"]).await;
     assert!(ok && dead.trim().is_empty(), "no dead job: {dead}{err}");
     let log = deliveries(&app, &admin).await;
     assert_eq!(log.len(), 1, "{log:?}");
@@ -270,7 +272,7 @@ async fn a_delivery_slower_than_the_grace_goes_back_to_the_queue_uncounted_and_t
         arrived[0], arrived[1],
         "both carry the delivery id receivers dedupe on"
     );
-    let jobs = webhook_jobs(&app);
+    let jobs = webhook_jobs(&app).await;
     assert_eq!(
         (jobs[0]["state"].as_str(), jobs[0]["attempts"].as_i64()),
         (Some("done"), Some(1)),

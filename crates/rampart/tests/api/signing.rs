@@ -71,12 +71,12 @@ async fn each_tenant_kind_signs_with_its_own_key_and_one_cannot_vouch_for_anothe
     );
 
     // Audit checkpoints are signed by keys of their own, never by token keys.
-    let (ok, _, err) = app.cli(&["audit", "checkpoint"]);
+    let (ok, _, err) = app.cli(&["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("signed checkpoints"), "{out}");
-    let (ok, out, err) = app.cli(&["keys", "signing"]);
+    let (ok, out, err) = app.cli(&["keys", "signing"]).await;
     assert!(ok, "{err}");
     assert!(
         out.lines().any(|l| l.contains("audit-checkpoint")
@@ -130,14 +130,16 @@ async fn a_key_rotated_on_another_node_signs_there_and_verifies_here() {
     app.create_platform_admin("root@example.id").await;
     let (before, _) = app.tokens("root@example.id").await;
 
-    let (ok, out, err) = app.cli(&[
-        "keys",
-        "rotate-signing",
-        "--purpose",
-        "access-token",
-        "--scope",
-        "kind:platform",
-    ]);
+    let (ok, out, err) = app
+        .cli(&[
+            "keys",
+            "rotate-signing",
+            "--purpose",
+            "access-token",
+            "--scope",
+            "kind:platform",
+        ])
+        .await;
     assert!(ok, "{err}");
     let new_kid = out.trim().to_string();
     assert_ne!(new_kid, kid(&before));
@@ -177,14 +179,16 @@ async fn a_key_rotated_on_another_node_signs_there_and_verifies_here() {
         .collect();
     assert!(kids.contains(&new_kid.as_str()) && kids.contains(&kid(&before).as_str()));
 
-    let (ok, _, err) = app.cli(&[
-        "keys",
-        "rotate-signing",
-        "--purpose",
-        "legacy",
-        "--scope",
-        "kind:platform",
-    ]);
+    let (ok, _, err) = app
+        .cli(&[
+            "keys",
+            "rotate-signing",
+            "--purpose",
+            "legacy",
+            "--scope",
+            "kind:platform",
+        ])
+        .await;
     assert!(!ok && err.contains("never sign"), "{err}");
 }
 
@@ -225,12 +229,12 @@ async fn with_a_pkcs11_token_no_private_key_or_root_key_leaves_it() {
         assert!(key.public_jwk.is_some(), "{}", key.kid);
     }
 
-    let (ok, _, err) = app.cli(&["audit", "checkpoint"]);
+    let (ok, _, err) = app.cli(&["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
-    let (ok, out, err) = app.cli(&["audit", "verify"]);
+    let (ok, out, err) = app.cli(&["audit", "verify"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("signed checkpoints"), "{out}");
-    let (ok, out, err) = app.cli(&["keys", "signing"]);
+    let (ok, out, err) = app.cli(&["keys", "signing"]).await;
     assert!(ok, "{err}");
     assert!(out.lines().skip(1).all(|l| l.contains(" token ")), "{out}");
 }

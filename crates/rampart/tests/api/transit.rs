@@ -189,7 +189,9 @@ async fn rotation_rewrap_and_data_keys() {
         rampart_crypto::envelope::key_of(&bytes).unwrap().1
     };
     assert_eq!(version(&old), 1);
-    let (ok, _, err) = app.cli(&["keys", "rotate", &format!("tr-{tenant}-records")]);
+    let (ok, _, err) = app
+        .cli(&["keys", "rotate", &format!("tr-{tenant}-records")])
+        .await;
     assert!(ok, "{err}");
     let res = call(&app, &a, "records", "decrypt", json!({"ciphertext": old})).await;
     assert_eq!(

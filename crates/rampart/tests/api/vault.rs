@@ -217,7 +217,7 @@ async fn the_card_number_never_reaches_the_data_dir_in_clear() {
     .await;
     // A backup in the default local target (`<data_dir>/backups`) is walked too: it is
     // encrypted, and its clear working copy of the database must be gone.
-    let (ok, backup_id, stderr) = app.cli(&["backup", "create"]);
+    let (ok, backup_id, stderr) = app.cli(&["backup", "create"]).await;
     assert!(ok, "backup create: {stderr}");
     let backup_file = app
         .dir

@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{crs_dir, error_code, security_events, spawn_app_with};
 
+/// `waf.crs_dir` empty: look for CRS in the standard places (the harness pins `none`).
+const FIND_CRS: &[(&str, &str)] = &[("RAMPART_WAF_CRS_DIR", "")];
+
 const SQLI: &str = "/health?id=1%27%20OR%20%271%27%3D%271";
 
 #[tokio::test]
@@ -131,14 +134,16 @@ async fn waf_test_runs_a_go_ftw_suite_and_waf_check_names_a_broken_rule_file() {
     let Some(crs) = crs_dir() else { return };
     let app = spawn_app_with(|_| {}).await;
     let tests = crs.join("tests/regression/tests/REQUEST-911-METHOD-ENFORCEMENT");
-    let (ok, out, err) = app.cli(&[
-        "waf",
-        "test",
-        "--rules",
-        crs.to_str().unwrap(),
-        "--tests",
-        tests.to_str().unwrap(),
-    ]);
+    let (ok, out, err) = app
+        .cli(&[
+            "waf",
+            "test",
+            "--rules",
+            crs.to_str().unwrap(),
+            "--tests",
+            tests.to_str().unwrap(),
+        ])
+        .await;
     assert!(ok, "{out}{err}");
     let last = out.lines().last().unwrap();
     assert!(
@@ -153,16 +158,20 @@ async fn waf_test_runs_a_go_ftw_suite_and_waf_check_names_a_broken_rule_file() {
     )
     .unwrap();
     let extra = broken.to_str().unwrap();
-    let (ok, out, err) = app.cli_env(&["waf", "check"], &[("RAMPART_WAF_EXTRA_RULES", extra)]);
+    let (ok, out, err) = app
+        .cli_env(&["waf", "check"], &[("RAMPART_WAF_EXTRA_RULES", extra)])
+        .await;
     assert!(!ok, "{out}");
     assert!(
         err.contains("site.conf:3") && err.contains("nosuchop"),
         "{err}"
     );
-    let (ok, out, err) = app.cli_env(
-        &["waf", "check"],
-        &[("RAMPART_WAF_CRS_DIR", crs.to_str().unwrap())],
-    );
+    let (ok, out, err) = app
+        .cli_env(
+            &["waf", "check"],
+            &[("RAMPART_WAF_CRS_DIR", crs.to_str().unwrap())],
+        )
+        .await;
     assert!(ok, "{err}");
     let mut lines = out.lines();
     assert!(
@@ -189,7 +198,7 @@ async fn waf_check_finds_crs_in_the_data_dir_and_says_when_there_is_none() {
         .iter()
         .all(|d| !std::path::Path::new(d).exists())
     {
-        let (ok, out, err) = app.cli(&["waf", "check"]);
+        let (ok, out, err) = app.cli_env(&["waf", "check"], FIND_CRS).await;
         assert!(ok, "{err}");
         assert!(
             out.contains("no OWASP CRS: only Rampart's own rules run"),
@@ -197,14 +206,16 @@ async fn waf_check_finds_crs_in_the_data_dir_and_says_when_there_is_none() {
         );
     }
     std::os::unix::fs::symlink(&crs, app.dir.path().join("crs")).unwrap();
-    let (ok, out, err) = app.cli(&["waf", "check"]);
+    let (ok, out, err) = app.cli_env(&["waf", "check"], FIND_CRS).await;
     assert!(ok, "{err}");
     let expected = format!(
         "OWASP CRS 4.28.0 from {}",
         app.dir.path().join("crs").display()
     );
     assert!(out.contains(&expected), "{out}");
-    let (ok, out, err) = app.cli_env(&["waf", "check"], &[("RAMPART_WAF_CRS_DIR", "none")]);
+    let (ok, out, err) = app
+        .cli_env(&["waf", "check"], &[("RAMPART_WAF_CRS_DIR", "none")])
+        .await;
     assert!(ok, "{err}");
     assert!(out.contains("only Rampart's own rules run"), "{out}");
 }
