@@ -9,6 +9,7 @@
 //! Must not: build SQL (the store does), or hold raw key material (the crypto crate does).
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api_keys;
 mod audit_api;
 mod auth;

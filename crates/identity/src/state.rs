@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     /// Verified against when the e-mail is unknown, so that case costs one Argon2
     /// verification like a real account and the timing does not tell them apart.
     pub(crate) dummy_hash: String,
+    /// The outbox: account mail and security notices.
+    notify: rampart_notify::Notify,
 }
 
 impl std::fmt::Debug for Identity {
@@ -88,6 +90,7 @@ impl Identity {
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
+        notify: rampart_notify::Notify,
         root: RootKey,
         keyring: Arc<rampart_crypto::keyring::Keyring>,
         signing: Arc<SigningKeys>,
@@ -120,12 +123,17 @@ impl Identity {
                 limits,
                 tenant_kinds: RwLock::new(Default::default()),
                 dummy_hash,
+                notify,
             }),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn notify(&self) -> &rampart_notify::Notify {
+        &self.inner.notify
     }
 
     pub fn config(&self) -> &AuthConfig {

@@ -47,6 +47,10 @@ pub enum JobError {
     /// Will never succeed (bad payload, a 4xx): dead at once.
     #[error("{0}")]
     Permanent(String),
+    /// Not now (a rate limit said wait): queued again after this long, the attempt not
+    /// counted.
+    #[error("deferred for {0:?}")]
+    Deferred(Duration),
 }
 
 /// What a handler knows about the job it runs.
@@ -335,6 +339,12 @@ impl Jobs {
             .await?;
         self.inner.wake.notify_waiters();
         Ok(id)
+    }
+
+    /// Wakes this node's idle queue loops (after a commit that enqueued jobs elsewhere,
+    /// such as an outbox written by the store).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
     }
 
     /// Refreshes the depth gauges from the database (called at scrape time).

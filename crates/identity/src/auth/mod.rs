@@ -3,7 +3,9 @@
 mod login;
 mod logout;
 mod mfa;
+mod password_reset;
 mod refresh;
+mod signup;
 
 use rampart_edge::RequestInfo;
 use rampart_store::RequestMeta;
@@ -23,6 +25,54 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(mfa::enroll))
         .routes(routes!(mfa::confirm))
         .routes(routes!(mfa::disable))
+        .routes(routes!(signup::signup))
+        .routes(routes!(signup::verify_email, signup::verify_email_link))
+        .routes(routes!(password_reset::request))
+        .routes(routes!(password_reset::confirm))
+}
+
+/// The language of a request's mail: `locale` when the caller names one (an unknown
+/// one is a 422), else the best of `Accept-Language`.
+pub(crate) fn locale(
+    explicit: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Result<rampart_notify::Locale, IdentityError> {
+    match explicit {
+        Some(l) => rampart_notify::Locale::parse(l).map_err(|reason| IdentityError::Invalid {
+            field: "locale",
+            reason,
+        }),
+        None => Ok(rampart_notify::Locale::from_accept_language(
+            headers
+                .get(axum::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        )),
+    }
+}
+
+/// Counts one request of `what` from the client's address against `max` per login
+/// window: 429 beyond it (failing closed, like login).
+pub(crate) async fn throttle_ip(
+    identity: &Identity,
+    info: &RequestInfo,
+    what: &str,
+    max: u32,
+) -> Result<(), IdentityError> {
+    let Some(ip) = info.client_ip else {
+        return Ok(());
+    };
+    let window = std::time::Duration::from_secs(identity.config().login_window_secs);
+    let hit = identity
+        .throttle()
+        .hit(&format!("{what}:ip:{ip}"), window)
+        .await
+        .map_err(|e| IdentityError::ThrottleUnavailable(e.to_string()))?;
+    if hit.attempts > max {
+        return Err(IdentityError::Locked {
+            retry_after_secs: hit.resets_in.as_secs().max(1),
+        });
+    }
+    Ok(())
 }
 
 /// What login and refresh return.
