@@ -226,6 +226,15 @@ impl TestApp {
     /// Starts another node: `rampart serve` as its own process on this app's database,
     /// data dir and Redis, with more settings from `env`. Killed when dropped.
     pub async fn spawn_node(&self, env: &[(&str, &str)]) -> Node {
+        self.spawn_node_logging(env, None).await
+    }
+
+    /// [`TestApp::spawn_node`] with the node's log (stderr) written to `log` when given.
+    pub async fn spawn_node_logging(
+        &self,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -236,7 +245,15 @@ impl TestApp {
         cmd.env("RAMPART_HTTP_LISTEN", &listen)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(match log {
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the node's log file")
+                    .into(),
+                None => std::process::Stdio::inherit(),
+            });
         if !self.config.redis.url.is_empty() {
             cmd.env("RAMPART_REDIS_URL", self.config.redis.url.expose());
         }

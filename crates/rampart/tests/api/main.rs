@@ -13,6 +13,7 @@ mod helpers;
 mod jobs;
 mod keys;
 mod mfa;
+mod notify;
 mod objects;
 mod ops;
 mod payments;
