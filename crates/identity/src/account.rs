@@ -84,3 +84,51 @@ pub fn templates() -> Vec<Template> {
         },
     ]
 }
+
+/// The notices a security event sends `user`: always by e-mail (it cannot be turned
+/// off), and by SMS too when they have a phone number and chose SMS for security notices.
+pub(crate) async fn security_notices(
+    identity: &crate::Identity,
+    user: &rampart_store::User,
+    template: &str,
+    data: serde_json::Value,
+) -> Result<Vec<rampart_store::notify::NewNotification>, crate::IdentityError> {
+    use rampart_notify::{Channel, Locale, Notification};
+    let store = identity.store();
+    let notify = identity.notify();
+    let mut channels = vec![Channel::Email];
+    if store
+        .notification_preference(
+            &user.tenant_id,
+            &user.id,
+            crate::notify_api::SECURITY,
+            "sms",
+        )
+        .await?
+        == Some(true)
+        && store.user_has_phone(&user.tenant_id, &user.id).await?
+    {
+        channels.push(Channel::Sms);
+    }
+    let mut notices = Vec::new();
+    for channel in channels {
+        notices.push(
+            notify
+                .prepare(Notification {
+                    tenant: user.tenant_id.clone(),
+                    channel,
+                    to: match channel {
+                        Channel::Sms => user.id.clone(),
+                        _ => user.email.clone(),
+                    },
+                    template: template.to_string(),
+                    locale: Locale::En,
+                    data: data.clone(),
+                    dedupe_key: None,
+                    subject_id: Some(user.id.clone()),
+                })
+                .await?,
+        );
+    }
+    Ok(notices)
+}

@@ -16,6 +16,7 @@ mod auth;
 mod error;
 mod jwks;
 mod metrics;
+pub mod notify_api;
 pub mod password;
 mod principal;
 pub mod rbac;
@@ -42,6 +43,7 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(jwks::router())
         .merge(api_keys::router())
         .merge(audit_api::router())
+        .merge(notify_api::router())
 }
 
 /// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.

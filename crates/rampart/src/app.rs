@@ -81,6 +81,7 @@ impl utoipa::Modify for BearerAuth {
 /// Roles and permissions: the one registration point where apps grant theirs.
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
+    rampart_identity::notify_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
     builder.build()

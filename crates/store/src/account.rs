@@ -267,7 +267,7 @@ impl Store {
         &self,
         digest: &str,
         password_hash: &str,
-        notice: &NewNotification,
+        notices: &[NewNotification],
         mut audit: NewAuditEvent,
     ) -> Result<String, StoreError> {
         let now = now_ms();
@@ -297,12 +297,104 @@ impl Store {
         .bind(&user_id)
         .execute(tx.conn())
         .await?;
-        if notice.tenant_id == tenant_id {
+        for notice in notices.iter().filter(|n| n.tenant_id == tenant_id) {
             crate::notify::insert(tx.conn(), notice).await?;
         }
         audit.target_id = Some(user_id.clone());
         tx.audit(&tenant_id, &audit).await?;
         tx.commit().await?;
         Ok(user_id)
+    }
+}
+
+impl Store {
+    /// A user's notification choices: `(kind, channel, enabled)` rows they set.
+    pub async fn notification_preferences(
+        &self,
+        scope: &TenantScope,
+        user_id: &str,
+    ) -> Result<Vec<(String, String, bool)>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let rows = sqlx::query(
+            "SELECT kind, channel, enabled FROM notification_preferences \
+             WHERE tenant_id = $1 AND user_id = $2 ORDER BY kind, channel",
+        )
+        .bind(scope.tenant_id())
+        .bind(user_id)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                let enabled: i64 = r.try_get("enabled")?;
+                Ok((r.try_get("kind")?, r.try_get("channel")?, enabled == 1))
+            })
+            .collect()
+    }
+
+    /// Replaces a user's notification choices, audited.
+    pub async fn set_notification_preferences(
+        &self,
+        scope: &TenantScope,
+        user_id: &str,
+        choices: &[(String, String, bool)],
+        mut audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.tenant_write(scope).await?;
+        sqlx::query("DELETE FROM notification_preferences WHERE tenant_id = $1 AND user_id = $2")
+            .bind(scope.tenant_id())
+            .bind(user_id)
+            .execute(tx.conn())
+            .await?;
+        for (kind, channel, enabled) in choices {
+            sqlx::query(
+                "INSERT INTO notification_preferences (tenant_id, user_id, kind, channel, \
+                 enabled, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(scope.tenant_id())
+            .bind(user_id)
+            .bind(kind)
+            .bind(channel)
+            .bind(i64::from(*enabled))
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+        }
+        audit.target_id = Some(user_id.to_string());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a user has asked for `kind` by `channel` (`None`: no choice made).
+    pub async fn notification_preference(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        kind: &str,
+        channel: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let enabled: Option<i64> = sqlx::query_scalar(
+            "SELECT enabled FROM notification_preferences WHERE tenant_id = $1 AND user_id = $2 \
+             AND kind = $3 AND channel = $4",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(kind)
+        .bind(channel)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(enabled.map(|e| e == 1))
+    }
+
+    /// Whether the user has a sealed phone number (for SMS notices).
+    pub async fn user_has_phone(&self, tenant_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .sealed_phone_for_send(tenant_id, user_id)
+            .await?
+            .is_some())
     }
 }

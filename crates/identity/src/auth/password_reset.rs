@@ -199,19 +199,9 @@ pub async fn confirm(
         reason,
     })?;
     let notify = identity.notify();
-    let notice = notify
-        .prepare(Notification {
-            tenant: user.tenant_id.clone(),
-            channel: Channel::Email,
-            to: user.email.clone(),
-            template: PASSWORD_CHANGED.into(),
-            locale: Locale::En,
-            data: serde_json::json!({}),
-            dedupe_key: None,
-            subject_id: Some(user.id.clone()),
-        })
-        .await
-        .map_err(IdentityError::from)?;
+    let notices =
+        crate::account::security_notices(&identity, &user, PASSWORD_CHANGED, serde_json::json!({}))
+            .await?;
     let audit = rampart_audit::event(
         Actor::User(user.id.clone()),
         "user.password_reset",
@@ -221,7 +211,7 @@ pub async fn confirm(
     .build();
     match identity
         .store()
-        .reset_password(&digest, &hash, &notice, audit)
+        .reset_password(&digest, &hash, &notices, audit)
         .await
     {
         Ok(_) => {}

@@ -705,3 +705,276 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
         let _ = r.wait();
     }
 }
+
+/// A tenant admin's access token for `tenant`.
+async fn tenant_admin(app: &TestApp, tenant: &str, email: &str) -> String {
+    app.create_user(tenant, email, rampart_store::Role::TenantAdmin)
+        .await;
+    app.tokens(email).await.0
+}
+
+async fn notification_log(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
+    let res = app
+        .get(&format!("/api/v1/notifications{query}"), Some(token))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Vec<Value>>().await.unwrap()
+}
+
+#[tokio::test]
+async fn dead_mail_is_resent_by_hand_from_the_delivery_log() {
+    let port = free_port();
+    let app = app_mailing_to(port, |c| c.notify.email_max_attempts = 2).await;
+    let tenant = open_community(&app).await;
+    let admin = tenant_admin(&app, &tenant, "admin@amaturalist.id").await;
+    app.create_user(&tenant, "dewi@example.id", rampart_store::Role::Member)
+        .await;
+    let (member, _) = app.tokens("dewi@example.id").await;
+    let res = app
+        .post(
+            "/api/v1/auth/password-reset",
+            None,
+            &json!({"email": "dewi@example.id"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mut dead = Vec::new();
+    for _ in 0..150 {
+        dead = notification_log(&app, &admin, "?status=dead").await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead.len(), 1, "two failed attempts make a dead letter");
+    let n = &dead[0];
+    assert_eq!(n["channel"], "email");
+    assert_eq!(n["recipient"], "dewi@example.id");
+    assert_eq!(n["attempts"], 2);
+    assert!(n["last_error"].as_str().unwrap().contains("SMTP"), "{n}");
+    assert!(!n.to_string().contains("rst_"), "no token in the log: {n}");
+    assert_eq!(
+        error_code(
+            app.get("/api/v1/notifications", Some(&member)).await,
+            StatusCode::FORBIDDEN
+        )
+        .await,
+        "forbidden"
+    );
+
+    let smtp = Smtp::start(port);
+    let id = n["id"].as_str().unwrap();
+    let res = app
+        .post(
+            &format!("/api/v1/notifications/{id}/resend"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["rcpt_tos"], json!(["dewi@example.id"]));
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        sent = notification_log(&app, &admin, "?status=sent").await;
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent[0]["id"], id);
+    assert_eq!(sent[0]["attempts"], 3);
+    let res = app
+        .post(
+            "/api/v1/notifications/ntf_nope/resend",
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(error_code(res, StatusCode::NOT_FOUND).await, "not_found");
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_mail_rate_waits_its_turn_without_losing_mail() {
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    // 30 a minute: one every 2 s, two at once.
+    let app = app_mailing_to(port, |c| {
+        c.notify.email_per_minute = 30;
+        c.notify.burst = 1;
+    })
+    .await;
+    let tenant = open_community(&app).await;
+    let users: Vec<String> = (0..4).map(|i| format!("r{i}@example.id")).collect();
+    for u in &users {
+        app.create_user(&tenant, u, rampart_store::Role::Member)
+            .await;
+    }
+    let start = std::time::Instant::now();
+    for u in &users {
+        let res = app
+            .post("/api/v1/auth/password-reset", None, &json!({"email": u}))
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let early = smtp.mails().len();
+    assert!(early <= 2, "{early} mails within 1.2 s at 30 a minute");
+    smtp.wait_for(4).await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "paced, not at once"
+    );
+    let admin = tenant_admin(&app, &tenant, "admin@amaturalist.id").await;
+    let log = notification_log(&app, &admin, "?channel=email").await;
+    assert!(
+        log.iter()
+            .all(|n| n["status"] == "sent" && n["attempts"] == 1),
+        "waiting spends no attempt: {log:?}"
+    );
+}
+
+/// An SMS gateway of the common shape: JSON POST with a bearer key. Fails the first
+/// request with 500, then accepts.
+async fn sms_gateway(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let state = (got.clone(), calls);
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (got, calls) = state.clone();
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    got.lock()
+                        .unwrap()
+                        .push((auth, serde_json::from_slice(&body).unwrap()));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    got
+}
+
+#[tokio::test]
+async fn security_notices_go_by_sms_when_chosen_and_by_mail_always() {
+    let (smtp_port, sms_port) = (free_port(), free_port());
+    let smtp = Smtp::start(smtp_port);
+    let got = sms_gateway(sms_port).await;
+    let app = app_mailing_to(smtp_port, |c| {
+        c.sms.provider = rampart_config::SmsProviderSetting::Http;
+        c.sms.url = format!("http://127.0.0.1:{sms_port}/send");
+        c.sms.api_key = rampart_config::Secret::new("gateway-key".into());
+    })
+    .await;
+    let tenant = open_community(&app).await;
+    app.create_user(&tenant, "tono@example.id", rampart_store::Role::Member)
+        .await;
+    let (token, _) = app.tokens("tono@example.id").await;
+    let res = app
+        .client
+        .put(app.url("/api/v1/users/me/phone"))
+        .bearer_auth(&token)
+        .json(&json!({"phone": "+6281234567890"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let prefs: Value = app
+        .get("/api/v1/users/me/notifications", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        prefs,
+        json!({"kinds": {"security": {"email": true, "sms": false}}})
+    );
+    let put = |body: Value| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/v1/users/me/notifications"),
+            token.clone(),
+        );
+        async move {
+            client
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for refused in [
+        json!({"kinds": {"security": {"email": false}}}),
+        json!({"kinds": {"marketing": {"email": true}}}),
+        json!({"kinds": {"security": {"pigeon": true}}}),
+    ] {
+        assert_eq!(
+            error_code(put(refused).await, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "invalid_field"
+        );
+    }
+    let res = put(json!({"kinds": {"security": {"sms": true}}})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"kinds": {"security": {"email": true, "sms": true}}})
+    );
+
+    // A password reset sends the notice both ways.
+    app.post(
+        "/api/v1/auth/password-reset",
+        None,
+        &json!({"email": "tono@example.id"}),
+    )
+    .await;
+    let mail = smtp.wait_for(1).await.remove(0);
+    let reset = token_in(mail["text"].as_str().unwrap(), "rst_");
+    let res = app
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            &json!({"token": reset, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    smtp.wait_for(2).await;
+    for _ in 0..100 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (auth, sms) = got.lock().unwrap()[0].clone();
+    assert_eq!(auth, "Bearer gateway-key");
+    assert_eq!(sms["to"], "+6281234567890");
+    assert!(sms["text"].as_str().unwrap().contains("password"), "{sms}");
+    assert!(sms["reference"].as_str().unwrap().starts_with("ntf_"));
+
+    // The log names the user, never the number; the first 500 was retried.
+    let admin = tenant_admin(&app, &tenant, "admin@amaturalist.id").await;
+    let log = notification_log(&app, &admin, "?channel=sms").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], "sent");
+    assert_eq!(log[0]["attempts"], 2);
+    assert!(!log[0].to_string().contains("6281234567890"), "{}", log[0]);
+    let logs =
+        std::fs::read_to_string(app.dir.path().join("logs/security.log")).unwrap_or_default();
+    assert!(!logs.contains("6281234567890"));
+}

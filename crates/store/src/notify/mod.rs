@@ -263,6 +263,24 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The channel of one of the tenant's notifications (`None`: it has no such one).
+    pub async fn notification_channel(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let channel: Option<String> = sqlx::query_scalar(
+            "SELECT channel FROM notifications WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(scope.tenant_id())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(channel)
+    }
+
     /// Sends a notification again (a manual resend), whatever its state, with a fresh
     /// job of `max_attempts`. A job still queued for it (unique key) makes the enqueue a
     /// no-op.
