@@ -14,7 +14,9 @@
 //! non-public ranges, and the connection goes to a checked address (no second lookup a
 //! rebinding DNS server could answer differently). Redirects are not followed.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -159,6 +161,39 @@ async fn resolve(url: &str, allow_private: bool) -> Result<(String, SocketAddr),
     Ok((bare, addrs[0]))
 }
 
+type ClientKey = (String, SocketAddr, Duration);
+
+/// HTTP clients by (host, checked address, timeout): a client pins the address it was
+/// built for, and building one (TLS roots included) costs more than a delivery, so
+/// clients are kept and reused while the name keeps resolving to the same address.
+fn client_for(host: &str, addr: SocketAddr, timeout: Duration) -> Result<reqwest::Client, String> {
+    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
+    let clients = CLIENTS.get_or_init(Default::default);
+    let key = (host.to_string(), addr, timeout);
+    if let Ok(map) = clients.lock() {
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // A receiver's redirect is not followed: the tenant registered this URL.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Rampart-Webhooks/1")
+        // Connect to the address just checked, not to a second lookup's answer.
+        .resolve(host, addr)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if let Ok(mut map) = clients.lock() {
+        if map.len() >= 1024 {
+            map.clear();
+        }
+        map.insert(key, client.clone());
+    }
+    Ok(client)
+}
+
 /// One signed POST of `body`.
 pub struct Delivery<'a> {
     pub id: &'a str,
@@ -178,16 +213,7 @@ pub async fn send(d: Delivery<'_>, timeout: Duration, allow_private: bool) -> At
         // A name that resolves to a private address today may not tomorrow; retried.
         Err(e) => return Attempt::Retry(None, e),
     };
-    let client = match reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        // A receiver's redirect is not followed: the tenant registered this URL.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Rampart-Webhooks/1")
-        // Connect to the address just checked, not to a second lookup's answer.
-        .resolve(&host, addr)
-        .build()
-    {
+    let client = match client_for(&host, addr, timeout) {
         Ok(c) => c,
         Err(e) => return Attempt::Retry(None, format!("cannot build the HTTP client: {e}")),
     };

@@ -18,6 +18,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The app's identity service (and through it, its notification service).
+    pub identity: rampart_identity::Identity,
     pub config: Config,
     /// Set when the app runs on PostgreSQL: the URL of its own database.
     pub database_url: Option<String>,
@@ -173,6 +175,7 @@ pub async fn spawn_app_using(
 
     let built = app::build(config.clone()).await.expect("app builds");
     let store = built.store.clone();
+    let identity = built.identity.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -189,6 +192,7 @@ pub async fn spawn_app_using(
         base: format!("{scheme}://{addr}"),
         client,
         store,
+        identity,
         config,
         database_url,
         dir,

@@ -978,3 +978,179 @@ async fn security_notices_go_by_sms_when_chosen_and_by_mail_always() {
         std::fs::read_to_string(app.dir.path().join("logs/security.log")).unwrap_or_default();
     assert!(!logs.contains("6281234567890"));
 }
+
+/// Done jobs of `queue`.
+async fn done_jobs(app: &TestApp, queue: &str) -> usize {
+    app.store
+        .list_jobs(Some(queue), Some("done"), 100_000)
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn until(what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            start.elapsed() < deadline,
+            "{what} not done within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `bench/notify.sh` runs this (it is ignored otherwise): notifications enqueued and
+/// delivered per second to the local SMTP server (aiosmtpd) and to a webhook receiver,
+/// beside the job queue's empty-job rate on the same store in the same run. Prints one
+/// line per measure; asserts only that everything arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/notify.sh"]
+async fn bench_notify_throughput() {
+    let n: usize = std::env::var("RAMPART_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let concurrency = 8;
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let app = app_mailing_to(port, |c| {
+        c.jobs.poll_interval_ms = 50;
+        c.jobs.queues = format!("notify:{concurrency}");
+        c.notify.webhook_allow_private_targets = true;
+        c.notify.email_per_minute = 10_000_000;
+        c.notify.webhook_per_minute = 10_000_000;
+        c.notify.burst = 10_000_000;
+        c.edge.rate_limit_enabled = false;
+        c.log.level = "warn".into();
+    })
+    .await;
+    let rate = |count: usize, d: Duration| count as f64 / d.as_secs_f64();
+
+    // 1. The job queue alone: empty jobs on their own queue, the same concurrency.
+    let jobs = rampart_jobs::Jobs::builder(
+        app.store.clone(),
+        rampart_jobs::Settings {
+            poll_interval: Duration::from_millis(50),
+            queues: [(
+                "bench".to_string(),
+                rampart_jobs::QueueLimits {
+                    concurrency,
+                    per_second: None,
+                },
+            )]
+            .into(),
+            ..rampart_jobs::Settings::default()
+        },
+    )
+    .handler("bench", "bench.empty", |_, _| async { Ok(()) })
+    .build();
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        jobs.enqueue(rampart_jobs::Job::new("bench", "bench.empty", json!({})))
+            .await
+            .unwrap();
+    }
+    let job_enqueue = rate(n, t.elapsed());
+    let t = std::time::Instant::now();
+    let worker = jobs.start().await.unwrap();
+    until("empty jobs", Duration::from_secs(600), async || {
+        done_jobs(&app, "bench").await >= n
+    })
+    .await;
+    let job_run = rate(n, t.elapsed());
+    worker.shutdown(Duration::from_secs(5)).await;
+    println!("bench: empty jobs: enqueued {job_enqueue:.0}/s, run {job_run:.0}/s (n={n}, concurrency {concurrency})");
+
+    // 2. Mail to aiosmtpd: each enqueue seals its data and commits alone.
+    let tenant = open_community(&app).await;
+    let notify = app.identity.notify();
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let prepared = notify
+            .prepare(rampart_notify::Notification {
+                tenant: tenant.clone(),
+                channel: rampart_notify::Channel::Email,
+                to: format!("b{i}@example.id"),
+                template: rampart_identity::account::VERIFY_EMAIL.into(),
+                locale: rampart_notify::Locale::En,
+                data: json!({"name": format!("Bench {i}"), "link": "http://rampart.test/x"}),
+                dedupe_key: None,
+                subject_id: None,
+            })
+            .await
+            .unwrap();
+        app.store.enqueue_notification(&prepared).await.unwrap();
+        notify.wake();
+    }
+    let mail_enqueue = rate(n, t.elapsed());
+    until("mail", Duration::from_secs(600), async || {
+        smtp.mails().len() >= n
+    })
+    .await;
+    let mail_delivered = rate(n, t.elapsed());
+    println!(
+        "bench: mail (SMTP, aiosmtpd): enqueued {mail_enqueue:.0}/s, delivered {mail_delivered:.0}/s; \
+         ratio delivered ÷ empty-job run = {:.2}",
+        mail_delivered / job_run
+    );
+
+    // 3. Webhooks to an in-test receiver answering 204.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let receiver = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, receiver).await.ok() });
+    let (admin, _key) = crate::payments::setup_with_root(&app).await;
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": format!("http://127.0.0.1:{hook_port}/hooks"), "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let endpoint: Value = res.json().await.unwrap();
+    let shop = app
+        .store
+        .webhook_endpoint_for_send(endpoint["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .0
+        .tenant_id;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        app.store
+            .publish_webhook_events(
+                &shop,
+                &[rampart_store::notify::webhooks::OutboxEvent {
+                    event: "payment.captured",
+                    payment_id: format!("txn_bench_{i}"),
+                    body: json!({"id": format!("evt_{i}"), "type": "payment.captured"}).to_string(),
+                }],
+            )
+            .await
+            .unwrap();
+        notify.wake();
+    }
+    let hook_enqueue = rate(n, t.elapsed());
+    until("webhooks", Duration::from_secs(600), async || {
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= n
+    })
+    .await;
+    let hook_delivered = rate(n, t.elapsed());
+    println!(
+        "bench: webhooks (signed, resolved, POST): enqueued {hook_enqueue:.0}/s, delivered {hook_delivered:.0}/s; \
+         ratio delivered ÷ empty-job run = {:.2}",
+        hook_delivered / job_run
+    );
+}

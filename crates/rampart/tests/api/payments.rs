@@ -28,6 +28,11 @@ pub(crate) async fn setup(app: &TestApp) -> (String, String) {
     shop(app, "shop").await
 }
 
+/// A merchant, when `root@example.id` already exists.
+pub(crate) async fn setup_with_root(app: &TestApp) -> (String, String) {
+    shop(app, "shop").await
+}
+
 pub(crate) fn card_payment(number: &str, amount: i64, ip: &str) -> Value {
     json!({
         "amount": amount,

@@ -166,6 +166,34 @@ impl<S> Tx<S> {
     }
 }
 
+impl Store {
+    /// Writes one notification and its job in a transaction of its own (for work that has
+    /// no other change to commit with it: an operator's message, benchmarks). `None`: its
+    /// dedupe key was used.
+    pub async fn enqueue_notification(
+        &self,
+        n: &NewNotification,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.system_write().await?;
+        let id = insert(tx.conn(), n).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Publishes webhook events in a transaction of their own (see
+    /// [`Tx::publish_webhook_events`] to publish with a change).
+    pub async fn publish_webhook_events(
+        &self,
+        tenant: &str,
+        events: &[webhooks::OutboxEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.system_write().await?;
+        webhooks::outbox(tx.conn(), tenant, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Filters of the delivery log.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
