@@ -7,6 +7,32 @@ use rampart_notify::{Template, Text};
 pub const VERIFY_EMAIL: &str = "identity.verify_email";
 pub const PASSWORD_RESET: &str = "identity.password_reset";
 pub const PASSWORD_CHANGED: &str = "identity.password_changed";
+pub const MFA_ENABLED: &str = "identity.mfa_enabled";
+pub const MFA_DISABLED: &str = "identity.mfa_disabled";
+pub const API_KEY_CREATED: &str = "identity.api_key_created";
+pub const NEW_DEVICE: &str = "identity.new_device";
+
+/// A security notice: one subject per language, one sentence of what happened.
+const fn notice(
+    kind: &'static str,
+    id: (&'static str, &'static str, &'static str),
+    en: (&'static str, &'static str, &'static str),
+) -> Template {
+    Template {
+        kind,
+        id: Text {
+            subject: id.0,
+            text: id.1,
+            html: id.2,
+        },
+        en: Text {
+            subject: en.0,
+            text: en.1,
+            html: en.2,
+        },
+        security: true,
+    }
+}
 
 /// A verification link works for this long.
 pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
@@ -82,7 +108,80 @@ pub fn templates() -> Vec<Template> {
             },
             security: true,
         },
+        notice(
+            MFA_ENABLED,
+            (
+                "Verifikasi dua langkah diaktifkan",
+                "Verifikasi dua langkah (TOTP) telah diaktifkan untuk akun Anda. Jika itu bukan Anda, segera hubungi administrator Anda.\n",
+                "<p>Verifikasi dua langkah (TOTP) telah diaktifkan untuk akun Anda.</p><p>Jika itu bukan Anda, segera hubungi administrator Anda.</p>",
+            ),
+            (
+                "Two-step verification was turned on",
+                "Two-step verification (TOTP) was turned on for your account. If this was not you, contact your administrator at once.\n",
+                "<p>Two-step verification (TOTP) was turned on for your account.</p><p>If this was not you, contact your administrator at once.</p>",
+            ),
+        ),
+        notice(
+            MFA_DISABLED,
+            (
+                "Verifikasi dua langkah dinonaktifkan",
+                "Verifikasi dua langkah (TOTP) telah dinonaktifkan untuk akun Anda. Jika itu bukan Anda, segera hubungi administrator Anda.\n",
+                "<p>Verifikasi dua langkah (TOTP) telah dinonaktifkan untuk akun Anda.</p><p>Jika itu bukan Anda, segera hubungi administrator Anda.</p>",
+            ),
+            (
+                "Two-step verification was turned off",
+                "Two-step verification (TOTP) was turned off for your account. If this was not you, contact your administrator at once.\n",
+                "<p>Two-step verification (TOTP) was turned off for your account.</p><p>If this was not you, contact your administrator at once.</p>",
+            ),
+        ),
+        notice(
+            API_KEY_CREATED,
+            (
+                "Kunci API baru dibuat",
+                "Anda membuat kunci API baru bernama \"{{name}}\". Jika itu bukan Anda, cabut kunci itu dan hubungi administrator Anda.\n",
+                "<p>Anda membuat kunci API baru bernama <b>{{name}}</b>.</p><p>Jika itu bukan Anda, cabut kunci itu dan hubungi administrator Anda.</p>",
+            ),
+            (
+                "A new API key was created",
+                "You created a new API key named \"{{name}}\". If this was not you, revoke it and contact your administrator.\n",
+                "<p>You created a new API key named <b>{{name}}</b>.</p><p>If this was not you, revoke it and contact your administrator.</p>",
+            ),
+        ),
+        notice(
+            NEW_DEVICE,
+            (
+                "Login dari perangkat baru",
+                "Akun Anda baru saja login dari perangkat atau jaringan baru ({{user_agent}}, {{network}}). Jika itu bukan Anda, atur ulang kata sandi Anda sekarang.\n",
+                "<p>Akun Anda baru saja login dari perangkat atau jaringan baru ({{user_agent}}, {{network}}).</p><p>Jika itu bukan Anda, atur ulang kata sandi Anda sekarang.</p>",
+            ),
+            (
+                "Login from a new device",
+                "Your account just logged in from a new device or network ({{user_agent}}, {{network}}). If this was not you, reset your password now.\n",
+                "<p>Your account just logged in from a new device or network ({{user_agent}}, {{network}}).</p><p>If this was not you, reset your password now.</p>",
+            ),
+        ),
     ]
+}
+
+/// The device a login comes from, as a digest: the user agent and the address's network
+/// (/24 for IPv4, /48 for IPv6), so a new IP in the same network is the same device.
+pub(crate) fn device_of(info: &rampart_edge::RequestInfo) -> (String, String) {
+    let network = match info.client_ip {
+        Some(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        None => "unknown".into(),
+    };
+    let ua = info.user_agent.clone().unwrap_or_default();
+    (
+        rampart_crypto::secret_digest(&format!("{ua}\n{network}")),
+        network,
+    )
 }
 
 /// The notices a security event sends `user`: always by e-mail (it cannot be turned

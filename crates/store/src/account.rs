@@ -398,3 +398,56 @@ impl Store {
             .is_some())
     }
 }
+
+impl Store {
+    /// Whether `user` has logged in from `device` before: `None` if so, else
+    /// `Some(first)`, `first` when they never logged in from any device.
+    pub async fn login_device_seen(
+        &self,
+        user: &User,
+        device: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let scope = TenantScope::mint(user.tenant_id.clone());
+        let mut tx = self.tenant_read(&scope).await?;
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT device FROM user_devices WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(&user.tenant_id)
+        .bind(&user.id)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok((!known.iter().any(|d| d == device)).then_some(known.is_empty()))
+    }
+
+    /// Records a login's new device with its notice, in one transaction; `false` when
+    /// another login recorded it first (then no notice is written).
+    pub async fn record_login_device(
+        &self,
+        user: &User,
+        device: &str,
+        notice: Option<&NewNotification>,
+    ) -> Result<bool, StoreError> {
+        let scope = TenantScope::mint(user.tenant_id.clone());
+        let mut tx = self.tenant_write(&scope).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO user_devices (tenant_id, user_id, device, first_seen) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&user.tenant_id)
+        .bind(&user.id)
+        .bind(device)
+        .bind(now_ms())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            if let Some(n) = notice {
+                crate::notify::insert(tx.conn(), n).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}

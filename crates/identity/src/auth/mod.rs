@@ -124,6 +124,7 @@ pub(crate) async fn start_session(
             audit,
         )
         .await?;
+    note_device(identity, user, info).await;
     let mut event = rampart_audit::security_log::SecurityEvent::new("login_success", "info");
     event.user_id = Some(user.id.clone());
     event.tenant_id = Some(user.tenant_id.clone());
@@ -137,6 +138,56 @@ pub(crate) async fn start_session(
         refresh_token,
     )
     .await
+}
+
+/// Records the login's device; a new one (for a user who logged in elsewhere before)
+/// gets a security notice. A failure here does not fail the login: it is logged.
+async fn note_device(identity: &Identity, user: &rampart_store::User, info: &RequestInfo) {
+    let (device, network) = crate::account::device_of(info);
+    let store = identity.store();
+    let first = match store.login_device_seen(user, &device).await {
+        Ok(None) => return,
+        Ok(Some(first)) => first,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the user's devices");
+            return;
+        }
+    };
+    let user_agent: String = info
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| "unknown client".into())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    // The first login of an account has nothing to compare with: no notice.
+    let notices = if first {
+        Vec::new()
+    } else {
+        match crate::account::security_notices(
+            identity,
+            user,
+            crate::account::NEW_DEVICE,
+            serde_json::json!({ "user_agent": user_agent, "network": network }),
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare the new-device notice");
+                Vec::new()
+            }
+        }
+    };
+    match store
+        .record_login_device(user, &device, notices.first())
+        .await
+    {
+        Ok(true) if !notices.is_empty() => identity.notify().wake(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record the login's device"),
+    }
 }
 
 /// What an audit event records about a request.

@@ -1154,3 +1154,89 @@ async fn bench_notify_throughput() {
         hook_delivered / job_run
     );
 }
+
+#[tokio::test]
+async fn security_notices_on_api_keys_mfa_and_logins_from_new_devices() {
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let app = app_mailing_to(port, |_| {}).await;
+    let tenant = open_community(&app).await;
+    // The first login of an account records its device and mails nothing.
+    let admin = tenant_admin(&app, &tenant, "lead@amaturalist.id").await;
+    let subjects = |mails: &[Value]| -> Vec<String> {
+        mails
+            .iter()
+            .filter(|m| m["rcpt_tos"][0] == "lead@amaturalist.id")
+            .map(|m| m["headers"]["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let res = app
+        .post(
+            "/api/v1/api-keys",
+            Some(&admin),
+            &json!({"name": "<img src=x onerror=alert(1)>", "scopes": ["audit:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["headers"]["subject"], "A new API key was created");
+    let html = mail["html"].as_str().unwrap();
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;") && !html.contains("<img"),
+        "{html}"
+    );
+
+    let enrolment: Value = app
+        .post("/api/v1/auth/mfa/totp/enroll", Some(&admin), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = crate::helpers::base32_decode(enrolment["secret"].as_str().unwrap());
+    let step = jsonwebtoken::get_current_timestamp() / rampart_identity::totp::STEP_SECS;
+    let res = app
+        .post(
+            "/api/v1/auth/mfa/totp/confirm",
+            Some(&admin),
+            &json!({"code": rampart_identity::totp::code_at(&secret, step)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    smtp.wait_for(2).await;
+
+    // Another user agent is another device: a notice. The same one again: none.
+    app.create_user(&tenant, "lead2@amaturalist.id", rampart_store::Role::Member)
+        .await;
+    app.tokens("lead2@amaturalist.id").await;
+    for _ in 0..2 {
+        let res = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("user-agent", "Firefox/140 (field tablet)")
+            .json(&json!({"email": "lead2@amaturalist.id", "password": STRONG_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let mails = smtp.wait_for(3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mails_after = smtp.mails();
+    assert_eq!(mails_after.len(), 3, "{mails:?}");
+    assert_eq!(
+        subjects(&mails_after),
+        [
+            "A new API key was created",
+            "Two-step verification was turned on"
+        ]
+    );
+    let device = &mails_after[2];
+    assert_eq!(device["rcpt_tos"], json!(["lead2@amaturalist.id"]));
+    assert_eq!(device["headers"]["subject"], "Login from a new device");
+    let text = device["text"].as_str().unwrap();
+    assert!(
+        text.contains("Firefox/140 (field tablet)") && text.contains("127.0.0.0/24"),
+        "{text}"
+    );
+}
