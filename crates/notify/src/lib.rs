@@ -181,8 +181,9 @@ struct Inner {
     limiter: RateLimiter,
     mail: mail::MailTransport,
     sms: Arc<dyn sms::SmsProvider>,
-    /// Set once the job queue exists (it is built with this service's handler).
-    jobs: OnceLock<Jobs>,
+    /// Set once the job queue exists (it is built with this service's handler). Only
+    /// its waker: holding the queue itself would be a cycle (queue → handler → this).
+    jobs: OnceLock<rampart_jobs::Waker>,
 }
 
 fn data_context(tenant: &str, id: &str) -> Context {
@@ -235,14 +236,14 @@ impl Notify {
 
     /// Lets [`Notify::wake`] wake this node's worker.
     pub fn attach_jobs(&self, jobs: &Jobs) {
-        let _ = self.inner.jobs.set(jobs.clone());
+        let _ = self.inner.jobs.set(jobs.waker());
     }
 
     /// Wakes this node's worker: call after the commit that wrote notifications, so
     /// they leave at once rather than at the next poll.
     pub fn wake(&self) {
-        if let Some(jobs) = self.inner.jobs.get() {
-            jobs.wake();
+        if let Some(waker) = self.inner.jobs.get() {
+            waker.wake();
         }
     }
 
