@@ -14,7 +14,10 @@
 //! This crate owns no I/O beyond reading the file and the environment.
 #![forbid(unsafe_code)]
 
+mod mail;
+mod notify;
 mod secret;
+mod sms;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,10 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+pub use mail::{MailConfig, MailSecurity};
+pub use notify::NotifyConfig;
 pub use secret::{ConnectionUrl, Secret};
+pub use sms::{SmsConfig, SmsProviderSetting};
 
 /// Environment variables with this prefix are configuration.
 pub const ENV_PREFIX: &str = "RAMPART_";
@@ -42,7 +48,7 @@ fn valid_bucket_name(name: &str) -> bool {
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs", "payments", "backup", "objects",
+    "jobs", "payments", "backup", "objects", "notify", "mail", "sms",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -71,6 +77,9 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub backup: BackupConfig,
     pub objects: ObjectsConfig,
+    pub notify: NotifyConfig,
+    pub mail: MailConfig,
+    pub sms: SmsConfig,
 }
 
 /// Payments (seed 003).
@@ -748,6 +757,9 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             backup: BackupConfig::default(),
             objects: ObjectsConfig::default(),
+            notify: NotifyConfig::default(),
+            mail: MailConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -1225,6 +1237,9 @@ impl Config {
         }
         self.validate_tls()?;
         self.validate_jobs()?;
+        self.notify.validate()?;
+        self.mail.validate()?;
+        self.sms.validate()?;
         let root = self.crypto.root_key.expose();
         if !root.is_empty() && !is_base64_32_bytes(root) {
             return Err(invalid(
@@ -1409,6 +1424,16 @@ const TEXT_KEYS: &[&str] = &[
     "objects.s3_bucket",
     "objects.s3_access_key_id",
     "objects.s3_secret_access_key",
+    "mail.host",
+    "mail.username",
+    "mail.password",
+    "mail.from",
+    "mail.dir",
+    "sms.api_key",
+    "sms.sender",
+    "sms.url",
+    "sms.dir",
+    "notify.public_url",
 ];
 
 /// One `RAMPART_*` variable as a figment layer. Figment's own `Env` provider reads the

@@ -160,7 +160,7 @@ pub async fn issue_key(
         .changes(serde_json::json!({ "name": new.name, "scopes": new.scopes }))
         .build();
     let key = match target {
-        KeyTarget::Scope(scope) => store.create_api_key(scope, new, audit).await,
+        KeyTarget::Scope(scope, notices) => store.create_api_key(scope, new, &notices, audit).await,
         KeyTarget::Tenant(tenant_id) => {
             store.create_api_key_for_tenant(tenant_id, new, audit).await
         }
@@ -173,7 +173,8 @@ pub async fn issue_key(
 }
 
 pub enum KeyTarget<'a> {
-    Scope(&'a TenantScope),
+    /// In a caller's tenant, with the notices to write with the key.
+    Scope(&'a TenantScope, Vec<rampart_store::notify::NewNotification>),
     Tenant(&'a str),
 }
 
@@ -203,9 +204,23 @@ pub async fn create(
         body.expires_in_days,
         Some(&principal),
     )?;
+    // The creating user hears of it (an API key is a credential); a key making a key
+    // has no inbox.
+    let notices = match principal.user() {
+        Some(user) => {
+            crate::account::security_notices(
+                &identity,
+                user,
+                crate::account::API_KEY_CREATED,
+                serde_json::json!({ "name": spec.name }),
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     let (key, secret) = issue_key(
         identity.store(),
-        KeyTarget::Scope(&principal.scope),
+        KeyTarget::Scope(&principal.scope, notices),
         spec,
         principal.actor(),
         request_meta(&info),

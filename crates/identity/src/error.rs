@@ -48,6 +48,24 @@ pub enum IdentityError {
     /// Too many password hashes queued (see `hash_gate`): shed, not failed.
     #[error("too busy to check a password now")]
     Busy { retry_after_secs: u64 },
+    #[error("this tenant does not take sign-ups")]
+    SignupClosed,
+    #[error("link token rejected")]
+    BadLinkToken,
+    #[error("e-mail address not verified")]
+    EmailNotVerified,
+}
+
+impl From<rampart_notify::NotifyError> for IdentityError {
+    fn from(e: rampart_notify::NotifyError) -> IdentityError {
+        match e {
+            rampart_notify::NotifyError::Invalid { field, reason } => {
+                IdentityError::Invalid { field, reason }
+            }
+            rampart_notify::NotifyError::Keys(cause) => IdentityError::Keys(cause),
+            rampart_notify::NotifyError::Store(e) => IdentityError::Store(e),
+        }
+    }
 }
 
 impl From<IdentityError> for ApiError {
@@ -126,6 +144,20 @@ impl From<IdentityError> for ApiError {
                 tracing::error!(error = %cause, "store error");
                 ApiError::internal()
             }
+            IdentityError::SignupClosed => ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "signup_closed",
+                "this tenant does not take sign-ups",
+            ),
+            IdentityError::BadLinkToken => ApiError::bad_request(
+                "invalid_link_token",
+                "the link is invalid, expired or already used",
+            ),
+            IdentityError::EmailNotVerified => ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "confirm your e-mail address first: follow the link in the mail we sent",
+            ),
             IdentityError::Keys(cause) | IdentityError::Task(cause) => {
                 tracing::error!(%cause, "identity internal error");
                 ApiError::internal()

@@ -9,6 +9,7 @@
 //! Must not: build SQL (the store does), or hold raw key material (the crypto crate does).
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api_keys;
 mod audit_api;
 mod auth;
@@ -16,6 +17,7 @@ mod error;
 pub mod hash_gate;
 mod jwks;
 mod metrics;
+pub mod notify_api;
 pub mod password;
 mod principal;
 pub mod rbac;
@@ -42,6 +44,7 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(jwks::router())
         .merge(api_keys::router())
         .merge(audit_api::router())
+        .merge(notify_api::router())
 }
 
 /// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.

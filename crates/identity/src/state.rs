@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) dummy_hash: String,
     /// Every password hash and verification of this process's logins (see `hash_gate`).
     pub(crate) hashes: crate::hash_gate::HashGate,
+    /// The outbox: account mail and security notices.
+    notify: rampart_notify::Notify,
 }
 
 impl std::fmt::Debug for Identity {
@@ -90,6 +92,7 @@ impl Identity {
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
+        notify: rampart_notify::Notify,
         root: RootKey,
         keyring: Arc<rampart_crypto::keyring::Keyring>,
         signing: Arc<SigningKeys>,
@@ -127,12 +130,17 @@ impl Identity {
                 tenant_kinds: RwLock::new(Default::default()),
                 dummy_hash,
                 hashes,
+                notify,
             }),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn notify(&self) -> &rampart_notify::Notify {
+        &self.inner.notify
     }
 
     pub fn config(&self) -> &AuthConfig {

@@ -16,6 +16,54 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(get))
+        .routes(routes!(set_signup))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignupSetting {
+    /// Let anyone sign up to this tenant at `POST /api/v1/auth/signup` (with e-mail
+    /// verification).
+    pub allow_signup: bool,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenants/{tenant_id}/signup",
+    tag = "tenants",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    request_body = SignupSetting,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 403, description = "Not a platform admin", body = ErrorBody),
+        (status = 404, description = "No such tenant, or not the caller's", body = ErrorBody),
+    )
+)]
+pub async fn set_signup(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: RequestInfo,
+    Path(tenant_id): Path<String>,
+    Json(body): Json<SignupSetting>,
+) -> Result<StatusCode, ApiError> {
+    if !principal.is_platform_admin() && principal.scope.tenant_id() != tenant_id {
+        return Err(IdentityError::NotFound.into());
+    }
+    principal.require(rbac::TENANTS_WRITE)?;
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "tenant.signup",
+        "tenant",
+        request_meta(&info),
+    )
+    .changes(serde_json::json!({ "allow_signup": body.allow_signup }))
+    .build();
+    identity
+        .store()
+        .set_tenant_allow_signup(&tenant_id, body.allow_signup, audit)
+        .await
+        .map_err(IdentityError::from)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]

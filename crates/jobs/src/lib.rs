@@ -47,6 +47,10 @@ pub enum JobError {
     /// Will never succeed (bad payload, a 4xx): dead at once.
     #[error("{0}")]
     Permanent(String),
+    /// Not now (a rate limit said wait): queued again after this long, the attempt not
+    /// counted.
+    #[error("deferred for {0:?}")]
+    Deferred(Duration),
 }
 
 /// What a handler knows about the job it runs.
@@ -72,6 +76,16 @@ impl JobContext {
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 type Handler = Arc<dyn Fn(JobContext, serde_json::Value) -> HandlerFuture + Send + Sync>;
+
+/// Wakes a node's idle queue loops (see [`Jobs::waker`]).
+#[derive(Clone, Debug)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+    }
+}
 
 /// Concurrency and rate limit of one queue on one node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -267,7 +281,7 @@ impl JobsBuilder {
                 handlers: self.handlers,
                 schedules: self.schedules,
                 shared_rate: self.shared_rate,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
                 metrics: JobMetrics::default(),
             }),
         }
@@ -288,7 +302,7 @@ struct Inner {
     schedules: Vec<Schedule>,
     shared_rate: Option<Arc<dyn SharedRate>>,
     /// Wakes idle queue loops after a local enqueue; a hint, polling is the guarantee.
-    wake: Notify,
+    wake: Arc<Notify>,
     metrics: JobMetrics,
 }
 
@@ -335,6 +349,19 @@ impl Jobs {
             .await?;
         self.inner.wake.notify_waiters();
         Ok(id)
+    }
+
+    /// Wakes this node's idle queue loops (after a commit that enqueued jobs elsewhere,
+    /// such as an outbox written by the store).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// What [`Jobs::wake`] uses, on its own: a service whose handlers the queue holds
+    /// keeps this rather than the queue, so the two do not keep each other alive (and
+    /// the database pool open) after the app is dropped.
+    pub fn waker(&self) -> Waker {
+        Waker(self.inner.wake.clone())
     }
 
     /// Refreshes the depth gauges from the database (called at scrape time).

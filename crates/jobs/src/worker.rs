@@ -262,6 +262,17 @@ async fn run_job(
         }
         Some(Ok(Err(JobError::Retryable(msg)))) => record_failure(&inner, &job, &msg, false).await,
         Some(Ok(Err(JobError::Permanent(msg)))) => record_failure(&inner, &job, &msg, true).await,
+        Some(Ok(Err(JobError::Deferred(wait)))) => {
+            let run_at = now_ms() + wait.as_millis() as i64;
+            if let Err(e) = inner
+                .store
+                .defer_job(&job.id, &settings.node, job.attempts, run_at)
+                .await
+            {
+                tracing::warn!(job = %job.id, error = %e,
+                    "cannot defer the job; it runs again when its lease expires");
+            }
+        }
         Some(Err(_)) => record_failure(&inner, &job, "the handler panicked", false).await,
     }
 }

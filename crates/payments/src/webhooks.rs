@@ -1,31 +1,25 @@
 //! Webhooks: merchants register endpoints and choose events; each event of a payment
 //! becomes one delivery per subscribed endpoint, written in the same transaction as the
-//! payment change (`rampart_store::webhooks::outbox`) and sent by the job queue.
+//! payment change (`rampart_store::notify::webhooks::outbox`) and sent by the job queue.
 //!
-//! Every delivery is a `POST` of the event as JSON with
-//! `Rampart-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under the
-//! endpoint's secret (`whsec_…`, shown once when the endpoint is made), plus
-//! `Rampart-Event` and `Rampart-Delivery` (the delivery id: receivers dedupe on it, since
-//! delivery is at least once). A non-2xx answer or no answer within the timeout is
-//! retried with exponential backoff and full jitter, 25 attempts over about two to four
-//! days; each attempt is in the delivery log, and a delivery can be sent again by hand.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Deliveries are notifications of the `webhook` channel: `rampart_notify` signs and
+//! sends them (Standard Webhooks headers, and `Rampart-Signature: t=<unix seconds>,
+//! v1=<hex HMAC-SHA256 of "<t>.<body>">` under the endpoint's secret, `whsec_…`, shown
+//! once when the endpoint is made, plus `Rampart-Event` and `Rampart-Delivery`). A non-2xx
+//! answer or no answer within the timeout is retried with exponential backoff and full
+//! jitter, 25 attempts over about two to four days; each attempt is in the delivery log,
+//! and a delivery can be sent again by hand.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use hmac::{Hmac, Mac};
-use rampart_crypto::envelope::Context;
-use rampart_crypto::keyring::Keyring;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_identity::{IdentityError, Principal};
-use rampart_jobs::{JobContext, JobError};
-use rampart_store::webhooks::{Delivery, Endpoint, OutboxEvent};
-use rampart_store::{Store, StoreError};
+use rampart_notify::webhook::check_url;
+use rampart_notify::{endpoint_secret_context, endpoint_secret_key};
+use rampart_store::notify::webhooks::{Delivery, Endpoint, OutboxEvent};
+use rampart_store::StoreError;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::Payments;
@@ -71,122 +65,6 @@ pub fn outbox_for(payment: &rampart_store::payments::Payment) -> Vec<OutboxEvent
     }]
 }
 
-/// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let v1: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={v1}")
-}
-
-fn secret_key(tenant: &str) -> String {
-    format!("webhook-{tenant}")
-}
-
-fn secret_context(tenant: &str, endpoint: &str) -> Context {
-    Context::new(tenant, "webhook_endpoints", "sealed_secret", endpoint)
-}
-
-/// Sends deliveries: the `webhook.deliver` job handler.
-#[derive(Clone)]
-pub struct Sender {
-    store: Store,
-    keyring: Arc<Keyring>,
-    client: reqwest::Client,
-}
-
-impl Sender {
-    pub fn new(store: Store, keyring: Arc<Keyring>, timeout: Duration) -> Sender {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A receiver's redirect is not followed: the merchant registered this URL.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Rampart-Webhooks/1")
-            .build()
-            .unwrap_or_default();
-        Sender {
-            store,
-            keyring,
-            client,
-        }
-    }
-
-    pub async fn deliver(self, ctx: JobContext, payload: Value) -> Result<(), JobError> {
-        let id = payload["delivery_id"]
-            .as_str()
-            .ok_or_else(|| JobError::Permanent("payload has no delivery_id".into()))?;
-        let (delivery, endpoint) = match self.store.webhook_delivery_for_send(id).await {
-            Ok(found) => found,
-            Err(StoreError::NotFound) => {
-                return Err(JobError::Permanent(format!("no delivery {id}")))
-            }
-            Err(e) => return Err(JobError::Retryable(e.to_string())),
-        };
-        if delivery.status == "delivered" {
-            return Ok(());
-        }
-        let secret = self
-            .keyring
-            .open(
-                &secret_context(&endpoint.tenant_id, &endpoint.id),
-                &endpoint.sealed_secret,
-            )
-            .await
-            .map_err(|e| JobError::Retryable(format!("cannot open the endpoint secret: {e}")))?;
-        let t = rampart_store::now_ms() / 1000;
-        let sent = self
-            .client
-            .post(&endpoint.url)
-            .header("content-type", "application/json")
-            .header(
-                "rampart-signature",
-                signature(&secret, t, delivery.body.as_bytes()),
-            )
-            .header("rampart-event", &delivery.event)
-            .header("rampart-delivery", &delivery.id)
-            .body(delivery.body.clone())
-            .send()
-            .await;
-        let last = ctx.attempt >= ctx.max_attempts;
-        let (outcome, code, error) = match sent {
-            Ok(res) if res.status().is_success() => {
-                ("delivered", Some(res.status().as_u16()), None)
-            }
-            Ok(res) => (
-                if last { "failed" } else { "pending" },
-                Some(res.status().as_u16()),
-                Some(format!("the endpoint answered {}", res.status())),
-            ),
-            Err(e) => (
-                if last { "failed" } else { "pending" },
-                None,
-                // reqwest's message names the URL and the cause, never a secret.
-                Some(if e.is_timeout() {
-                    "no answer within the timeout".to_string()
-                } else {
-                    format!("cannot reach the endpoint: {}", e.without_url())
-                }),
-            ),
-        };
-        self.store
-            .record_webhook_attempt(&delivery.id, outcome, code.map(i64::from), error.as_deref())
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-        match error {
-            None => Ok(()),
-            Some(e) => Err(JobError::Retryable(e)),
-        }
-    }
-}
-
 // ----- the API -----
 
 #[derive(Deserialize, ToSchema)]
@@ -227,31 +105,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
     }
 }
 
-/// Where a webhook may go: `https`, to a public address. Private, loopback and link-local
-/// address literals (the cloud metadata service, internal admin panels) are refused unless
-/// `allow_private` (development). Host names are not resolved here.
-pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let uri: axum::http::Uri = url.parse().map_err(|_| "is not a URL".to_string())?;
-    let host = uri.host().ok_or("has no host")?.trim_matches(['[', ']']);
-    let private = match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-        }
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    };
-    if private && !allow_private {
-        return Err("points at a private or loopback address".into());
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if private && allow_private => Ok(()),
-        _ => Err("must be an https:// URL".into()),
-    }
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/endpoints",
@@ -274,9 +127,6 @@ pub async fn create_endpoint(
     if crate::api::holds_card_number(&body.url) {
         return Err(invalid("url", "must not hold a card number").into());
     }
-    if body.url.len() > 2000 {
-        return Err(invalid("url", "is longer than 2000 characters").into());
-    }
     if body.events.is_empty() {
         return Err(invalid("events", "name at least one event").into());
     }
@@ -292,12 +142,12 @@ pub async fn create_endpoint(
     }
     let tenant = principal.scope.tenant_id().to_string();
     let id = format!("whe_{}", rampart_store::new_id());
-    let secret = rampart_crypto::random_secret("whsec_", 24);
+    let secret = rampart_notify::webhook::new_secret();
     let sealed_secret = p
         .keyring()
         .seal(
-            &secret_key(&tenant),
-            &secret_context(&tenant, &id),
+            &endpoint_secret_key(&tenant),
+            &endpoint_secret_context(&tenant, &id),
             secret.as_bytes(),
         )
         .await
@@ -465,45 +315,16 @@ pub async fn resend_delivery(
     )
     .build();
     p.store()
-        .resend_webhook(&principal.scope, &delivery_id, audit)
+        .resend_notification(
+            &principal.scope,
+            &delivery_id,
+            rampart_store::notify::webhooks::MAX_ATTEMPTS,
+            audit,
+        )
         .await
         .map_err(|e| match e {
             StoreError::NotFound => IdentityError::NotFound,
             other => IdentityError::Store(other),
         })?;
     Ok(StatusCode::ACCEPTED)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_are_hmac_sha256_of_time_dot_body() {
-        // Independent check: HMAC-SHA256("key", "1700000000.{}") computed with Python's hmac.
-        let sig = signature(b"key", 1_700_000_000, b"{}");
-        assert!(sig.starts_with("t=1700000000,v1="), "{sig}");
-        assert_eq!(sig.len(), "t=1700000000,v1=".len() + 64);
-        assert_ne!(sig, signature(b"key", 1_700_000_001, b"{}"));
-        assert_ne!(sig, signature(b"other", 1_700_000_000, b"{}"));
-    }
-
-    #[test]
-    fn webhook_urls_go_to_public_https_endpoints() {
-        assert!(check_url("https://shop.example/hooks", false).is_ok());
-        for bad in [
-            "http://shop.example/hooks",
-            "https://127.0.0.1/x",
-            "https://10.1.2.3/x",
-            "https://169.254.169.254/latest/meta-data",
-            "https://[::1]/x",
-            "https://localhost/x",
-            "ftp://shop.example/",
-            "not a url",
-        ] {
-            assert!(check_url(bad, false).is_err(), "{bad}");
-        }
-        assert!(check_url("http://127.0.0.1:9000/x", true).is_ok());
-        assert!(check_url("http://shop.example/x", true).is_err());
-    }
 }

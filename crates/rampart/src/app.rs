@@ -81,6 +81,7 @@ impl utoipa::Modify for BearerAuth {
 /// Roles and permissions: the one registration point where apps grant theirs.
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
+    rampart_identity::notify_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
     builder.build()
@@ -365,7 +366,66 @@ pub async fn queue_rate(
     Ok(Some(Arc::new(crate::queue_rate::RedisQueueRate(limiter))))
 }
 
-/// The queue with the platform's own jobs registered: webhook deliveries (payments), and
+/// The notification service from `[notify]`, `[mail]` and `[sms]`, with every app's
+/// templates: mail over SMTP, or `.eml` files in `data_dir/mail` without `mail.host`
+/// (said at start, so nobody waits for mail that went to a folder); SMS to a gateway or
+/// to `data_dir/sms`. Its rate limits count in Redis when `redis.url` is set.
+pub async fn notify(
+    config: &Config,
+    store: &Store,
+    crypto: &Crypto,
+) -> anyhow::Result<rampart_notify::Notify> {
+    let mut templates = rampart_notify::Templates::default();
+    for t in rampart_identity::account::templates() {
+        templates.register(t);
+    }
+    let limiter = if config.redis.url.is_empty() {
+        RateLimiter::memory()
+    } else {
+        RateLimiter::redis(config.redis.url.expose(), &config.redis.key_prefix)
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", config.redis.url))?
+    };
+    let mail = rampart_notify::mail::MailTransport::from_config(&config.mail, &config.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    let s = &config.sms;
+    let sms: Arc<dyn rampart_notify::sms::SmsProvider> = match s.provider {
+        rampart_config::SmsProviderSetting::File => Arc::new(rampart_notify::sms::FileSms {
+            dir: if s.dir.is_empty() {
+                config.data_dir.join("sms")
+            } else {
+                s.dir.clone().into()
+            },
+        }),
+        rampart_config::SmsProviderSetting::Http => Arc::new(rampart_notify::sms::HttpSms::new(
+            &s.url,
+            s.api_key.expose(),
+            &s.sender,
+            Duration::from_secs(s.timeout_secs),
+        )),
+    };
+    let notify = rampart_notify::Notify::new(
+        store.clone(),
+        crypto.keyring.clone(),
+        templates,
+        rampart_notify::Settings::from_config(config),
+        limiter,
+        mail,
+        sms,
+    )
+    .await
+    .context("cannot start notifications")?;
+    let (mail, sms) = notify.describe();
+    if config.mail.host.is_empty() {
+        tracing::warn!(mail = %mail, "mail.host is not set: mail is written to files, not sent");
+    } else {
+        tracing::info!(mail = %mail, host = %config.mail.host, port = config.mail.port, "mail goes out over SMTP");
+    }
+    tracing::info!(sms = %sms, "SMS provider");
+    Ok(notify)
+}
+
+/// The queue with the platform's own jobs registered: notification deliveries, and
 /// housekeeping: done jobs older than `jobs.retention_days` are purged nightly at 03:17
 /// WIB (an odd minute, away from the top-of-the-hour crowd). Apps register theirs here.
 /// `shared_rate` (see [`queue_rate`]) paces rate-limited queues across nodes.
@@ -373,16 +433,13 @@ pub fn jobs(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
+    notify: &rampart_notify::Notify,
     security_log: rampart_audit::security_log::SecurityLog,
     shared_rate: Option<Arc<dyn rampart_jobs::SharedRate>>,
 ) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
-    let webhooks = rampart_payments::webhooks::Sender::new(
-        store.clone(),
-        crypto.keyring.clone(),
-        Duration::from_secs(config.payments.webhook_timeout_secs),
-    );
+    let (deliver, legacy) = (notify.clone(), notify.clone());
     let backups = Arc::new((config.clone(), store.clone(), crypto.clone(), security_log));
     let drills = backups.clone();
     let mut builder = rampart_jobs::Jobs::builder(store.clone(), jobs_settings(config)?);
@@ -417,9 +474,15 @@ pub fn jobs(
     }
     let jobs = builder
         .handler(
-            rampart_store::webhooks::QUEUE,
-            rampart_store::webhooks::DELIVER_KIND,
-            move |ctx, payload| webhooks.clone().deliver(ctx, payload),
+            rampart_notify::QUEUE,
+            rampart_notify::DELIVER_KIND,
+            move |ctx, payload| deliver.clone().deliver(ctx, payload),
+        )
+        // Webhook jobs enqueued by an older binary (migration 11 renames queued ones).
+        .handler(
+            rampart_notify::QUEUE,
+            rampart_notify::LEGACY_WEBHOOK_KIND,
+            move |ctx, payload| legacy.clone().deliver(ctx, payload),
         )
         .handler("maintenance", "jobs.purge", move |_ctx, _payload| {
             let store = purge_store.clone();
@@ -556,8 +619,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             tenant_burst: e.tenant_burst,
         }
     });
+    let notify = notify(&config, &store, &crypto).await?;
     let identity = Identity::new(
         store.clone(),
+        notify.clone(),
         crypto.root.clone(),
         keyring.clone(),
         crypto.signing.clone(),
@@ -575,9 +640,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         &config,
         &store,
         &crypto,
+        &notify,
         security_log.clone(),
         queue_rate(&config).await?,
     )?;
+    notify.attach_jobs(&jobs);
     jobs.metrics().register(&mut registry);
 
     let (identity_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -594,7 +661,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         identity.clone(),
         vault.clone(),
         crypto.keyring.clone(),
-        &config.payments,
+        &rampart_config::PaymentsConfig {
+            webhook_allow_private_targets: notify.settings().webhook_allow_private,
+            ..config.payments.clone()
+        },
     );
 
     let ops_state = OpsState {

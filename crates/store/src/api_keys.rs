@@ -56,14 +56,19 @@ fn from_row(r: &AnyRow) -> Result<ApiKey, StoreError> {
 
 impl Store {
     /// Creates a key in the scope's tenant, with its audit event.
+    /// `notices` (the creator's security notice) are written in the same transaction.
     pub async fn create_api_key(
         &self,
         scope: &TenantScope,
         new: NewApiKey,
+        notices: &[crate::notify::NewNotification],
         audit: NewAuditEvent,
     ) -> Result<ApiKey, StoreError> {
         let mut tx = self.tenant_write(scope).await?;
         let key = insert(&mut tx, scope.tenant_id(), new, audit).await?;
+        for n in notices {
+            crate::notify::insert(tx.conn(), n).await?;
+        }
         tx.commit().await?;
         Ok(key)
     }

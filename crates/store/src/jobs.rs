@@ -297,6 +297,33 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Puts a claimed job back, its attempt not counted, due at `run_at`: the handler
+    /// could not start its work yet (a rate limit), which is not a failure.
+    pub async fn defer_job(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: i64,
+        run_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.system_write().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+             lease_until = NULL, run_at = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'running' AND lease_owner = $4 AND attempts = $5",
+        )
+        .bind(run_at)
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .bind(attempt)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     /// Jobs whose lease ran out (their worker died or hung) go back to the queue, their
     /// attempt counted: a job that kills its worker every time ends dead, not in a loop.
     /// Returns how many were reclaimed.

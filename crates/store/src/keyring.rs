@@ -189,6 +189,18 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "sealed_pan",
         id: "token",
     },
+    SealedColumn {
+        key: "webhook-",
+        table: "webhook_endpoints",
+        column: "sealed_secret",
+        id: "id",
+    },
+    SealedColumn {
+        key: "notify",
+        table: "notifications",
+        column: "sealed_data",
+        id: "id",
+    },
 ];
 
 impl SealedColumn {

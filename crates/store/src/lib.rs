@@ -20,19 +20,20 @@ mod migrate;
 pub mod model;
 mod tx;
 
+pub mod account;
 pub mod api_keys;
 pub mod audit_events;
 pub mod backups;
 pub mod jobs;
 pub mod keyring;
 pub mod mfa;
+pub mod notify;
 pub mod payments;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 pub mod users;
 pub mod vault;
-pub mod webhooks;
 
 pub use connect::{Backend, PoolStats, Store, StoreOptions};
 pub use error::StoreError;

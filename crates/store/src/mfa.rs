@@ -106,6 +106,7 @@ impl Store {
         step: i64,
         recovery_code_hashes: &[String],
         session_id: &str,
+        notices: &[crate::notify::NewNotification],
         mut audit: NewAuditEvent,
     ) -> Result<bool, StoreError> {
         let scope = TenantScope::mint(user.tenant_id.clone());
@@ -140,6 +141,9 @@ impl Store {
                 .await?;
         }
         mark_session_mfa(&mut tx, session_id, &user.tenant_id, now).await?;
+        for n in notices {
+            crate::notify::insert(tx.conn(), n).await?;
+        }
         audit.target_id = Some(user.id.clone());
         tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
@@ -198,6 +202,7 @@ impl Store {
     pub async fn disable_factor(
         &self,
         user: &User,
+        notices: &[crate::notify::NewNotification],
         mut audit: NewAuditEvent,
     ) -> Result<(), StoreError> {
         let scope = TenantScope::mint(user.tenant_id.clone());
@@ -210,6 +215,9 @@ impl Store {
             .bind(&user.tenant_id)
             .execute(tx.conn())
             .await?;
+        }
+        for n in notices {
+            crate::notify::insert(tx.conn(), n).await?;
         }
         audit.target_id = Some(user.id.clone());
         tx.audit(&user.tenant_id, &audit).await?;

@@ -78,6 +78,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_webhooks.sql"),
         postgres: include_str!("../migrations/postgres/0010_webhooks.sql"),
     },
+    Migration {
+        version: 11,
+        name: "notifications",
+        sqlite: include_str!("../migrations/sqlite/0011_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0011_notifications.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

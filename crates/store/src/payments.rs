@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::webhooks::{outbox, OutboxEvent};
+use crate::notify::webhooks::{outbox, OutboxEvent};
 use crate::{now_ms, NewAuditEvent, Store, StoreError, TenantScope};
 
 /// A stored payment.

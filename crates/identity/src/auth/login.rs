@@ -150,6 +150,15 @@ async fn attempt(
         .await?;
 
     let named_user = candidate.as_ref().map(|c| c.user.id.clone());
+    // Said only to whoever knows the password: an unverified sign-up is not a secret
+    // from its own owner.
+    if matches
+        && candidate
+            .as_ref()
+            .is_some_and(|c| c.user.status == "unverified")
+    {
+        return Err(IdentityError::EmailNotVerified);
+    }
     let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
         // The user id when the e-mail names one, never the password or the e-mail.
         let mut event = SecurityEvent::new("login_failure", "warning");

@@ -263,11 +263,18 @@ pub async fn confirm(
         .iter()
         .map(|c| rampart_crypto::secret_digest(&normalise_recovery(c)))
         .collect();
+    let notices = crate::account::security_notices(
+        &identity,
+        user,
+        crate::account::MFA_ENABLED,
+        serde_json::json!({}),
+    )
+    .await?;
     let audit =
         rampart_audit::event(principal.actor(), "mfa.enable", "user", request_meta(&info)).build();
     let confirmed = identity
         .store()
-        .confirm_factor(user, step as i64, &digests, session_id, audit)
+        .confirm_factor(user, step as i64, &digests, session_id, &notices, audit)
         .await
         .map_err(IdentityError::from)?;
     if !confirmed {
@@ -302,6 +309,13 @@ pub async fn disable(
 ) -> Result<StatusCode, ApiError> {
     let user = principal.require_user()?;
     check_code(&identity, user, &body.code, true, &info).await?;
+    let notices = crate::account::security_notices(
+        &identity,
+        user,
+        crate::account::MFA_DISABLED,
+        serde_json::json!({}),
+    )
+    .await?;
     let audit = rampart_audit::event(
         principal.actor(),
         "mfa.disable",
@@ -311,7 +325,7 @@ pub async fn disable(
     .build();
     identity
         .store()
-        .disable_factor(user, audit)
+        .disable_factor(user, &notices, audit)
         .await
         .map_err(IdentityError::from)?;
     identity.security_event(

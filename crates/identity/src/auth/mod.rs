@@ -3,7 +3,9 @@
 mod login;
 mod logout;
 mod mfa;
+mod password_reset;
 mod refresh;
+mod signup;
 
 use rampart_edge::RequestInfo;
 use rampart_store::RequestMeta;
@@ -23,6 +25,54 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(mfa::enroll))
         .routes(routes!(mfa::confirm))
         .routes(routes!(mfa::disable))
+        .routes(routes!(signup::signup))
+        .routes(routes!(signup::verify_email, signup::verify_email_link))
+        .routes(routes!(password_reset::request))
+        .routes(routes!(password_reset::confirm))
+}
+
+/// The language of a request's mail: `locale` when the caller names one (an unknown
+/// one is a 422), else the best of `Accept-Language`.
+pub(crate) fn locale(
+    explicit: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Result<rampart_notify::Locale, IdentityError> {
+    match explicit {
+        Some(l) => rampart_notify::Locale::parse(l).map_err(|reason| IdentityError::Invalid {
+            field: "locale",
+            reason,
+        }),
+        None => Ok(rampart_notify::Locale::from_accept_language(
+            headers
+                .get(axum::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        )),
+    }
+}
+
+/// Counts one request of `what` from the client's address against `max` per login
+/// window: 429 beyond it (failing closed, like login).
+pub(crate) async fn throttle_ip(
+    identity: &Identity,
+    info: &RequestInfo,
+    what: &str,
+    max: u32,
+) -> Result<(), IdentityError> {
+    let Some(ip) = info.client_ip else {
+        return Ok(());
+    };
+    let window = std::time::Duration::from_secs(identity.config().login_window_secs);
+    let hit = identity
+        .throttle()
+        .hit(&format!("{what}:ip:{ip}"), window)
+        .await
+        .map_err(|e| IdentityError::ThrottleUnavailable(e.to_string()))?;
+    if hit.attempts > max {
+        return Err(IdentityError::Locked {
+            retry_after_secs: hit.resets_in.as_secs().max(1),
+        });
+    }
+    Ok(())
 }
 
 /// What login and refresh return.
@@ -74,6 +124,7 @@ pub(crate) async fn start_session(
             audit,
         )
         .await?;
+    note_device(identity, user, info).await;
     let mut event = rampart_audit::security_log::SecurityEvent::new("login_success", "info");
     event.user_id = Some(user.id.clone());
     event.tenant_id = Some(user.tenant_id.clone());
@@ -87,6 +138,56 @@ pub(crate) async fn start_session(
         refresh_token,
     )
     .await
+}
+
+/// Records the login's device; a new one (for a user who logged in elsewhere before)
+/// gets a security notice. A failure here does not fail the login: it is logged.
+async fn note_device(identity: &Identity, user: &rampart_store::User, info: &RequestInfo) {
+    let (device, network) = crate::account::device_of(info);
+    let store = identity.store();
+    let first = match store.login_device_seen(user, &device).await {
+        Ok(None) => return,
+        Ok(Some(first)) => first,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the user's devices");
+            return;
+        }
+    };
+    let user_agent: String = info
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| "unknown client".into())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    // The first login of an account has nothing to compare with: no notice.
+    let notices = if first {
+        Vec::new()
+    } else {
+        match crate::account::security_notices(
+            identity,
+            user,
+            crate::account::NEW_DEVICE,
+            serde_json::json!({ "user_agent": user_agent, "network": network }),
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare the new-device notice");
+                Vec::new()
+            }
+        }
+    };
+    match store
+        .record_login_device(user, &device, notices.first())
+        .await
+    {
+        Ok(true) if !notices.is_empty() => identity.notify().wake(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record the login's device"),
+    }
 }
 
 /// What an audit event records about a request.

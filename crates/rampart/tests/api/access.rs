@@ -405,6 +405,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         "refresh_token": "rft_x", "mfa_token": "x", "code": "000000",
         "number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
         "plaintext": "c3dlZXA=", "ciphertext": "rampart:v1:AAAA", "context": "",
+        "allow_signup": true,
     });
     let mut swept = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -424,6 +425,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{id}", &b_payment),
                 ("{endpoint_id}", &b_endpoint),
                 ("{delivery_id}", &b_delivery),
+                ("{notification_id}", &b_delivery),
             ] {
                 concrete = concrete.replace(param, value);
             }

@@ -18,6 +18,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The app's identity service (and through it, its notification service).
+    pub identity: rampart_identity::Identity,
     pub config: Config,
     /// Set when the app runs on PostgreSQL: the URL of its own database.
     pub database_url: Option<String>,
@@ -223,6 +225,7 @@ pub async fn spawn_app_using(
 
     let built = app::build(config.clone()).await.expect("app builds");
     let store = built.store.clone();
+    let identity = built.identity.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -239,6 +242,7 @@ pub async fn spawn_app_using(
         base: format!("{scheme}://{addr}"),
         client,
         store,
+        identity,
         config,
         database_url,
         dir,
@@ -276,6 +280,15 @@ impl TestApp {
     /// Starts another node: `rampart serve` as its own process on this app's database,
     /// data dir and Redis, with more settings from `env`. Killed when dropped.
     pub async fn spawn_node(&self, env: &[(&str, &str)]) -> Node {
+        self.spawn_node_logging(env, None).await
+    }
+
+    /// [`TestApp::spawn_node`] with the node's log (stderr) written to `log` when given.
+    pub async fn spawn_node_logging(
+        &self,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -286,7 +299,15 @@ impl TestApp {
         cmd.env("RAMPART_HTTP_LISTEN", &listen)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(match log {
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the node's log file")
+                    .into(),
+                None => std::process::Stdio::inherit(),
+            });
         if !self.config.redis.url.is_empty() {
             cmd.env("RAMPART_REDIS_URL", self.config.redis.url.expose());
         }

@@ -15,6 +15,7 @@ mod helpers;
 mod jobs;
 mod keys;
 mod mfa;
+mod notify;
 mod objects;
 mod ops;
 mod payments;

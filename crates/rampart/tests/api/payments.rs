@@ -23,12 +23,17 @@ async fn shop(app: &TestApp, name: &str) -> (String, String) {
     (admin, api_key)
 }
 
-async fn setup(app: &TestApp) -> (String, String) {
+pub(crate) async fn setup(app: &TestApp) -> (String, String) {
     app.create_platform_admin("root@example.id").await;
     shop(app, "shop").await
 }
 
-fn card_payment(number: &str, amount: i64, ip: &str) -> Value {
+/// A merchant, when `root@example.id` already exists.
+pub(crate) async fn setup_with_root(app: &TestApp) -> (String, String) {
+    shop(app, "shop").await
+}
+
+pub(crate) fn card_payment(number: &str, amount: i64, ip: &str) -> Value {
     json!({
         "amount": amount,
         "currency": "IDR",
@@ -40,7 +45,12 @@ fn card_payment(number: &str, amount: i64, ip: &str) -> Value {
     })
 }
 
-async fn pay(app: &TestApp, key: &str, idem: Option<&str>, body: &Value) -> reqwest::Response {
+pub(crate) async fn pay(
+    app: &TestApp,
+    key: &str,
+    idem: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(app.url("/api/v1/payments"))
@@ -52,7 +62,7 @@ async fn pay(app: &TestApp, key: &str, idem: Option<&str>, body: &Value) -> reqw
     req.send().await.unwrap()
 }
 
-async fn created(res: reqwest::Response) -> Value {
+pub(crate) async fn created(res: reqwest::Response) -> Value {
     let status = res.status();
     let body = res.text().await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{body}");

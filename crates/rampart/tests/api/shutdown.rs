@@ -104,9 +104,14 @@ async fn shop_with_endpoint(receiver: &SlowReceiver) -> (TestApp, String, String
     (app, admin, api_key)
 }
 
-/// Settings of the node under test: its grace, quick polls, and the test's Redis prefix.
+/// Settings of the node under test: its grace, quick polls, the test's Redis prefix, and
+/// loopback webhook targets (checked again, resolved, at send time).
 fn node_env(app: &TestApp, grace: &str) -> Vec<(&'static str, String)> {
     vec![
+        (
+            "RAMPART_NOTIFY_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+            "true".to_string(),
+        ),
         ("RAMPART_HTTP_SHUTDOWN_GRACE_SECS", grace.to_string()),
         ("RAMPART_JOBS_POLL_INTERVAL_MS", "100".to_string()),
         (
@@ -148,14 +153,16 @@ async fn deliveries(app: &TestApp, admin: &str) -> Vec<Value> {
     log.as_array().unwrap().clone()
 }
 
-/// The webhook jobs, through `rampart jobs list`.
+/// The webhook jobs, through `rampart jobs list`: the `notify` queue's jobs for webhook
+/// deliveries (`whd_…`; the queue also carries mail, such as the API key's notice).
 async fn webhook_jobs(app: &TestApp) -> Vec<Value> {
     let (ok, out, err) = app
-        .cli(&["jobs", "list", "--queue", "webhooks", "--json"])
+        .cli(&["jobs", "list", "--queue", "notify", "--json"])
         .await;
     assert!(ok, "{err}");
     out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|j| j["payload"].as_str().unwrap_or("").contains("\"whd_"))
         .collect()
 }
 

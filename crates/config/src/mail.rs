@@ -1,0 +1,100 @@
+//! `[mail]`: how e-mail leaves Rampart. With no `host`, mail is written to
+//! `data_dir/mail/` as `.eml` files (the embedded default, announced at start), so a
+//! fresh install works without an SMTP server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, Secret};
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailSecurity {
+    /// Plain connection upgraded with STARTTLS, refused if the server does not offer it
+    /// (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only to a loopback host (a local relay, tests).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// SMTP server; empty: write `.eml` files to `dir` instead.
+    pub host: String,
+    pub port: u16,
+    pub security: MailSecurity,
+    /// SMTP AUTH user; empty for none.
+    pub username: String,
+    pub password: Secret<String>,
+    /// The `From` of every mail: `Name <address>` or an address.
+    pub from: String,
+    /// Connect and each SMTP command, at most.
+    pub timeout_secs: u64,
+    /// Where `.eml` files go without `host`; empty: `data_dir/mail`.
+    pub dir: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            host: String::new(),
+            port: 587,
+            security: MailSecurity::Starttls,
+            username: String::new(),
+            password: Secret::default(),
+            from: "Rampart <no-reply@rampart.localhost>".into(),
+            timeout_secs: 15,
+            dir: String::new(),
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl MailConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, value: &dyn ToString, allowed| ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            allowed,
+        };
+        if self.from.contains(['\r', '\n']) || !self.from.contains('@') {
+            return Err(invalid(
+                "mail.from",
+                &self.from,
+                "it must be an e-mail address, optionally as `Name <address>`, on one line",
+            ));
+        }
+        if self.host.is_empty() {
+            return Ok(());
+        }
+        if self.port == 0 {
+            return Err(invalid("mail.port", &self.port, "it must be 1 to 65535"));
+        }
+        if self.security == MailSecurity::None && !is_loopback(&self.host) {
+            return Err(invalid(
+                "mail.security",
+                &"none",
+                "mail leaves without TLS only to a loopback host; use starttls or tls",
+            ));
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            return Err(invalid(
+                "mail.timeout_secs",
+                &self.timeout_secs,
+                "it must be 1 to 300",
+            ));
+        }
+        Ok(())
+    }
+}
