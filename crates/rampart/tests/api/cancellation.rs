@@ -229,7 +229,8 @@ async fn no_payment_is_half_written(app: &TestApp) -> usize {
         .query_rows(
             "SELECT p.id, \
                (SELECT COUNT(*) FROM audit_events a WHERE a.target_id = p.id), \
-               (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.payment_id = p.id) \
+               (SELECT COUNT(*) FROM notifications n \
+                WHERE n.channel = 'webhook' AND n.subject_id = p.id) \
              FROM payments p",
         )
         .await;
