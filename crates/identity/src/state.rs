@@ -139,6 +139,32 @@ impl Identity {
         &self.inner.store
     }
 
+    /// A new password: checked against the policy (the user's e-mail, its local part and
+    /// the name count as guessable) and hashed through the hash gate, for the paths that
+    /// need no account (sign-up, reset by link).
+    pub(crate) async fn hash_new_password(
+        &self,
+        email: &str,
+        name: &str,
+        password: String,
+    ) -> Result<String, IdentityError> {
+        let config = self.config();
+        let (min_chars, min_score) = (config.password_min_length, config.password_min_score);
+        let (email, name) = (email.to_string(), name.to_string());
+        self.inner
+            .hashes
+            .run(move |memory| {
+                let local = email.split('@').next().unwrap_or("").to_string();
+                password::check_policy(&password, min_chars, min_score, &[&email, &local, &name])?;
+                password::hash_in(memory, &password)
+            })
+            .await?
+            .map_err(|reason| IdentityError::Invalid {
+                field: "password",
+                reason,
+            })
+    }
+
     pub fn notify(&self) -> &rampart_notify::Notify {
         &self.inner.notify
     }

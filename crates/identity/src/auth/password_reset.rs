@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::request_meta;
 use crate::account::{PASSWORD_CHANGED, PASSWORD_RESET, RESET_TTL_SECS};
-use crate::{password, Identity, IdentityError};
+use crate::{Identity, IdentityError};
 
 const RESET_TOKEN_PREFIX: &str = "rst_";
 /// Reset mails one address gets per login window.
@@ -184,23 +184,9 @@ pub async fn confirm(
         .await
         .map_err(IdentityError::from)?
         .ok_or(IdentityError::BadLinkToken)?;
-    let config = identity.config();
-    let (min_chars, min_score) = (config.password_min_length, config.password_min_score);
-    let (email, name, pw) = (user.email.clone(), user.name.clone(), body.password);
-    // Through the hash gate: a reset link is a bearer of no account, like a login.
     let hash = identity
-        .inner
-        .hashes
-        .run(move |memory| {
-            let local = email.split('@').next().unwrap_or("").to_string();
-            password::check_policy(&pw, min_chars, min_score, &[&email, &local, &name])?;
-            password::hash_in(memory, &pw)
-        })
-        .await?
-        .map_err(|reason| IdentityError::Invalid {
-            field: "password",
-            reason,
-        })?;
+        .hash_new_password(&user.email, &user.name, body.password)
+        .await?;
     let notify = identity.notify();
     let notices =
         crate::account::security_notices(&identity, &user, PASSWORD_CHANGED, serde_json::json!({}))

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::request_meta;
 use crate::account::{VERIFY_EMAIL, VERIFY_TTL_SECS};
-use crate::{password, Identity, IdentityError};
+use crate::{Identity, IdentityError};
 
 /// Sign-ups one client address may make per login window.
 const SIGNUPS_PER_IP: u32 = 10;
@@ -83,28 +83,10 @@ pub async fn signup(
         }
         .into());
     }
-    let config = identity.config();
-    let (min_chars, min_score) = (config.password_min_length, config.password_min_score);
-    let (email_text, name_text, pw) = (email.as_str().to_string(), name.clone(), body.password);
     // Sign-up needs no account: its hash goes through the same bound as logins.
     let hash = identity
-        .inner
-        .hashes
-        .run(move |memory| {
-            let local = email_text.split('@').next().unwrap_or("").to_string();
-            password::check_policy(
-                &pw,
-                min_chars,
-                min_score,
-                &[&email_text, &local, &name_text],
-            )?;
-            password::hash_in(memory, &pw)
-        })
-        .await?
-        .map_err(|reason| IdentityError::Invalid {
-            field: "password",
-            reason,
-        })?;
+        .hash_new_password(email.as_str(), &name, body.password)
+        .await?;
 
     let token = rampart_crypto::random_secret(VERIFY_TOKEN_PREFIX, 32);
     let notify = identity.notify();
