@@ -144,21 +144,7 @@ impl Store {
         if allow != Some(1) {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, email, name, role, status, password_hash, \
-             created_at, updated_at, locale) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
-        )
-        .bind(&user.id)
-        .bind(&user.tenant_id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(user.role.as_str())
-        .bind(&user.status)
-        .bind(&new.password_hash)
-        .bind(now)
-        .bind(locale)
-        .execute(tx.conn())
-        .await?;
+        crate::users::insert_user_row(tx.conn(), &user, &new.password_hash, locale).await?;
         insert_token(tx.conn(), &user, TokenPurpose::VerifyEmail, token).await?;
         crate::notify::insert(tx.conn(), &mail(&user)).await?;
         audit.target_id = Some(user.id.clone());

@@ -56,21 +56,8 @@ impl Store {
             updated_at: now,
         };
         let mut tx = self.system_write().await?;
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, email, name, role, status, password_hash, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&user.id)
-        .bind(&user.tenant_id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(user.role.as_str())
-        .bind(&user.status)
-        .bind(&new.password_hash)
-        .bind(now)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+        // The column's default locale: the user picks theirs later.
+        insert_user_row(tx.conn(), &user, &new.password_hash, "en").await?;
         audit.target_id = Some(user.id.clone());
         tx.audit(&user.tenant_id, &audit).await?;
         tx.commit().await?;
@@ -275,4 +262,30 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The `users` row of a new user (created by an admin, or signed up), with its audit event
+/// left to the caller's transaction.
+pub(crate) async fn insert_user_row(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    password_hash: &str,
+    locale: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, name, role, status, password_hash, \
+         created_at, updated_at, locale) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+    )
+    .bind(&user.id)
+    .bind(&user.tenant_id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(user.role.as_str())
+    .bind(&user.status)
+    .bind(password_hash)
+    .bind(user.created_at)
+    .bind(locale)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
