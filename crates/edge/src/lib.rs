@@ -31,3 +31,13 @@ pub use json::Json;
 pub use metrics::HttpMetrics;
 pub use rampart_waf::luhn;
 pub use request::{not_found, request_context, route_tag, ClientIp, RequestId, RequestInfo};
+
+/// The OpenAPI schema of a string that must be one of `values`, for `#[param(schema_with)]`
+/// and `#[schema(schema_with)]` on fields kept as `String` and checked by the handler
+/// (which names the field in its 422).
+pub fn string_enum_schema(values: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}

@@ -62,10 +62,18 @@ pub struct CreatedApiKey {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateApiKeyRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    /// Permissions, e.g. `["audit:read"]`; each must be one the creator holds.
+    /// Permissions, e.g. `["audit:read"]`, or narrowed to one resource
+    /// (`transit:decrypt:payments`); each must be one the creator holds.
+    #[schema(min_items = 1, max_items = 50)]
     pub scopes: Vec<String>,
     /// Days until the key expires; none for a key that lives until revoked.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -180,6 +188,7 @@ pub enum KeyTarget<'a> {
 
 #[utoipa::path(
     post,
+    operation_id = "create_api_key",
     path = "/api/v1/api-keys",
     tag = "api-keys",
     security(("bearer" = [])),
@@ -237,6 +246,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "list_api_keys",
     path = "/api/v1/api-keys",
     tag = "api-keys",
     security(("bearer" = [])),

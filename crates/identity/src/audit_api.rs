@@ -22,10 +22,13 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Actor id (a user or API key id).
     pub actor: Option<String>,
@@ -34,8 +37,10 @@ pub struct AuditParams {
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     /// RFC 3339; events at or after.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; events before.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -124,7 +129,7 @@ pub async fn audit_events(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<i64>().map_err(|_| IdentityError::Invalid {
+            crate::digits_i64(c).ok_or_else(|| IdentityError::Invalid {
                 field: "cursor",
                 reason: "is not a cursor this API returned".into(),
             })
@@ -155,12 +160,15 @@ pub async fn audit_events(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SecurityParams {
     /// A UTC day, `YYYY-MM-DD`; today by default.
+    #[param(format = Date)]
     pub date: Option<String>,
     /// One event type, e.g. `login_failure`.
     pub event: Option<String>,
     /// The newest this many; 1 to 1000, 200 by default.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -48,6 +48,16 @@ pub fn router() -> OpenApiRouter<Identity> {
 }
 
 /// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.
+/// A cursor or id made of 1 to 18 ASCII digits (no sign, no spaces), as the OpenAPI
+/// document's `^[0-9]{1,18}$` says: `str::parse` alone would also take `+5` and `-5`.
+pub fn digits_i64(s: &str) -> Option<i64> {
+    if (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
 pub(crate) fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, IdentityError> {
     let limit = value.unwrap_or(default);
     if (1..=max).contains(&limit) {

@@ -48,13 +48,25 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(get_preferences, put_preferences))
 }
 
+fn channel_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(&["email", "sms", "webhook"])
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(&["queued", "sent", "failed", "dead"])
+}
+
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// `email`, `sms` or `webhook`.
+    #[param(schema_with = channel_schema, required = false)]
     pub channel: Option<String>,
     /// `queued`, `sent`, `failed` or `dead`.
+    #[param(schema_with = status_schema, required = false)]
     pub status: Option<String>,
     /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -107,6 +119,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
 
 #[utoipa::path(
     get,
+    operation_id = "list_notifications",
     path = "/api/v1/notifications",
     tag = "notifications",
     security(("bearer" = [])),

@@ -89,9 +89,26 @@ impl From<&Tenant> for TenantView {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTenantRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// `government`, `lpk`, `employer`, `merchant`, `organization` or `community`.
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
+}
+
+fn kind_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(&[
+        "government",
+        "lpk",
+        "employer",
+        "merchant",
+        "organization",
+        "community",
+    ])
 }
 
 /// Checks a tenant's name and kind; shared with `rampart tenants create`.
@@ -117,6 +134,7 @@ pub fn parse_new_tenant(name: &str, kind: &str) -> Result<(String, TenantKind), 
 
 #[utoipa::path(
     post,
+    operation_id = "create_tenant",
     path = "/api/v1/tenants",
     tag = "tenants",
     security(("bearer" = [])),
@@ -152,10 +170,12 @@ pub async fn create(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// The `next_cursor` of the previous page.
     pub after: Option<String>,
     /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -168,6 +188,7 @@ pub struct TenantPage {
 
 #[utoipa::path(
     get,
+    operation_id = "list_tenants",
     path = "/api/v1/tenants",
     tag = "tenants",
     security(("bearer" = [])),

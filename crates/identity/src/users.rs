@@ -101,6 +101,43 @@ impl std::fmt::Debug for Phone {
     }
 }
 
+fn role_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(&["platform_admin", "tenant_admin", "member", "auditor"])
+}
+
+/// Optional in the body (`null` or absent leaves it as it is).
+fn tenant_role_schema() -> utoipa::openapi::Object {
+    let mut s = rampart_edge::string_enum_schema(&["tenant_admin", "member", "auditor"]);
+    s.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    s.enum_values
+        .get_or_insert_with(Vec::new)
+        .push(serde_json::Value::Null);
+    s
+}
+
+fn user_status_schema() -> utoipa::openapi::Object {
+    let mut s = rampart_edge::string_enum_schema(&["active", "disabled"]);
+    s.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    s.enum_values
+        .get_or_insert_with(Vec::new)
+        .push(serde_json::Value::Null);
+    s
+}
+
+/// `PUT /api/v1/users/me/phone`: a number people type (spaces, dashes, dots and brackets
+/// are dropped), `+` and 8 to 15 digits, no leading zero.
+#[derive(Deserialize, ToSchema)]
+pub struct SetPhoneRequest {
+    #[schema(pattern = r"^[ .()-]*\+[ .()-]*[1-9]([ .()-]*[0-9]){7,14}[ .()-]*$")]
+    pub phone: String,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct PhoneBody {
     /// E.164, e.g. `+6281234567890`; `null` when none is set.
@@ -140,7 +177,7 @@ pub async fn get_phone(
     path = "/api/v1/users/me/phone",
     tag = "users",
     security(("bearer" = [])),
-    request_body = PhoneBody,
+    request_body = SetPhoneRequest,
     responses(
         (status = 200, description = "Stored, sealed under the keyring's `pii` key", body = PhoneBody),
         (status = 401, description = "No valid access token or session", body = ErrorBody),
@@ -151,10 +188,10 @@ pub async fn set_phone(
     State(identity): State<Identity>,
     principal: Principal,
     info: RequestInfo,
-    Json(body): Json<PhoneBody>,
+    Json(body): Json<SetPhoneRequest>,
 ) -> Result<Json<PhoneBody>, ApiError> {
     let user = principal.require_user()?;
-    let phone = Phone::parse(body.phone.as_deref().unwrap_or_default())?;
+    let phone = Phone::parse(&body.phone)?;
     let sealed = identity.seal_phone(user, phone.as_str()).await?;
     // The audit log says that it changed, never what it is.
     let audit = rampart_audit::event(
@@ -208,11 +245,17 @@ pub async fn delete_phone(
 /// A new user. Not `Debug`: it carries a password.
 #[derive(Deserialize, ToSchema)]
 pub struct CreateUserRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
+    /// At least `auth.password_min_length` characters (12 by default) and strong enough
+    /// for zxcvbn's `auth.password_min_score`.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
     /// `tenant_admin`, `member` or `auditor` (`platform_admin` only in the platform tenant).
+    #[schema(schema_with = role_schema)]
     pub role: String,
 }
 
@@ -394,8 +437,10 @@ pub(crate) async fn scope_for(
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateUserRequest {
     /// `tenant_admin`, `member` or `auditor`.
+    #[schema(schema_with = tenant_role_schema)]
     pub role: Option<String>,
     /// `active` or `disabled`; a disabled user's sessions stop working at once.
+    #[schema(schema_with = user_status_schema)]
     pub status: Option<String>,
 }
 

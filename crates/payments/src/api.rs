@@ -138,21 +138,62 @@ fn not_found(e: StoreError) -> IdentityError {
 #[allow(dead_code)] // The schema for the OpenAPI document; the handler reads raw JSON.
 pub struct PaymentRequest {
     /// Minor units (cents, or rupiah for IDR).
+    #[schema(minimum = 1, maximum = 100_000_000_000_000_i64)]
     amount: i64,
-    /// ISO 4217, e.g. `IDR`, `USD`.
+    /// An active ISO 4217 code, e.g. `IDR`, `USD`.
+    #[schema(pattern = r"^[A-Za-z]{3}$")]
     currency: String,
-    #[schema(value_type = Object)]
+    /// The card, or `token`: one of the two.
+    #[schema(value_type = Option<CardInput>)]
     card: Option<Value>,
     /// A vault token (`tok_…`) of this tenant instead of a card.
+    #[schema(pattern = r"^tok_")]
     token: Option<String>,
     /// Capture at once (default) or only authorize.
     capture: Option<bool>,
+    /// Must not hold a card number.
+    #[schema(max_length = 500)]
     description: Option<String>,
+    /// Must not hold a card number.
+    #[schema(max_length = 200)]
     reference: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<CustomerInput>)]
     customer: Option<Value>,
-    #[schema(value_type = Object)]
+    /// At most 50 string values, 8 KiB in all; must not hold a card number.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     metadata: Option<Value>,
+}
+
+/// `card` of a payment, as `parse_input` reads it (documentation only: the body is read
+/// as JSON so that each error names its field).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CardInput {
+    /// 12 to 19 digits (spaces and dashes allowed) that pass the Luhn check.
+    #[schema(pattern = r"^\s*[ -]*([0-9][ -]*){12,19}\s*$")]
+    number: String,
+    #[schema(minimum = 1, maximum = 12)]
+    exp_month: i64,
+    /// Not in the past, at most 20 years ahead.
+    #[schema(minimum = 2000, maximum = 2100)]
+    exp_year: i64,
+    /// Used for this authorization only, never stored.
+    #[schema(pattern = r"^[0-9]{3,4}$")]
+    cvc: Option<String>,
+}
+
+/// `customer` of a payment, for the fraud rules.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CustomerInput {
+    #[schema(max_length = 254)]
+    email: Option<String>,
+    /// IPv4 or IPv6.
+    #[schema(max_length = 45)]
+    ip: Option<String>,
+    /// ISO 3166 alpha-2.
+    #[schema(pattern = r"^[A-Za-z]{2}$")]
+    country: Option<String>,
 }
 
 enum Source {
@@ -753,7 +794,7 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     tag = "payments",
     security(("bearer" = [])),
     request_body = PaymentRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$",
         description = "The first answer to a key is replayed for 24 hours; the same key with other parameters is refused")),
     responses(
         (status = 201, description = "Taken: authorized, captured, declined or held for review", body = PaymentView),
@@ -852,17 +893,27 @@ pub async fn get_payment(
     Ok(Json(PaymentView::from(&payment)))
 }
 
+fn state_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(STATES)
+}
+
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only payments in this state.
+    #[param(schema_with = state_schema, required = false)]
     status: Option<String>,
     /// RFC 3339; inclusive.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; exclusive.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}\..*$")]
     cursor: Option<String>,
     /// 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -918,7 +969,7 @@ pub async fn list_payments(
         Some(c) => {
             let (at, id) = c
                 .split_once('.')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+                .and_then(|(at, id)| Some((rampart_identity::digits_i64(at)?, id.to_string())))
                 .ok_or_else(|| invalid("cursor", "is not a cursor from this API"))?;
             Some((at, id))
         }

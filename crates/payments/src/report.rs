@@ -18,13 +18,21 @@ use crate::api::{parse_ms, rfc3339, Payments, PAYMENTS_READ};
 const MAX_ROWS: usize = 100_000;
 const PAGE: i64 = 1000;
 
+fn format_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(&["json", "csv"])
+}
+
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// RFC 3339, inclusive (default: 30 days before `to`).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive (default: now).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(schema_with = format_schema, required = false)]
     format: Option<String>,
 }
 
@@ -89,7 +97,10 @@ pub fn totals(payments: &[Payment]) -> Vec<Total> {
     security(("bearer" = [])),
     params(ReportQuery),
     responses(
-        (status = 200, description = "JSON, or CSV (`record` is `payment` or `total`)", body = TransactionReport),
+        (status = 200, description = "JSON, or CSV (`record` is `payment` or `total`)", content(
+            (TransactionReport = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 422, description = "Bad time, format, or more than 100,000 payments in the range", body = ErrorBody),
     )
 )]

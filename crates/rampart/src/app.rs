@@ -656,6 +656,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(vault_api);
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
+    crate::openapi::document_edge_responses(&mut openapi);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
     let payments = rampart_payments::api::Payments::new(
         identity.clone(),

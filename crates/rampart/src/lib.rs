@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cli;
 mod keyring_backend;
 pub mod listener;
+mod openapi;
 mod ops;
 pub mod proxy;
 mod queue_rate;

@@ -106,7 +106,7 @@ pub async fn ready(State(state): State<OpsState>) -> Result<axum::Json<Status>, 
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(State(state): State<OpsState>) -> Result<impl IntoResponse, ApiError> {
     let pool = state.store.pool_stats();
     let m = &state.pool_metrics;

@@ -233,12 +233,14 @@ fn keyring_error(e: rampart_crypto::keyring::KeyringError) -> IdentityError {
 /// is refused with a message that never repeats it.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenizeRequest {
-    /// The card number, as a string of digits (spaces and dashes allowed).
-    #[schema(value_type = String)]
+    /// The card number, 12 to 19 digits (spaces and dashes allowed) that pass the Luhn
+    /// check and belong to a known brand.
+    #[schema(value_type = String, pattern = r"^\s*[ -]*([0-9][ -]*){12,19}\s*$")]
     pub number: Value,
-    #[schema(value_type = i64)]
+    #[schema(value_type = i64, minimum = 1, maximum = 12)]
     pub exp_month: Value,
-    #[schema(value_type = i64)]
+    /// Not in the past, at most 20 years ahead.
+    #[schema(value_type = i64, minimum = 2000, maximum = 2100)]
     pub exp_year: Value,
     /// Never accepted here: present only to be refused with a clear error (a token is
     /// stored; a card verification code must never be, PCI DSS 3.3.1).

@@ -39,17 +39,24 @@ pub(crate) fn router() -> OpenApiRouter<Vault> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct EncryptRequest {
-    /// Base64.
+    /// Base64 (standard alphabet, padded).
+    #[schema(
+        content_encoding = "base64",
+        pattern = r"^\s*([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\s*$"
+    )]
     pub plaintext: String,
     /// Bound into the ciphertext; decrypt must name the same.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub context: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct DecryptRequest {
+    /// `rampart:v1:<base64>`, as encrypt returned it.
     pub ciphertext: String,
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub context: String,
 }
 
@@ -61,6 +68,7 @@ pub struct RewrapRequest {
 #[derive(Deserialize, ToSchema, Default)]
 pub struct DatakeyRequest {
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub context: String,
 }
 
@@ -115,8 +123,8 @@ fn context(
     key: &str,
     caller_context: &str,
 ) -> Result<Context, IdentityError> {
-    if caller_context.len() > 256 {
-        return Err(invalid("context", "must be at most 256 bytes"));
+    if caller_context.chars().count() > 256 {
+        return Err(invalid("context", "must be at most 256 characters"));
     }
     Ok(Context::new(
         principal.scope.tenant_id(),

@@ -230,6 +230,7 @@ pub async fn enroll(
 
 #[utoipa::path(
     post,
+    operation_id = "confirm_totp",
     path = "/api/v1/auth/mfa/totp/confirm",
     tag = "auth",
     security(("bearer" = [])),

@@ -30,7 +30,9 @@ const RESETS_PER_IP: u32 = 20;
 #[derive(Deserialize, ToSchema)]
 pub struct ResetRequest {
     pub email: String,
-    /// `id` or `en` for the mail; without it, from `Accept-Language`.
+    /// `id` or `en` for the mail (a region such as `en-GB` is ignored); without it, from
+    /// `Accept-Language`.
+    #[schema(pattern = r"^\s*([iI][dD]|[eE][nN])([-_][\s\S]*|\s*)$")]
     pub locale: Option<String>,
 }
 
@@ -148,6 +150,7 @@ async fn send_reset(
 #[derive(Deserialize, ToSchema)]
 pub struct ConfirmRequest {
     pub token: String,
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
 }
 
@@ -159,6 +162,7 @@ pub struct ConfirmResponse {
 
 #[utoipa::path(
     post,
+    operation_id = "confirm_password_reset",
     path = "/api/v1/auth/password-reset/confirm",
     tag = "auth",
     request_body = ConfirmRequest,

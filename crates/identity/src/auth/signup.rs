@@ -28,11 +28,18 @@ const VERIFY_TOKEN_PREFIX: &str = "vfy_";
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
     pub tenant_id: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
+    /// At least `auth.password_min_length` characters (12 by default) and strong enough
+    /// for zxcvbn's `auth.password_min_score`.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
-    /// `id` or `en`; without it, from `Accept-Language`.
+    /// `id` or `en` (a region such as `id-ID` is ignored); without it, from
+    /// `Accept-Language`.
+    #[schema(pattern = r"^\s*([iI][dD]|[eE][nN])([-_][\s\S]*|\s*)$")]
     pub locale: Option<String>,
 }
 
@@ -145,6 +152,7 @@ pub async fn signup(
 
 /// Deliberately not `Debug`: the token must not reach a log.
 #[derive(Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyRequest {
     pub token: String,
 }
