@@ -27,6 +27,8 @@
 #                              CONNS connections instead of CONNECTIONS), print one result
 #                              line, store req/s in rps[NAME]
 #   print_ratio NAME           the final line: rps[NAME] against rps[health]
+#   write_payment_lua          $work/payment.lua: wrk POSTs one payment per request, each with
+#                              a new Luhn-valid Visa number and customer (fraud rules approve)
 # The scripts call them in the order they need; what they measure stays in the scripts.
 
 readonly THREADS=2
@@ -281,4 +283,37 @@ print_ratio() {
     awk -v name="$name" -v it="${rps[$name]}" -v health="${rps[health]}" 'BEGIN {
         printf "%s: %.0f req/s, health: %.0f req/s, ratio %s ÷ health = %.2f\n", name, it, health, name, it / health
     }'
+}
+
+# --- the payment request -------------------------------------------------------------------
+# One request per call: a fresh card (Luhn-valid Visa) and a fresh customer address, so the
+# fraud rules approve every one and each reaches the processor. Needs write_report_lua first.
+write_payment_lua() {
+cat >"$work/payment.lua" <<'LUA'
+local year = tonumber(os.date("!%Y")) + 4
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+local function card()
+  local d = {4}
+  for i = 2, 15 do d[i] = math.random(0, 9) end
+  local sum = 0
+  for i = 15, 1, -1 do
+    local v = d[i]
+    if (16 - i) % 2 == 1 then v = v * 2; if v > 9 then v = v - 9 end end
+    sum = sum + v
+  end
+  d[16] = (10 - sum % 10) % 10
+  return table.concat(d)
+end
+request = function()
+  local ip = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254))
+  local body = string.format(
+    '{"amount":%d,"currency":"IDR","card":{"number":"%s","exp_month":12,"exp_year":%d,"cvc":"123"},' ..
+    '"description":"Kursus las dasar","customer":{"email":"buyer%d@example.id","ip":"%s","country":"US"}}',
+    math.random(10000, 500000), card(), year, math.random(1, 1e9), ip)
+  -- nil headers: wrk's own (Host, and the Authorization given with -H) plus ours below.
+  return wrk.format("POST", "/api/v1/payments", nil, body)
+end
+wrk.headers["Content-Type"] = "application/json"
+LUA
+cat "$work/report.lua" >>"$work/payment.lua"
 }

@@ -49,34 +49,7 @@ clear_rampart_env
 prepare_workdir
 write_report_lua
 
-# One request per call: a fresh card (Luhn-valid Visa) and a fresh customer address.
-cat >"$work/payment.lua" <<'LUA'
-local year = tonumber(os.date("!%Y")) + 4
-math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-local function card()
-  local d = {4}
-  for i = 2, 15 do d[i] = math.random(0, 9) end
-  local sum = 0
-  for i = 15, 1, -1 do
-    local v = d[i]
-    if (16 - i) % 2 == 1 then v = v * 2; if v > 9 then v = v - 9 end end
-    sum = sum + v
-  end
-  d[16] = (10 - sum % 10) % 10
-  return table.concat(d)
-end
-request = function()
-  local ip = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254))
-  local body = string.format(
-    '{"amount":%d,"currency":"IDR","card":{"number":"%s","exp_month":12,"exp_year":%d,"cvc":"123"},' ..
-    '"description":"Kursus las dasar","customer":{"email":"buyer%d@example.id","ip":"%s","country":"US"}}',
-    math.random(10000, 500000), card(), year, math.random(1, 1e9), ip)
-  -- nil headers: wrk's own (Host, and the Authorization given with -H) plus ours below.
-  return wrk.format("POST", "/api/v1/payments", nil, body)
-end
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cat "$work/report.lua" >>"$work/payment.lua"
+write_payment_lua
 
 bench_backend() {
     local label=$1
