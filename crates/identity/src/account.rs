@@ -11,6 +11,8 @@ pub const MFA_ENABLED: &str = "identity.mfa_enabled";
 pub const MFA_DISABLED: &str = "identity.mfa_disabled";
 pub const API_KEY_CREATED: &str = "identity.api_key_created";
 pub const NEW_DEVICE: &str = "identity.new_device";
+pub const INVITATION: &str = "identity.invitation";
+pub const INVITATION_ELSEWHERE: &str = "identity.invitation_elsewhere";
 
 /// A security notice: one subject per language, one sentence of what happened.
 const fn notice(
@@ -36,11 +38,69 @@ const fn notice(
 
 /// A verification link works for this long.
 pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
+/// An invitation link works for this long: long enough for a weekend.
+pub const INVITATION_TTL_SECS: i64 = 72 * 3600;
 /// A reset link works for this long.
 pub const RESET_TTL_SECS: i64 = 30 * 60;
 
 pub fn templates() -> Vec<Template> {
     vec![
+        Template {
+            kind: INVITATION,
+            id: Text {
+                subject: "Anda diundang ke Rampart",
+                text: "Halo {{name}},\n\nadministrator organisasi Anda mengundang Anda. Untuk \
+                       menerima undangan dan memilih kata sandi Anda, buka:\n{{link}}\n\n\
+                       Atau kirim kode ini ke POST /api/v1/auth/accept-invitation:\n{{token}}\n\n\
+                       Tautan ini hanya berlaku sekali, selama 72 jam. Jika Anda tidak \
+                       mengharapkannya, abaikan e-mail ini.\n",
+                html: "<p>Halo {{name}},</p><p>administrator organisasi Anda mengundang Anda. \
+                       Untuk menerima undangan dan memilih kata sandi Anda:</p><p><a \
+                       href=\"{{link}}\">Terima undangan</a></p><p>Tautan ini hanya berlaku \
+                       sekali, selama 72 jam. Jika Anda tidak mengharapkannya, abaikan e-mail \
+                       ini.</p>",
+            },
+            en: Text {
+                subject: "You are invited to Rampart",
+                text: "Hello {{name}},\n\nan administrator of your organisation invited you. To \
+                       accept and choose your password, open:\n{{link}}\n\nOr send this code \
+                       to POST /api/v1/auth/accept-invitation:\n{{token}}\n\nThe link works once, \
+                       for 72 hours. If you did not expect it, ignore this mail.\n",
+                html: "<p>Hello {{name}},</p><p>an administrator of your organisation invited \
+                       you. To accept and choose your password:</p><p><a href=\"{{link}}\">\
+                       Accept the invitation</a></p><p>The link works once, for 72 hours. If you \
+                       did not expect it, ignore this mail.</p>",
+            },
+            security: true,
+        },
+        Template {
+            kind: INVITATION_ELSEWHERE,
+            id: Text {
+                subject: "Undangan ke Rampart untuk alamat yang sudah terdaftar",
+                text: "Halo {{name}},\n\nsebuah organisasi mengundang alamat ini, tetapi alamat \
+                       ini sudah memiliki akun di organisasi lain, dan satu alamat hanya dapat \
+                       memiliki satu akun. Jika Anda ingin bergabung, minta mereka mengundang \
+                       alamat lain milik Anda. Jika Anda tidak mengharapkannya, abaikan e-mail \
+                       ini.\n",
+                html: "<p>Halo {{name}},</p><p>sebuah organisasi mengundang alamat ini, tetapi \
+                       alamat ini sudah memiliki akun di organisasi lain, dan satu alamat hanya \
+                       dapat memiliki satu akun.</p><p>Jika Anda ingin bergabung, minta mereka \
+                       mengundang alamat lain milik Anda. Jika Anda tidak mengharapkannya, \
+                       abaikan e-mail ini.</p>",
+            },
+            en: Text {
+                subject: "An invitation to Rampart for an address that has an account",
+                text: "Hello {{name}},\n\nan organisation invited this address, but it already \
+                       has an account with another organisation, and one address can hold one \
+                       account. If you want to join, ask them to invite another address of \
+                       yours. If you did not expect this, ignore this mail.\n",
+                html: "<p>Hello {{name}},</p><p>an organisation invited this address, but it \
+                       already has an account with another organisation, and one address can \
+                       hold one account.</p><p>If you want to join, ask them to invite another \
+                       address of yours. If you did not expect this, ignore this mail.</p>",
+            },
+            security: true,
+        },
         Template {
             kind: VERIFY_EMAIL,
             id: Text {

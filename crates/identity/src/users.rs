@@ -250,10 +250,11 @@ pub struct CreateUserRequest {
     #[serde(default)]
     #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
-    /// At least `auth.password_min_length` characters (12 by default) and strong enough
-    /// for zxcvbn's `auth.password_min_score`.
+    /// Platform admins only, and required from them: at least `auth.password_min_length`
+    /// characters (12 by default) and strong enough for zxcvbn's `auth.password_min_score`.
+    /// A tenant admin invites instead (leave it out): the invitee chooses a password.
     #[schema(min_length = 12, max_length = 1024)]
-    pub password: String,
+    pub password: Option<String>,
     /// `tenant_admin`, `member` or `auditor` (`platform_admin` only in the platform tenant).
     #[schema(schema_with = role_schema)]
     pub role: String,
@@ -267,10 +268,11 @@ pub struct CreateUserRequest {
     params(("tenant_id" = String, Path, description = "Tenant id")),
     request_body = CreateUserRequest,
     responses(
-        (status = 201, description = "Created", body = UserView),
+        (status = 201, description = "Created (a platform admin, with the password given)", body = UserView),
+        (status = 202, description = "Invited (a tenant admin): the same answer whether the address is free or has an account in another tenant", body = crate::auth::invitation::InviteResponse),
         (status = 403, description = "Caller may not create users", body = ErrorBody),
         (status = 404, description = "No such tenant (or not the caller's)", body = ErrorBody),
-        (status = 409, description = "E-mail taken", body = ErrorBody),
+        (status = 409, description = "The address is a user of this tenant already (`email_taken`)", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
     )
 )]
@@ -278,9 +280,11 @@ pub async fn create_in_tenant(
     State(identity): State<Identity>,
     principal: Principal,
     info: RequestInfo,
+    headers: axum::http::HeaderMap,
     Path(tenant_id): Path<String>,
     Json(body): Json<CreateUserRequest>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     scope_for(&identity, &principal, &tenant_id).await?;
     principal.require(rbac::USERS_WRITE)?;
     let role: Role = body.role.parse().map_err(|reason| IdentityError::Invalid {
@@ -296,6 +300,39 @@ pub async fn create_in_tenant(
         }
         .into());
     }
+    // Only a platform admin, who sees every tenant anyway, may learn from the answer that
+    // an address has an account elsewhere; a tenant admin invites (auth/invitation.rs).
+    if !principal.is_platform_admin() {
+        if body.password.is_some() {
+            return Err(IdentityError::Invalid {
+                field: "password",
+                reason: "tenant admins invite users, who choose their own password: leave it out"
+                    .into(),
+            }
+            .into());
+        }
+        return Ok(crate::auth::invitation::invite(
+            &identity,
+            &principal,
+            &info,
+            &headers,
+            crate::auth::invitation::Invitee {
+                tenant_id,
+                email: body.email,
+                name: body.name,
+                role,
+            },
+        )
+        .await?
+        .into_response());
+    }
+    let Some(password) = body.password else {
+        return Err(IdentityError::Invalid {
+            field: "password",
+            reason: "is required".into(),
+        }
+        .into());
+    };
     let user = create_user(
         identity.store(),
         identity.config(),
@@ -304,13 +341,13 @@ pub async fn create_in_tenant(
             email: body.email,
             name: body.name,
             role,
-            password: body.password,
+            password,
         },
         principal.actor(),
         request_meta(&info),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 
 /// A user to create, as given by an admin or an operator.

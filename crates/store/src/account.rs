@@ -3,6 +3,9 @@
 //! `account_tokens` and consumed by one `UPDATE … WHERE used_at IS NULL AND expires_at >
 //! now`, so a token works once even under concurrent use. Each flow writes its mail into
 //! the outbox in the same transaction (`crate::notify::insert`).
+//!
+//! Invitations (a tenant admin adding a user) answer the same whether the address is free
+//! or has an account in another tenant: see [`Store::invite_user`].
 
 use sqlx::Row;
 
@@ -14,6 +17,7 @@ use crate::{new_id, now_ms, users::NewUser, NewAuditEvent, Store, StoreError, Te
 pub enum TokenPurpose {
     VerifyEmail,
     ResetPassword,
+    Invitation,
 }
 
 impl TokenPurpose {
@@ -21,6 +25,7 @@ impl TokenPurpose {
         match self {
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ResetPassword => "reset_password",
+            TokenPurpose::Invitation => "invitation",
         }
     }
 }
@@ -153,6 +158,127 @@ impl Store {
         Ok(user)
     }
 
+    /// A tenant admin's invitation, in one transaction, with the same audit event in every
+    /// case:
+    /// - a free address: a user of status `invited` (no usable password: they cannot log
+    ///   in), an invitation token and its mail (`invite_mail`);
+    /// - an address already invited to this tenant: a new token and mail for that user;
+    /// - an address with an account in another tenant: only `elsewhere_mail`, a notice to
+    ///   the address; the caller cannot tell this from a free address (no cross-tenant
+    ///   oracle) and the event's target is a fresh id that names nothing;
+    /// - an address with an account in this tenant: `Conflict`, as the admin can see.
+    ///
+    /// Returns the invited user, `None` for the other tenant's address.
+    pub async fn invite_user(
+        &self,
+        new: NewUser,
+        locale: &str,
+        token: &NewToken,
+        invite_mail: impl FnOnce(&User) -> NewNotification,
+        elsewhere_mail: NewNotification,
+        mut audit: NewAuditEvent,
+    ) -> Result<Option<User>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.system_write().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {} FROM users u WHERE u.email = $1",
+            crate::users::COLUMNS
+        ))
+        .bind(new.email.as_str())
+        .fetch_optional(tx.conn())
+        .await?
+        .map(|r| crate::users::from_row(&r))
+        .transpose()?;
+        let tenant_id = new.tenant_id.clone();
+        let invited = match existing {
+            Some(user) if user.tenant_id == tenant_id && user.status == "invited" => {
+                // Earlier links stop working: only the newest invitation counts.
+                sqlx::query(
+                    "UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 \
+                     AND purpose = 'invitation' AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(&user.id)
+                .execute(tx.conn())
+                .await?;
+                Some(user)
+            }
+            Some(user) if user.tenant_id == tenant_id => {
+                return Err(StoreError::Conflict {
+                    constraint: "users_email".into(),
+                })
+            }
+            Some(_) => None,
+            None => {
+                let user = User {
+                    id: new_id(),
+                    tenant_id: new.tenant_id,
+                    email: new.email.as_str().to_string(),
+                    name: new.name,
+                    role: new.role,
+                    status: "invited".into(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                crate::users::insert_user_row(tx.conn(), &user, &new.password_hash, locale).await?;
+                Some(user)
+            }
+        };
+        match &invited {
+            Some(user) => {
+                insert_token(tx.conn(), user, TokenPurpose::Invitation, token).await?;
+                crate::notify::insert(tx.conn(), &invite_mail(user)).await?;
+                audit.target_id = Some(user.id.clone());
+            }
+            None => {
+                crate::notify::insert(tx.conn(), &elsewhere_mail).await?;
+                audit.target_id = Some(new_id());
+            }
+        }
+        tx.audit(&tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(invited)
+    }
+
+    /// Uses an invitation token: the invited user's password is set and they become
+    /// `active`. `NotFound` for a token that is unknown, expired or already used.
+    pub async fn accept_invitation(
+        &self,
+        digest: &str,
+        password_hash: &str,
+        mut audit: NewAuditEvent,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.system_write().await?;
+        let (user_id, tenant_id) = consume_token(tx.conn(), digest, TokenPurpose::Invitation)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let n = sqlx::query(
+            "UPDATE users SET status = 'active', password_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'invited'",
+        )
+        .bind(password_hash)
+        .bind(now_ms())
+        .bind(&user_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM users u WHERE u.id = $1",
+            crate::users::COLUMNS
+        ))
+        .bind(&user_id)
+        .fetch_one(tx.conn())
+        .await?;
+        let user = crate::users::from_row(&row)?;
+        audit.target_id = Some(user_id);
+        tx.audit(&tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
     /// Uses a verification token: the user becomes `active`. `NotFound` for a token that
     /// is unknown, expired or already used.
     pub async fn verify_email(
@@ -230,14 +356,29 @@ impl Store {
     /// The user a live, unused reset token belongs to, without using it (to prepare the
     /// notice the reset sends). `None` otherwise.
     pub async fn reset_token_user(&self, digest: &str) -> Result<Option<User>, StoreError> {
+        self.token_user(digest, TokenPurpose::ResetPassword).await
+    }
+
+    /// The invited user a live, unused invitation token belongs to, without using it (to
+    /// check the password they choose against their name and address). `None` otherwise.
+    pub async fn invitation_token_user(&self, digest: &str) -> Result<Option<User>, StoreError> {
+        self.token_user(digest, TokenPurpose::Invitation).await
+    }
+
+    async fn token_user(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+    ) -> Result<Option<User>, StoreError> {
         let mut tx = self.system_read().await?;
         let row = sqlx::query(&format!(
             "SELECT {} FROM account_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.purpose = 'reset_password' AND t.used_at IS NULL \
-             AND t.expires_at > $2",
+             WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL \
+             AND t.expires_at > $3",
             crate::users::COLUMNS
         ))
         .bind(digest)
+        .bind(purpose.as_str())
         .bind(now_ms())
         .fetch_optional(tx.conn())
         .await?;

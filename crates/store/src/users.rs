@@ -181,7 +181,10 @@ impl Store {
     ) -> Result<(User, User), StoreError> {
         let mut tx = self.tenant_write(scope).await?;
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+            // An invited user is not one until they accept (`account::invite_user`): an
+            // admin cannot tell them from an invitation sent to another tenant's address.
+            "SELECT {COLUMNS} FROM users u \
+             WHERE u.tenant_id = $1 AND u.id = $2 AND u.status <> 'invited'"
         ))
         .bind(tx.tenant_id().to_string())
         .bind(user_id)

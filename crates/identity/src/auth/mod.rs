@@ -1,5 +1,6 @@
 //! Login, refresh and logout: one file each, since each is security-critical.
 
+pub(crate) mod invitation;
 mod login;
 mod logout;
 mod mfa;
@@ -29,6 +30,7 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(signup::verify_email, signup::verify_email_link))
         .routes(routes!(password_reset::request))
         .routes(routes!(password_reset::confirm))
+        .routes(routes!(invitation::accept))
 }
 
 /// The language of a request's mail: `locale` when the caller names one (an unknown

@@ -366,3 +366,127 @@ async fn lookalike_e_mail_addresses_are_not_new_accounts() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Issue 14, item 6: a tenant admin adding a user cannot learn that an address has an
+/// account in another tenant. Invitations to a free address and to another tenant's
+/// address get the same status, body and audit event, and neither becomes a user the
+/// admin can change; the two addresses get different mails (an invitation, a notice).
+/// Before invitations this answered 201 for the free address and 409 for the taken one.
+#[tokio::test]
+async fn a_tenant_admin_cannot_tell_another_tenants_address_from_a_free_one() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let a = app.create_tenant(&root, "A", "employer").await;
+    let b = app.create_tenant(&root, "B", "lpk").await;
+    app.create_user(&a, "admin@a.example", rampart_store::Role::TenantAdmin)
+        .await;
+    app.create_user(&b, "taken@b.example", rampart_store::Role::Member)
+        .await;
+    let (admin, _) = app.tokens("admin@a.example").await;
+    let users = format!("/api/v1/tenants/{a}/users");
+
+    let mut answers = Vec::new();
+    for email in ["free@a.example", "taken@b.example"] {
+        let res = app
+            .post(
+                &users,
+                Some(&admin),
+                &json!({"email": email, "role": "member"}),
+            )
+            .await;
+        answers.push((res.status(), res.text().await.unwrap()));
+    }
+    assert_eq!(answers[0], answers[1], "the answers differ: {answers:?}");
+    assert_eq!(answers[0].0, StatusCode::ACCEPTED);
+
+    // The admin's audit log shows two invitations alike; neither target is a user the
+    // admin can change yet.
+    let events: serde_json::Value = app
+        .get("/api/v1/audit-events?action=user.invite", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{events}");
+    let shape = |e: &serde_json::Value| {
+        let mut keys: Vec<String> = e.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (keys, e["changes"].clone(), e["target_type"].clone())
+    };
+    assert_eq!(shape(&items[0]), shape(&items[1]));
+    for event in items {
+        let target = event["target_id"].as_str().unwrap();
+        let res = app
+            .client
+            .patch(app.url(&format!("{users}/{target}")))
+            .bearer_auth(&admin)
+            .json(&json!({"role": "auditor"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+
+    // Each address was told what is true for it.
+    app.mail_file_to("free@a.example", "inv_").await;
+    let notice = app
+        .mail_file_to("taken@b.example", "already has an account")
+        .await;
+    assert!(!notice.contains("inv_"), "{notice}");
+    // The other tenant's user is untouched, and an address already in A is a plain 409.
+    assert_eq!(
+        app.login("taken@b.example", crate::helpers::STRONG_PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let res = app
+        .post(
+            &users,
+            Some(&admin),
+            &json!({"email": "admin@a.example", "role": "member"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    // Inviting the free address again sends a new link: the first one stops working.
+    let first = app.mail_file_to("free@a.example", "inv_").await;
+    let res = app
+        .post(
+            &users,
+            Some(&admin),
+            &json!({"email": "free@a.example", "role": "member"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let token_of = |text: &str| -> String {
+        let start = text.find("inv_").unwrap();
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    };
+    let old = token_of(&first);
+    for _ in 0..200 {
+        if token_of(&app.mail_file_to("free@a.example", "inv_").await) != old {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = app
+        .post(
+            "/api/v1/auth/accept-invitation",
+            None,
+            &json!({"token": old, "password": crate::helpers::STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    app.accept_invitation("free@a.example").await;
+    assert_eq!(
+        app.login("free@a.example", crate::helpers::STRONG_PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

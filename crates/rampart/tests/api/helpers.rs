@@ -442,6 +442,53 @@ impl TestApp {
         .id
     }
 
+    /// The newest mail to `to` in `data/mail` (the `.eml` files written when no mail host
+    /// is set) whose text holds `needle`, with quoted-printable soft line breaks undone.
+    /// Waits up to 20 s for the job queue to write it.
+    pub async fn mail_file_to(&self, to: &str, needle: &str) -> String {
+        let dir = self.dir.path().join("mail");
+        for _ in 0..200 {
+            let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .filter_map(|e| {
+                    let text = std::fs::read_to_string(e.path()).ok()?;
+                    let text = text.replace("=\r\n", "").replace("=\n", "");
+                    let when = e.metadata().ok()?.modified().ok()?;
+                    (text.contains(&format!("To: {to}")) && text.contains(needle))
+                        .then_some((when, text))
+                })
+                .collect();
+            found.sort_by_key(|(when, _)| *when);
+            if let Some((_, text)) = found.pop() {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no mail to {to} holding {needle:?} in {}", dir.display());
+    }
+
+    /// Accepts the invitation mailed to `email` (a tenant admin's `POST …/users`), choosing
+    /// `STRONG_PASSWORD`, as the invitee would.
+    pub async fn accept_invitation(&self, email: &str) {
+        let text = self.mail_file_to(email, "inv_").await;
+        let start = text.find("inv_").expect("a token");
+        let token: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let res = self
+            .post(
+                "/api/v1/auth/accept-invitation",
+                None,
+                &json!({"token": token, "password": STRONG_PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    }
+
     pub async fn create_platform_admin(&self, email: &str) -> String {
         self.create_user(PLATFORM_TENANT_ID, email, Role::PlatformAdmin)
             .await

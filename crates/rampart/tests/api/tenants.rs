@@ -76,8 +76,8 @@ async fn tenant_admins_act_only_in_their_tenant() {
     assert_eq!(res.status(), StatusCode::CREATED);
     let (a_admin, _) = app.tokens("admin@a.example").await;
 
-    let new_member =
-        |email: &str| json!({"email": email, "password": STRONG_PASSWORD, "role": "member"});
+    // A tenant admin invites; the invitee chooses the password.
+    let new_member = |email: &str| json!({"email": email, "role": "member"});
     let res = app
         .post(
             &format!("/api/v1/tenants/{a}/users"),
@@ -85,9 +85,24 @@ async fn tenant_admins_act_only_in_their_tenant() {
             &new_member("m@a.example"),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let created: Value = res.json().await.unwrap();
-    assert_eq!(created["tenant_id"], a);
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"status": "invited"}));
+    // Not a user until they accept: no login with any password yet.
+    assert_eq!(
+        app.login("m@a.example", STRONG_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.accept_invitation("m@a.example").await;
+    let (m_token, _) = app.tokens("m@a.example").await;
+    let me: Value = app
+        .get("/api/v1/users/me", Some(&m_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["tenant_id"], a);
+    assert_eq!(me["role"], "member");
 
     // Tenant B does not exist as far as A's admin can tell.
     let res = app
