@@ -29,5 +29,5 @@ pub use error::{ApiError, ErrorBody};
 pub use guard::{edge_guard, Edge, EdgePolicy, JsonLimits};
 pub use json::Json;
 pub use metrics::HttpMetrics;
-pub use rampart_waf::luhn;
+pub use rampart_waf::{decimal_digit, luhn};
 pub use request::{not_found, request_context, route_tag, ClientIp, RequestId, RequestInfo};

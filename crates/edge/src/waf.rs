@@ -740,6 +740,12 @@ mod tests {
             "/?a=5555555555554444",
             // A failed candidate right before a real one does not hide it.
             "/?a=4111111111111112,4111111111111111",
+            // Digits of other scripts, URL-encoded UTF-8: fullwidth with ideographic
+            // spaces, Arabic-Indic, Devanagari, mathematical bold.
+            "/?email=%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91",
+            "/?n=%D9%A4%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1",
+            "/?n=%E0%A5%AA%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7",
+            "/?n=%uFF14111111111111111",
         ] {
             assert_eq!(verdict(&rules, hit, None), Some(10100), "{hit}");
         }
@@ -765,6 +771,24 @@ mod tests {
         assert_eq!(
             verdict(&rules, "/", Some(("Cookie", "c=5555555555554444"))),
             Some(10100)
+        );
+        assert_eq!(
+            verdict(
+                &rules,
+                "/",
+                Some(("X-Email", "４１１１ １１１１ １１１１ １１１１@example.id"))
+            ),
+            Some(10100),
+            "fullwidth digits in a header"
+        );
+        assert_eq!(
+            verdict(
+                &rules,
+                "/",
+                Some(("X-Note", "４１１１１１１１１１１１１１１２"))
+            ),
+            None,
+            "Luhn still decides"
         );
     }
 

@@ -328,14 +328,15 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
 }
 
 /// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn. Digits
-/// of other scripts count as their ASCII twins (fullwidth `４２４２…`, Arabic-Indic,
-/// Devanagari), so a card number cannot slip past by being typed in another width.
+/// of every script count as their ASCII twins (any Unicode `Nd`: fullwidth `４２４２…`,
+/// Arabic-Indic, Devanagari, …; the same table as the edge's card rule), so a card number
+/// cannot slip past by being typed in another width.
 pub(crate) fn holds_card_number(text: &str) -> bool {
     let mut digits = Vec::new();
     for c in text.chars().chain(std::iter::once('x')) {
-        match (decimal_digit(c), c) {
+        match (rampart_edge::decimal_digit(c), c) {
             (Some(d), _) => digits.push(b'0' + d),
-            (None, ' ' | '-' | '\u{3000}') if !digits.is_empty() => {}
+            (None, ' ' | '-' | '\u{3000}' | '\u{FF0D}') if !digits.is_empty() => {}
             _ => {
                 if (13..=19).contains(&digits.len()) && rampart_edge::luhn(&digits) {
                     return true;
@@ -345,19 +346,6 @@ pub(crate) fn holds_card_number(text: &str) -> bool {
         }
     }
     false
-}
-
-/// The value of a decimal digit in ASCII or in the scripts users type card numbers in.
-fn decimal_digit(c: char) -> Option<u8> {
-    let zero = match c {
-        '0'..='9' => '0',
-        '\u{FF10}'..='\u{FF19}' => '\u{FF10}', // fullwidth
-        '\u{0660}'..='\u{0669}' => '\u{0660}', // Arabic-Indic
-        '\u{06F0}'..='\u{06F9}' => '\u{06F0}', // Extended Arabic-Indic
-        '\u{0966}'..='\u{096F}' => '\u{0966}', // Devanagari
-        _ => return None,
-    };
-    u8::try_from(c as u32 - zero as u32).ok()
 }
 
 /// JSON with object keys sorted, so equal parameters hash equally.
