@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_identity::{Identity, IdentityError, Principal};
 use rampart_store::payments::{
-    Idempotency, IdempotencyAnswer, Payment, PaymentChange, PaymentFilter, VelocityProbe, PENDING,
+    Idempotency, IdempotencyAnswer, KeyLease, Payment, PaymentChange, PaymentFilter, VelocityProbe,
+    PENDING,
 };
 use rampart_store::{Actor, RequestMeta, StoreError, TenantScope};
 use rampart_vault::pan::Pan;
@@ -574,7 +575,7 @@ impl Payments {
         principal: &Principal,
         info: &RequestInfo,
         input: Input,
-        key: Option<&str>,
+        key: Option<KeyLease<'_>>,
     ) -> Result<Payment, ApiError> {
         let (token, pan, exp_month, exp_year, cvc) = match &input.source {
             Source::Card {
@@ -674,10 +675,10 @@ impl Payments {
                     status: status.as_u16(),
                     response: &body,
                 });
-                Ok(store
+                store
                     .insert_payment(&principal.scope, payment, audit, &events, answer)
                     .await
-                    .map_err(IdentityError::from)?)
+                    .map_err(unrecorded)
             }
             Decision::Approve => {
                 // Committed before the processor sees it: from here on the attempt is on
@@ -686,7 +687,7 @@ impl Payments {
                 let recorded = store
                     .record_payment_attempt(&principal.scope, payment, audit, key)
                     .await
-                    .map_err(IdentityError::from)?;
+                    .map_err(unrecorded)?;
                 let auth = self
                     .authorize(&pan, (exp_month, exp_year), cvc.as_deref(), &recorded)
                     .await;
@@ -908,6 +909,22 @@ fn processor_error(e: crate::connector::ProcessorError) -> ApiError {
     )
 }
 
+/// A payment this request could not record. When another request took its key over (this
+/// one outlived its lease), nothing was recorded or sent, and that request's answer is the
+/// key's.
+fn unrecorded(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { constraint } if constraint == "idempotency_key_taken_over" => {
+            ApiError::conflict(
+                "idempotency_key_taken_over",
+                "this request outlived its Idempotency-Key's lease and a retry took the key \
+                 over; nothing was charged by this request (retry for the key's answer)",
+            )
+        }
+        other => IdentityError::Store(other).into(),
+    }
+}
+
 /// A pending payment's processor call failed: its outcome is unknown until reconciled.
 fn unanswered_attempt() -> ApiError {
     ApiError::new(
@@ -990,6 +1007,7 @@ pub async fn create_payment(
     let key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
     let store = p.identity.store();
+    let mut held = None;
     if let Some(key) = &key {
         let canonical = serde_json::to_vec(&canonical(&body)).map_err(|_| ApiError::internal())?;
         let hash = p
@@ -1001,12 +1019,16 @@ pub async fn create_payment(
             .await
             .map_err(IdentityError::from)?
         {
-            Idempotency::Started => {}
+            Idempotency::Started { lease_until } => held = Some(lease_until),
             // The first request died before it recorded an attempt: nothing reached the
             // processor, so this one runs.
-            Idempotency::Expired { payment_id: None } => {}
+            Idempotency::Expired {
+                payment_id: None,
+                lease_until,
+            } => held = Some(lease_until),
             Idempotency::Expired {
                 payment_id: Some(id),
+                ..
             } => return p.resolve(&principal, &info, key, &id).await,
             Idempotency::Replay { status, response } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -1028,16 +1050,21 @@ pub async fn create_payment(
         }
     }
     // With a key, the answer is stored in the transaction that records the outcome.
-    match p.take(&principal, &info, input, key.as_deref()).await {
+    let lease = key
+        .as_deref()
+        .zip(held)
+        .map(|(key, lease_until)| KeyLease { key, lease_until });
+    match p.take(&principal, &info, input, lease).await {
         Ok(payment) => {
             let (status, body) = created(&PaymentView::from(&payment))?;
             Ok(json_response(status, body, false))
         }
         Err(e) => {
-            if let Some(key) = &key {
-                // Forgotten only if no attempt was recorded (the store checks), so the
-                // client's retry runs again; a recorded one is reconciled instead.
-                if let Err(e) = store.idempotency_abandon(&principal.scope, key).await {
+            if let Some(lease) = lease {
+                // Forgotten only if no attempt was recorded and this request still holds
+                // the key (the store checks), so the client's retry runs again; a recorded
+                // attempt is reconciled instead.
+                if let Err(e) = store.idempotency_abandon(&principal.scope, lease).await {
                     tracing::error!(error = %e, "cannot release the idempotency key");
                 }
             }

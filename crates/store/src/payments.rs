@@ -85,8 +85,9 @@ fn from_row(r: &AnyRow) -> Result<Payment, StoreError> {
 /// What the first request with an `Idempotency-Key` left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Idempotency {
-    /// The key is new (or its record expired): this request runs.
-    Started,
+    /// The key is new (or its record expired): this request runs, holding the key's
+    /// lease until `lease_until` (Unix ms).
+    Started { lease_until: i64 },
     /// The first request finished: replay its answer.
     Replay { status: u16, response: String },
     /// The first request is still running, within its lease.
@@ -95,16 +96,27 @@ pub enum Idempotency {
     /// away and took it along): this request has taken the key over, with a fresh lease,
     /// and resolves it. `payment_id` is the attempt the first request recorded before it
     /// called the processor; `None` when it never got that far (nothing was charged).
-    Expired { payment_id: Option<String> },
+    Expired {
+        payment_id: Option<String>,
+        lease_until: i64,
+    },
     /// The key was used with other parameters.
     Mismatch,
+}
+
+/// A key as one request holds it: the lease it was given names the holder, so a request
+/// that outlived its lease (a retry took the key over) cannot write to the key any more.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyLease<'a> {
+    pub key: &'a str,
+    pub lease_until: i64,
 }
 
 /// The answer to store for an `Idempotency-Key`, in the transaction that records the
 /// payment's outcome, so the two cannot part.
 #[derive(Debug, Clone, Copy)]
 pub struct IdempotencyAnswer<'a> {
-    pub key: &'a str,
+    pub key: KeyLease<'a>,
     pub status: u16,
     pub response: &'a str,
 }
@@ -206,6 +218,7 @@ impl Store {
                     if taken.rows_affected() == 1 {
                         Idempotency::Expired {
                             payment_id: row.try_get("payment_id")?,
+                            lease_until: now + lease_ms,
                         }
                     } else {
                         Idempotency::InProgress
@@ -235,7 +248,9 @@ impl Store {
                 .execute(tx.conn())
                 .await;
                 match inserted.map_err(StoreError::from) {
-                    Ok(_) => Idempotency::Started,
+                    Ok(_) => Idempotency::Started {
+                        lease_until: now + lease_ms,
+                    },
                     Err(StoreError::Conflict { .. }) => Idempotency::InProgress,
                     Err(e) => return Err(e),
                 }
@@ -273,15 +288,16 @@ impl Store {
     pub async fn idempotency_abandon(
         &self,
         scope: &TenantScope,
-        key: &str,
+        held: KeyLease<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.tenant_write(scope).await?;
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND status = 0 \
-             AND payment_id IS NULL",
+             AND payment_id IS NULL AND lease_until = $3",
         )
         .bind(tx.tenant_id().to_string())
-        .bind(key)
+        .bind(held.key)
+        .bind(held.lease_until)
         .execute(tx.conn())
         .await?;
         tx.commit().await?;
@@ -371,13 +387,18 @@ impl Store {
         tx.audit(scope.tenant_id(), &audit).await?;
         outbox(tx.conn(), scope.tenant_id(), events).await?;
         if let Some(answer) = answer {
-            store_answer(
+            let stored = store_answer(
                 &mut tx,
                 KeyRef::Key(answer.key),
                 answer.status,
                 answer.response,
             )
             .await?;
+            if stored == 0 {
+                // A retry took the key over (this request outlived its lease) and answered
+                // it: this payment is not recorded a second time.
+                return Err(key_taken_over());
+            }
         }
         tx.commit().await?;
         Ok(p)
@@ -392,7 +413,7 @@ impl Store {
         scope: &TenantScope,
         mut p: Payment,
         mut audit: NewAuditEvent,
-        key: Option<&str>,
+        key: Option<KeyLease<'_>>,
     ) -> Result<Payment, StoreError> {
         p.tenant_id = scope.tenant_id().to_string();
         p.status = PENDING.to_string();
@@ -405,14 +426,21 @@ impl Store {
         audit.target_id = Some(p.id.clone());
         tx.audit(scope.tenant_id(), &audit).await?;
         if let Some(key) = key {
-            sqlx::query(
-                "UPDATE idempotency_keys SET payment_id = $1 WHERE tenant_id = $2 AND key = $3",
+            let linked = sqlx::query(
+                "UPDATE idempotency_keys SET payment_id = $1 WHERE tenant_id = $2 AND key = $3 \
+                 AND status = 0 AND payment_id IS NULL AND lease_until = $4",
             )
             .bind(&p.id)
             .bind(scope.tenant_id())
-            .bind(key)
+            .bind(key.key)
+            .bind(key.lease_until)
             .execute(tx.conn())
             .await?;
+            if linked.rows_affected() == 0 {
+                // This request outlived its lease and a retry took the key over (and may
+                // have recorded its own attempt): stop before the processor is called.
+                return Err(key_taken_over());
+            }
         }
         tx.commit().await?;
         Ok(p)
@@ -698,34 +726,47 @@ async fn insert_row(tx: &mut crate::tx::TenantTx, p: &Payment) -> Result<(), Sto
 
 /// Which idempotency record an answer is for.
 enum KeyRef<'a> {
-    Key(&'a str),
+    /// The key, while this request still holds its lease.
+    Key(KeyLease<'a>),
     /// The key whose request recorded this payment attempt, if any.
     Payment(&'a str),
 }
 
-/// Stores the answer to replay, on a key still running (an answer is written once).
+/// The error of a request whose `Idempotency-Key` another request took over.
+fn key_taken_over() -> StoreError {
+    StoreError::Conflict {
+        constraint: "idempotency_key_taken_over".into(),
+    }
+}
+
+/// Stores the answer to replay, on a key still running (an answer is written once);
+/// how many records it answered (0: none was still running).
 async fn store_answer(
     tx: &mut crate::tx::TenantTx,
     which: KeyRef<'_>,
     status: u16,
     response: &str,
-) -> Result<(), StoreError> {
-    let (column, value) = match which {
-        KeyRef::Key(k) => ("key", k),
-        KeyRef::Payment(id) => ("payment_id", id),
+) -> Result<u64, StoreError> {
+    // With a key, only while this request's lease is the key's (the lease never equals
+    // -1, so the payment form matches any lease).
+    let (column, value, lease) = match which {
+        KeyRef::Key(k) => ("key", k.key, k.lease_until),
+        KeyRef::Payment(id) => ("payment_id", id, -1),
     };
     let tenant = tx.tenant_id().to_string();
-    sqlx::query(&format!(
+    let done = sqlx::query(&format!(
         "UPDATE idempotency_keys SET status = $1, response = $2 \
-         WHERE tenant_id = $3 AND {column} = $4 AND status = 0"
+         WHERE tenant_id = $3 AND {column} = $4 AND status = 0 \
+         AND ($5 = -1 OR lease_until = $5)"
     ))
     .bind(i64::from(status))
     .bind(response)
     .bind(&tenant)
     .bind(value)
+    .bind(lease)
     .execute(tx.conn())
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// `UPDATE`s a payment from one of `from` with `change`; the number of rows changed (0: it
