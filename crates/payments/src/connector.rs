@@ -283,24 +283,28 @@ impl Ledger {
             .map(|e| e.answer))
     }
 
+    /// Appends one line, in one blocking-pool task (one hop per authorization, not one per
+    /// file operation).
     async fn append(&self, entry: &LedgerEntry) -> Result<(), ProcessorError> {
-        use tokio::io::AsyncWriteExt;
-        let _one_writer = self.lock.lock().await;
-        if let Some(dir) = self.path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(Ledger::io)?;
-        }
         let mut line = serde_json::to_vec(entry)
             .map_err(|e| ProcessorError::Unreachable(format!("simulator ledger: {e}")))?;
         line.push(b'\n');
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(Ledger::io)?;
-        file.write_all(&line).await.map_err(Ledger::io)?;
-        file.flush().await.map_err(Ledger::io)?;
-        Ok(())
+        let path = self.path.clone();
+        let _one_writer = self.lock.lock().await;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?
+                .write_all(&line)
+        })
+        .await
+        .map_err(|e| ProcessorError::Unreachable(format!("simulator ledger: {e}")))?
+        .map_err(Ledger::io)
     }
 }
 
