@@ -92,6 +92,14 @@ pub struct PaymentsConfig {
     pub webhook_allow_private_targets: bool,
     /// How long a webhook receiver has to answer.
     pub webhook_timeout_secs: u64,
+    /// How long a payment request holds its `Idempotency-Key` while it runs. A request
+    /// with the same key after the lease has run out (the first one crashed or its client
+    /// went away) resolves it: replays the answer, or reconciles the recorded attempt with
+    /// the processor. Keep it longer than the processor connector's own timeout.
+    pub idempotency_lease_secs: u64,
+    /// The `test` simulator waits this long after recording an authorization before it
+    /// answers, to rehearse a slow acquirer (and, in tests, a crash in that moment).
+    pub simulator_delay_ms: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -99,6 +107,8 @@ impl Default for PaymentsConfig {
         PaymentsConfig {
             webhook_allow_private_targets: false,
             webhook_timeout_secs: 10,
+            idempotency_lease_secs: 30,
+            simulator_delay_ms: 0,
         }
     }
 }
@@ -914,6 +924,20 @@ impl Config {
                 value: value.to_string(),
                 allowed,
             }
+        }
+        if !(1..=3600).contains(&self.payments.idempotency_lease_secs) {
+            return Err(invalid(
+                "payments.idempotency_lease_secs",
+                self.payments.idempotency_lease_secs,
+                "1 to 3600 seconds",
+            ));
+        }
+        if self.payments.simulator_delay_ms > 600_000 {
+            return Err(invalid(
+                "payments.simulator_delay_ms",
+                self.payments.simulator_delay_ms,
+                "0 to 600000 milliseconds",
+            ));
         }
         let b = &self.backup;
         for (key, days) in [

@@ -102,6 +102,9 @@ impl ApiError {
             }
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
             StatusCode::REQUEST_TIMEOUT => ("timeout", "request took too long"),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                ("invalid_body", "the request body does not fit this route")
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ("unsupported_media_type", "unsupported content type")
             }

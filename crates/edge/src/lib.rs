@@ -29,7 +29,7 @@ pub use error::{ApiError, ErrorBody};
 pub use guard::{edge_guard, Edge, EdgePolicy, JsonLimits};
 pub use json::Json;
 pub use metrics::HttpMetrics;
-pub use rampart_waf::luhn;
+pub use rampart_waf::{decimal_digit, luhn};
 pub use request::{not_found, request_context, route_tag, ClientIp, RequestId, RequestInfo};
 
 /// The OpenAPI schema of a string that must be one of `values`, for `#[param(schema_with)]`

@@ -71,13 +71,23 @@ pub async fn request_context(
 
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        let error = response.extensions_mut().remove::<ApiError>().or_else(|| {
-            let is_json = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-            (!is_json).then(|| ApiError::for_status(status))
-        });
+        let error = match response.extensions_mut().remove::<ApiError>() {
+            Some(error) => Some(error),
+            None => {
+                let is_json = response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                if is_json {
+                    None
+                } else {
+                    let (parts, body) = response.into_parts();
+                    let error = framework_error(status, body).await;
+                    response = Response::from_parts(parts, Body::empty());
+                    Some(error)
+                }
+            }
+        };
         if let Some(error) = error {
             response = render(response, &error, &request_id);
         }
@@ -102,6 +112,40 @@ pub async fn request_context(
         )
     });
     response
+}
+
+/// The error shape for a 4xx/5xx that no handler of ours made: the router's, a layer's,
+/// or an extractor rejection of axum's. axum's rejections say in a short plain-text body
+/// what failed (and quote the offending value, which is never passed on); for those a
+/// 400 gets a code naming the part of the request at fault. Only a small body of known
+/// length is read (a rejection's), never a proxied upstream's stream.
+async fn framework_error(status: StatusCode, body: Body) -> ApiError {
+    const SMALL: u64 = 1024;
+    let small = http_body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n <= SMALL);
+    if status != StatusCode::BAD_REQUEST || !small {
+        return ApiError::for_status(status);
+    }
+    let Ok(text) = axum::body::to_bytes(body, SMALL as usize).await else {
+        return ApiError::for_status(status);
+    };
+    let (code, message) = if text.starts_with(b"Failed to deserialize query string") {
+        (
+            "invalid_query",
+            "the query string does not fit this route: a parameter is missing or of the wrong type",
+        )
+    } else if text.starts_with(b"Invalid URL") || text.starts_with(b"Wrong number of path") {
+        (
+            "invalid_path",
+            "a path parameter of this route is not valid (bad percent-encoding or type)",
+        )
+    } else if text.starts_with(b"Failed to buffer the request body") {
+        ("bad_body", "request body could not be read")
+    } else {
+        return ApiError::for_status(status);
+    };
+    ApiError::bad_request(code, message)
 }
 
 /// Keeps the status and headers (`Retry-After`, `Allow`, ...) and replaces the body.

@@ -398,14 +398,19 @@ pub async fn waf_guard(State(waf): State<Arc<Waf>>, req: Request, next: Next) ->
                 )
                 .into_response()
             }
-            Ok(Err(_)) => {
-                // Too large, or the client went away mid-body: either way nothing to serve.
+            Ok(Err(e)) if over_limit(&e) => {
                 return ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "request body is too large",
                 )
                 .into_response();
+            }
+            Ok(Err(_)) => {
+                // A broken body (a bad chunk, fewer bytes than Content-Length before the
+                // client half-closed): the client's fault, not a size problem.
+                return ApiError::bad_request("bad_body", "request body could not be read")
+                    .into_response();
             }
         }
     };
@@ -467,6 +472,19 @@ fn protocol(v: Version) -> &'static [u8] {
         Version::HTTP_3 => b"HTTP/3.0",
         _ => b"HTTP/1.1",
     }
+}
+
+/// Whether reading a body failed because it passed the size limit (rather than because
+/// the body itself broke off or was malformed).
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn feed_request_headers(tx: &mut Transaction<'_>, headers: &HeaderMap, uri: &axum::http::Uri) {
@@ -740,6 +758,12 @@ mod tests {
             "/?a=5555555555554444",
             // A failed candidate right before a real one does not hide it.
             "/?a=4111111111111112,4111111111111111",
+            // Digits of other scripts, URL-encoded UTF-8: fullwidth with ideographic
+            // spaces, Arabic-Indic, Devanagari, mathematical bold.
+            "/?email=%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91",
+            "/?n=%D9%A4%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1%D9%A1",
+            "/?n=%E0%A5%AA%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7%E0%A5%A7",
+            "/?n=%uFF14111111111111111",
         ] {
             assert_eq!(verdict(&rules, hit, None), Some(10100), "{hit}");
         }
@@ -765,6 +789,24 @@ mod tests {
         assert_eq!(
             verdict(&rules, "/", Some(("Cookie", "c=5555555555554444"))),
             Some(10100)
+        );
+        assert_eq!(
+            verdict(
+                &rules,
+                "/",
+                Some(("X-Email", "４１１１ １１１１ １１１１ １１１１@example.id"))
+            ),
+            Some(10100),
+            "fullwidth digits in a header"
+        );
+        assert_eq!(
+            verdict(
+                &rules,
+                "/",
+                Some(("X-Note", "４１１１１１１１１１１１１１１２"))
+            ),
+            None,
+            "Luhn still decides"
         );
     }
 

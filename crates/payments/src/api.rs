@@ -12,8 +12,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_identity::{Identity, IdentityError, Principal};
-use rampart_store::payments::{Idempotency, Payment, PaymentChange, PaymentFilter, VelocityProbe};
-use rampart_store::StoreError;
+use rampart_store::payments::{
+    Idempotency, IdempotencyAnswer, KeyLease, Payment, PaymentChange, PaymentFilter, VelocityProbe,
+    PENDING,
+};
+use rampart_store::{Actor, RequestMeta, StoreError, TenantScope};
 use rampart_vault::pan::Pan;
 use rampart_vault::Vault;
 use serde::{Deserialize, Serialize};
@@ -22,7 +25,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::connector::{AuthorizationRequest, FollowUp, Processor, Simulator};
+use crate::connector::{
+    Authorization, AuthorizationRequest, FollowUp, Processor, ProcessorError, Simulator,
+};
 use crate::fraud::{Assessment, Decision, FraudRules, Signals};
 
 pub const PAYMENTS_WRITE: &str = "payments:write";
@@ -41,6 +46,8 @@ pub struct Payments {
     processor: Simulator,
     keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
     webhook_allow_private: bool,
+    /// How long a request holds its `Idempotency-Key` (`payments.idempotency_lease_secs`).
+    lease_ms: i64,
 }
 
 impl FromRef<Payments> for Identity {
@@ -61,13 +68,17 @@ impl Payments {
         vault: Vault,
         keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
         config: &rampart_config::PaymentsConfig,
+        processor: Simulator,
     ) -> Payments {
         Payments {
             identity,
             vault,
-            processor: Simulator,
+            processor,
             keyring,
             webhook_allow_private: config.webhook_allow_private_targets,
+            lease_ms: i64::try_from(config.idempotency_lease_secs)
+                .unwrap_or(i64::MAX / 2_000)
+                .saturating_mul(1000),
         }
     }
 
@@ -369,14 +380,15 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
 }
 
 /// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn. Digits
-/// of other scripts count as their ASCII twins (fullwidth `４２４２…`, Arabic-Indic,
-/// Devanagari), so a card number cannot slip past by being typed in another width.
+/// of every script count as their ASCII twins (any Unicode `Nd`: fullwidth `４２４２…`,
+/// Arabic-Indic, Devanagari, …; the same table as the edge's card rule), so a card number
+/// cannot slip past by being typed in another width.
 pub(crate) fn holds_card_number(text: &str) -> bool {
     let mut digits = Vec::new();
     for c in text.chars().chain(std::iter::once('x')) {
-        match (decimal_digit(c), c) {
+        match (rampart_edge::decimal_digit(c), c) {
             (Some(d), _) => digits.push(b'0' + d),
-            (None, ' ' | '-' | '\u{3000}') if !digits.is_empty() => {}
+            (None, ' ' | '-' | '\u{3000}' | '\u{FF0D}') if !digits.is_empty() => {}
             _ => {
                 if (13..=19).contains(&digits.len()) && rampart_edge::luhn(&digits) {
                     return true;
@@ -386,19 +398,6 @@ pub(crate) fn holds_card_number(text: &str) -> bool {
         }
     }
     false
-}
-
-/// The value of a decimal digit in ASCII or in the scripts users type card numbers in.
-fn decimal_digit(c: char) -> Option<u8> {
-    let zero = match c {
-        '0'..='9' => '0',
-        '\u{FF10}'..='\u{FF19}' => '\u{FF10}', // fullwidth
-        '\u{0660}'..='\u{0669}' => '\u{0660}', // Arabic-Indic
-        '\u{06F0}'..='\u{06F9}' => '\u{06F0}', // Extended Arabic-Indic
-        '\u{0966}'..='\u{096F}' => '\u{0966}', // Devanagari
-        _ => return None,
-    };
-    u8::try_from(c as u32 - zero as u32).ok()
 }
 
 /// JSON with object keys sorted, so equal parameters hash equally.
@@ -591,7 +590,7 @@ impl Payments {
         (exp_month, exp_year): (i64, i64),
         cvc: Option<&str>,
         payment: &Payment,
-    ) -> Result<crate::connector::Authorization, ApiError> {
+    ) -> Result<Authorization, ProcessorError> {
         self.processor
             .authorize(&AuthorizationRequest {
                 card_number: pan.expose(),
@@ -604,15 +603,20 @@ impl Payments {
                 reference: &payment.id,
             })
             .await
-            .map_err(processor_error)
+            .inspect_err(
+                |e| tracing::error!(error = %e, payment = %payment.id, "processor call failed"),
+            )
     }
 
-    /// Tokenize (or open the token), score, authorize, record. The answer to a new payment.
+    /// Tokenize (or open the token), score, record, authorize, record the outcome. The
+    /// answer to a new payment; with `key`, that answer is stored for the key in the
+    /// transaction that records the outcome.
     async fn take(
         &self,
         principal: &Principal,
         info: &RequestInfo,
         input: Input,
+        key: Option<KeyLease<'_>>,
     ) -> Result<Payment, ApiError> {
         let (token, pan, exp_month, exp_year, cvc) = match &input.source {
             Source::Card {
@@ -674,45 +678,247 @@ impl Payments {
             created_at: 0,
             updated_at: 0,
         };
+        let audit = |status: &str| {
+            rampart_audit::event(
+                principal.actor(),
+                "payment.create",
+                "payment",
+                rampart_identity::request_meta(info),
+            )
+            .changes(json!({
+                "status": status,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "last4": payment.card_last4,
+                "fraud_score": payment.fraud_score,
+                "fraud_decision": payment.fraud_decision,
+            }))
+            .build()
+        };
+        let store = self.identity.store();
         match assessment.decision {
-            Decision::Decline => {
-                payment.status = "declined".into();
-                payment.decline_code = Some("fraud_suspected".into());
+            Decision::Decline | Decision::Review => {
+                // The processor is not called: the payment is recorded with its final
+                // state at once.
+                if assessment.decision == Decision::Decline {
+                    payment.status = "declined".into();
+                    payment.decline_code = Some("fraud_suspected".into());
+                } else {
+                    payment.status = "review".into();
+                }
+                let audit = audit(&payment.status);
+                payment.created_at = rampart_store::now_ms();
+                payment.updated_at = payment.created_at;
+                let events = crate::webhooks::outbox_for(&payment);
+                let (status, body) = created(&PaymentView::from(&payment))?;
+                let answer = key.map(|key| IdempotencyAnswer {
+                    key,
+                    status: status.as_u16(),
+                    response: &body,
+                });
+                store
+                    .insert_payment(&principal.scope, payment, audit, &events, answer)
+                    .await
+                    .map_err(unrecorded)
             }
-            Decision::Review => payment.status = "review".into(),
             Decision::Approve => {
+                // Committed before the processor sees it: from here on the attempt is on
+                // record, and a lost answer is reconciled, never sent again.
+                let audit = audit(PENDING);
+                let recorded = store
+                    .record_payment_attempt(&principal.scope, payment, audit, key)
+                    .await
+                    .map_err(unrecorded)?;
                 let auth = self
-                    .authorize(&pan, (exp_month, exp_year), cvc.as_deref(), &payment)
-                    .await?;
-                apply_authorization(&mut payment, &auth);
+                    .authorize(&pan, (exp_month, exp_year), cvc.as_deref(), &recorded)
+                    .await;
+                // The CVC is dropped here, unstored.
+                drop(cvc);
+                let auth = auth.map_err(|_| unanswered_attempt())?;
+                let mut answered = recorded.clone();
+                apply_authorization(&mut answered, &auth);
+                self.settle(
+                    &principal.scope,
+                    principal.actor(),
+                    rampart_identity::request_meta(info),
+                    recorded,
+                    change_of(&answered),
+                    "payment.authorize",
+                )
+                .await
             }
         }
-        // The CVC is dropped here, unstored.
-        drop(cvc);
-        let audit = rampart_audit::event(
-            principal.actor(),
-            "payment.create",
-            "payment",
-            rampart_identity::request_meta(info),
-        )
-        .changes(json!({
-            "status": payment.status,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "last4": payment.card_last4,
-            "fraud_score": payment.fraud_score,
-            "fraud_decision": payment.fraud_decision,
-        }))
-        .build();
-        payment.created_at = rampart_store::now_ms();
-        payment.updated_at = payment.created_at;
-        let events = crate::webhooks::outbox_for(&payment);
-        Ok(self
+    }
+
+    /// Records the outcome of a pending payment (and the answer to its key). When a retry
+    /// or the job settled it first, the payment as they left it.
+    async fn settle(
+        &self,
+        scope: &TenantScope,
+        actor: Actor,
+        meta: RequestMeta,
+        payment: Payment,
+        change: PaymentChange,
+        action: &str,
+    ) -> Result<Payment, ApiError> {
+        let audit = rampart_audit::event(actor, action, "payment", meta)
+            .changes(json!({
+                "from": PENDING,
+                "to": change.status,
+                "decline_code": change.decline_code,
+            }))
+            .build();
+        let store = self.identity.store();
+        let answer = |p: &Payment| {
+            created(&PaymentView::from(p))
+                .ok()
+                .map(|(status, body)| (status.as_u16(), body))
+        };
+        match store
+            .settle_payment(
+                scope,
+                &payment.id,
+                &change,
+                audit,
+                crate::webhooks::outbox_for,
+                answer,
+            )
+            .await
+        {
+            Ok(settled) => Ok(settled),
+            Err(StoreError::NotFound) => {
+                let now = store.payment(scope, &payment.id).await.map_err(not_found)?;
+                if now.status != change.status {
+                    tracing::error!(
+                        payment = %payment.id,
+                        settled_as = %now.status,
+                        answer = %change.status,
+                        "a pending payment was settled differently before its answer arrived"
+                    );
+                }
+                Ok(now)
+            }
+            Err(e) => Err(IdentityError::Store(e).into()),
+        }
+    }
+
+    /// Asks the processor what became of a pending payment whose answer was lost, and
+    /// records it. The processor's own answer when it has one; `declined`
+    /// (`not_processed`) when it never received the attempt (nothing was charged);
+    /// `unknown` when the connector cannot ask. An unreachable processor leaves it pending
+    /// for the next try. Never authorizes again.
+    async fn reconcile(
+        &self,
+        scope: &TenantScope,
+        actor: Actor,
+        meta: RequestMeta,
+        payment: Payment,
+    ) -> Result<Payment, ApiError> {
+        let change = match self.processor.lookup(&payment.id).await {
+            Ok(Some(auth)) => {
+                let mut p = payment.clone();
+                apply_authorization(&mut p, &auth);
+                change_of(&p)
+            }
+            Ok(None) => PaymentChange {
+                status: "declined".into(),
+                decline_code: Some("not_processed".into()),
+                ..PaymentChange::default()
+            },
+            Err(ProcessorError::Unsupported) => PaymentChange {
+                status: "unknown".into(),
+                decline_code: Some("outcome_unknown".into()),
+                ..PaymentChange::default()
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, payment = %payment.id, "cannot reconcile a pending payment yet");
+                return Err(ApiError {
+                    retry_after: Some(5),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "payment_reconciling",
+                        "the payment's first attempt is being reconciled with the processor; retry later with the same Idempotency-Key",
+                    )
+                });
+            }
+        };
+        self.settle(scope, actor, meta, payment, change, "payment.reconcile")
+            .await
+    }
+
+    /// Settles a key whose first request's lease ran out after it recorded `payment_id`:
+    /// the recorded outcome, or the one reconciliation finds. The answer is stored for the
+    /// key and replayed from then on.
+    async fn resolve(
+        &self,
+        principal: &Principal,
+        info: &RequestInfo,
+        key: &str,
+        payment_id: &str,
+    ) -> Result<Response, ApiError> {
+        let store = self.identity.store();
+        let payment = store
+            .payment(&principal.scope, payment_id)
+            .await
+            .map_err(not_found)?;
+        let payment = if payment.status == PENDING {
+            self.reconcile(
+                &principal.scope,
+                principal.actor(),
+                rampart_identity::request_meta(info),
+                payment,
+            )
+            .await?
+        } else {
+            payment
+        };
+        let (status, body) = created(&PaymentView::from(&payment))?;
+        store
+            .idempotency_finish(&principal.scope, key, status.as_u16(), &body)
+            .await
+            .map_err(IdentityError::from)?;
+        Ok(json_response(status, body, true))
+    }
+
+    /// The `payments.reconcile` job: settles every pending payment whose lease ran out
+    /// (its request crashed or was abandoned and no retry came), so none waits for a
+    /// client. Returns how many it settled.
+    pub async fn reconcile_stale_attempts(&self) -> Result<usize, StoreError> {
+        let before = rampart_store::now_ms().saturating_sub(self.lease_ms);
+        let stale = self
             .identity
             .store()
-            .insert_payment(&principal.scope, payment, audit, &events)
-            .await
-            .map_err(IdentityError::from)?)
+            .stale_payment_attempts(before, 100)
+            .await?;
+        let mut settled = 0;
+        for (scope, payment) in stale {
+            let id = payment.id.clone();
+            match self
+                .reconcile(&scope, Actor::System, RequestMeta::default(), payment)
+                .await
+            {
+                Ok(p) => {
+                    tracing::info!(payment = %id, status = %p.status, "reconciled a pending payment");
+                    settled += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(payment = %id, error = %e, "a pending payment stays pending")
+                }
+            }
+        }
+        Ok(settled)
+    }
+}
+
+/// The fields a processor's answer set on `p` (by [`apply_authorization`]), as a change.
+fn change_of(p: &Payment) -> PaymentChange {
+    PaymentChange {
+        status: p.status.clone(),
+        captured_amount: Some(p.captured_amount),
+        processor_reference: p.processor_reference.clone(),
+        decline_code: p.decline_code.clone(),
+        card_country: p.card_country.clone(),
+        simulated: Some(p.simulated),
     }
 }
 
@@ -731,7 +937,7 @@ fn apply_authorization(p: &mut Payment, auth: &crate::connector::Authorization) 
         }
     } else {
         p.status = "declined".into();
-        p.decline_code = auth.decline_code.map(str::to_string);
+        p.decline_code.clone_from(&auth.decline_code);
     }
 }
 
@@ -741,6 +947,33 @@ fn processor_error(e: crate::connector::ProcessorError) -> ApiError {
         StatusCode::BAD_GATEWAY,
         "processor_unavailable",
         "the payment processor did not answer; nothing was charged by this request",
+    )
+}
+
+/// A payment this request could not record. When another request took its key over (this
+/// one outlived its lease), nothing was recorded or sent, and that request's answer is the
+/// key's.
+fn unrecorded(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { constraint } if constraint == "idempotency_key_taken_over" => {
+            ApiError::conflict(
+                "idempotency_key_taken_over",
+                "this request outlived its Idempotency-Key's lease and a retry took the key \
+                 over; nothing was charged by this request (retry for the key's answer)",
+            )
+        }
+        other => IdentityError::Store(other).into(),
+    }
+}
+
+/// A pending payment's processor call failed: its outcome is unknown until reconciled.
+fn unanswered_attempt() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "processor_unavailable",
+        "the payment processor did not answer; the attempt stays pending and is reconciled \
+         with the processor, never sent again (retry with the same Idempotency-Key for its \
+         outcome)",
     )
 }
 
@@ -795,12 +1028,13 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     security(("bearer" = [])),
     request_body = PaymentRequest,
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$",
-        description = "The first answer to a key is replayed for 24 hours; the same key with other parameters is refused")),
+        description = "The first answer to a key is replayed for 24 hours; the same key with other parameters is refused; a key whose first request died is resolved once its lease (payments.idempotency_lease_secs) ran out")),
     responses(
         (status = 201, description = "Taken: authorized, captured, declined or held for review", body = PaymentView),
         (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "Invalid request, or an Idempotency-Key reused with other parameters", body = ErrorBody),
         (status = 502, description = "The processor did not answer", body = ErrorBody),
+        (status = 503, description = "The key's first attempt is being reconciled with the processor (payment_reconciling)", body = ErrorBody),
     )
 )]
 pub async fn create_payment(
@@ -814,6 +1048,7 @@ pub async fn create_payment(
     let key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
     let store = p.identity.store();
+    let mut held = None;
     if let Some(key) = &key {
         let canonical = serde_json::to_vec(&canonical(&body)).map_err(|_| ApiError::internal())?;
         let hash = p
@@ -821,11 +1056,21 @@ pub async fn create_payment(
             .keyed_hash(principal.scope.tenant_id(), "idempotency", &canonical)
             .await?;
         match store
-            .idempotency_begin(&principal.scope, key, &hash)
+            .idempotency_begin(&principal.scope, key, &hash, p.lease_ms)
             .await
             .map_err(IdentityError::from)?
         {
-            Idempotency::Started => {}
+            Idempotency::Started { lease_until } => held = Some(lease_until),
+            // The first request died before it recorded an attempt: nothing reached the
+            // processor, so this one runs.
+            Idempotency::Expired {
+                payment_id: None,
+                lease_until,
+            } => held = Some(lease_until),
+            Idempotency::Expired {
+                payment_id: Some(id),
+                ..
+            } => return p.resolve(&principal, &info, key, &id).await,
             Idempotency::Replay { status, response } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 return Ok(json_response(status, response, true));
@@ -845,26 +1090,28 @@ pub async fn create_payment(
             }
         }
     }
-    let outcome = match p.take(&principal, &info, input).await {
-        Ok(payment) => created(&PaymentView::from(&payment)),
-        Err(e) => Err(e),
-    };
-    if let Some(key) = &key {
-        let done = match &outcome {
-            Ok((status, body)) => {
-                store
-                    .idempotency_finish(&principal.scope, key, status.as_u16(), body)
-                    .await
+    // With a key, the answer is stored in the transaction that records the outcome.
+    let lease = key
+        .as_deref()
+        .zip(held)
+        .map(|(key, lease_until)| KeyLease { key, lease_until });
+    match p.take(&principal, &info, input, lease).await {
+        Ok(payment) => {
+            let (status, body) = created(&PaymentView::from(&payment))?;
+            Ok(json_response(status, body, false))
+        }
+        Err(e) => {
+            if let Some(lease) = lease {
+                // Forgotten only if no attempt was recorded and this request still holds
+                // the key (the store checks), so the client's retry runs again; a recorded
+                // attempt is reconciled instead.
+                if let Err(e) = store.idempotency_abandon(&principal.scope, lease).await {
+                    tracing::error!(error = %e, "cannot release the idempotency key");
+                }
             }
-            // Nothing was recorded: let the client's retry run again.
-            Err(_) => store.idempotency_abandon(&principal.scope, key).await,
-        };
-        if let Err(e) = done {
-            tracing::error!(error = %e, "cannot record the idempotency outcome");
+            Err(e)
         }
     }
-    let (status, body) = outcome?;
-    Ok(json_response(status, body, false))
 }
 
 #[utoipa::path(
@@ -933,6 +1180,8 @@ pub(crate) fn parse_ms(field: &'static str, text: &str) -> Result<i64, IdentityE
 }
 
 const STATES: &[&str] = &[
+    "pending",
+    "unknown",
     "authorized",
     "captured",
     "partially_refunded",
@@ -1256,7 +1505,7 @@ pub async fn approve_payment(
     info: RequestInfo,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let mut payment = load(&p, &principal, &id, PAYMENTS_REVIEW).await?;
+    let payment = load(&p, &principal, &id, PAYMENTS_REVIEW).await?;
     principal.require_user()?;
     if payment.status != "review" {
         return Err(state_conflict("approved", &payment.status));
@@ -1265,28 +1514,54 @@ pub async fn approve_payment(
         .vault
         .open_card(&principal.scope, &payment.card_token)
         .await?;
-    let auth = p
-        .authorize(&pan, (token.exp_month, token.exp_year), None, &payment)
-        .await?;
-    apply_authorization(&mut payment, &auth);
-    let change = PaymentChange {
-        status: payment.status.clone(),
-        captured_amount: Some(payment.captured_amount),
-        processor_reference: payment.processor_reference.clone(),
-        decline_code: payment.decline_code.clone(),
-        card_country: payment.card_country.clone(),
-        simulated: Some(payment.simulated),
-    };
-    transition(
-        &p,
-        &principal,
-        &info,
-        &payment,
-        &["review"],
-        change,
-        "approve",
+    // As a new payment: `pending` is committed before the processor sees it, so a lost
+    // answer is reconciled rather than sent twice.
+    let audit = rampart_audit::event(
+        principal.actor(),
+        "payment.approve",
+        "payment",
+        rampart_identity::request_meta(&info),
     )
-    .await
+    .changes(json!({ "from": "review", "to": PENDING }))
+    .build();
+    let change = PaymentChange {
+        status: PENDING.into(),
+        ..PaymentChange::default()
+    };
+    let pending = match p
+        .identity
+        .store()
+        .transition_payment(
+            &principal.scope,
+            &payment.id,
+            &["review"],
+            &change,
+            audit,
+            |_| Vec::new(),
+        )
+        .await
+    {
+        Ok(pending) => pending,
+        Err(StoreError::NotFound) => return Err(state_conflict("approved", "changed")),
+        Err(e) => return Err(IdentityError::Store(e).into()),
+    };
+    let auth = p
+        .authorize(&pan, (token.exp_month, token.exp_year), None, &pending)
+        .await
+        .map_err(|_| unanswered_attempt())?;
+    let mut answered = pending.clone();
+    apply_authorization(&mut answered, &auth);
+    let settled = p
+        .settle(
+            &principal.scope,
+            principal.actor(),
+            rampart_identity::request_meta(&info),
+            pending,
+            change_of(&answered),
+            "payment.authorize",
+        )
+        .await?;
+    Ok(Json(PaymentView::from(&settled)))
 }
 
 #[utoipa::path(

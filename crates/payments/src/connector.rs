@@ -5,8 +5,16 @@
 //! the amount) and gets an [`Authorization`] back. A real acquirer connection implements
 //! the same trait (its HTTP or ISO 8583 client, its credentials) and is chosen by name in
 //! configuration; the flow does not change.
+//!
+//! Every authorization carries our payment id as its `reference`, recorded (as a
+//! `pending` payment) before the call, so an acquirer can drop a repeat and, after a crash
+//! or a lost answer, [`Processor::lookup`] asks it what became of that attempt.
 
-use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// One authorization (or sale, with `capture`) request. The card number and CVC live
 /// only as long as this value; `Debug` shows neither.
@@ -37,14 +45,14 @@ impl std::fmt::Debug for AuthorizationRequest<'_> {
 }
 
 /// What the acquirer answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorization {
     pub approved: bool,
     /// The acquirer's id for this authorization (for capture, refund, disputes).
     pub processor_reference: String,
     /// Our stable decline code (`card_declined`, `insufficient_funds`, `expired_card`,
     /// `incorrect_cvc`, `processing_error`), `None` when approved.
-    pub decline_code: Option<&'static str>,
+    pub decline_code: Option<String>,
     /// The acquirer's own response code (ISO 8583 field 39 style), for support.
     pub response_code: String,
     /// The issuing country of the card, when the acquirer reports it (ISO 3166 alpha-2).
@@ -69,6 +77,9 @@ pub enum ProcessorError {
     Unreachable(String),
     #[error("the processor refused the request: {0}")]
     Refused(String),
+    /// The connector cannot ask the acquirer about an earlier attempt.
+    #[error("the processor cannot look up an earlier authorization")]
+    Unsupported,
 }
 
 /// An acquirer connection.
@@ -85,6 +96,15 @@ pub trait Processor: Send + Sync {
         &self,
         request: &AuthorizationRequest<'_>,
     ) -> impl std::future::Future<Output = Result<Authorization, ProcessorError>> + Send;
+
+    /// What became of the authorization sent with `reference` (our payment id): the
+    /// acquirer's answer, or `None` when it never received it. Asked only about attempts
+    /// whose answer we lost (a crash, a client gone, a timeout); a connector whose
+    /// acquirer cannot tell returns [`ProcessorError::Unsupported`].
+    fn lookup(
+        &self,
+        reference: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Authorization>, ProcessorError>> + Send;
 
     /// Captures, cancels or refunds (`amount` in minor units) an earlier authorization.
     fn follow_up(
@@ -109,10 +129,48 @@ pub trait Processor: Send + Sync {
 /// | 4000 0000 0000 0119 | `processing_error` (96) |
 ///
 /// Cards starting 4000 0566 report issuing country `GB`; 4000 0036 `ID`; other cards `US`.
+///
+/// Like an acquirer, it keeps its own record of what it authorized, outside our database
+/// (a JSON line per authorization in `ledger`, no card data: reference, amount, answer),
+/// so [`Processor::lookup`] answers for attempts whose answer we lost. Writing is one
+/// appended line per authorization; only a lookup (rare: after a crash or a lost answer)
+/// reads the file. `delay` holds each answer back after it is recorded (a slow acquirer).
 #[derive(Debug, Default, Clone)]
-pub struct Simulator;
+pub struct Simulator {
+    ledger: Option<Arc<Ledger>>,
+    delay: Duration,
+}
+
+#[derive(Debug)]
+struct Ledger {
+    path: PathBuf,
+    /// One writer at a time in this process; lines are appended with one `write`.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// One line of the simulator's ledger.
+#[derive(Debug, Serialize, Deserialize)]
+struct LedgerEntry {
+    reference: String,
+    amount: i64,
+    currency: String,
+    capture: bool,
+    answer: Authorization,
+}
 
 impl Simulator {
+    /// A simulator that records its authorizations in `ledger` (a file it creates) and
+    /// waits `delay` before each answer.
+    pub fn with_ledger(ledger: PathBuf, delay: Duration) -> Simulator {
+        Simulator {
+            ledger: Some(Arc::new(Ledger {
+                path: ledger,
+                lock: tokio::sync::Mutex::new(()),
+            })),
+            delay,
+        }
+    }
+
     fn country(digits: &str) -> &'static str {
         if digits.starts_with("40000566") {
             "GB"
@@ -133,6 +191,7 @@ impl Simulator {
             "4000000000000119" => (Some("processing_error"), "96"),
             _ => (None, "00"),
         };
+        let decline_code = decline_code.map(str::to_string);
         let country = Simulator::country(&digits);
         Authorization {
             approved: decline_code.is_none(),
@@ -160,7 +219,30 @@ impl Processor for Simulator {
         &self,
         request: &AuthorizationRequest<'_>,
     ) -> Result<Authorization, ProcessorError> {
-        Ok(self.answer(request))
+        let Some(ledger) = &self.ledger else {
+            return Ok(self.answer(request));
+        };
+        let answer = self.answer(request);
+        ledger
+            .append(&LedgerEntry {
+                reference: request.reference.to_string(),
+                amount: request.amount,
+                currency: request.currency.to_string(),
+                capture: request.capture,
+                answer: answer.clone(),
+            })
+            .await?;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        Ok(answer)
+    }
+
+    async fn lookup(&self, reference: &str) -> Result<Option<Authorization>, ProcessorError> {
+        match &self.ledger {
+            Some(ledger) => ledger.find(reference).await,
+            None => Err(ProcessorError::Unsupported),
+        }
     }
 
     async fn follow_up(
@@ -178,6 +260,51 @@ impl Processor for Simulator {
             return Err(ProcessorError::Refused("amount must be positive".into()));
         }
         Ok(())
+    }
+}
+
+impl Ledger {
+    fn io(e: std::io::Error) -> ProcessorError {
+        ProcessorError::Unreachable(format!("simulator ledger: {e}"))
+    }
+
+    /// The answer recorded for `reference`, if any. Reads the whole file: the simulator
+    /// is for tests and rehearsals, and only a lookup reads it.
+    async fn find(&self, reference: &str) -> Result<Option<Authorization>, ProcessorError> {
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Ledger::io(e)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
+            .find(|e| e.reference == reference)
+            .map(|e| e.answer))
+    }
+
+    /// Appends one line, in one blocking-pool task (one hop per authorization, not one per
+    /// file operation).
+    async fn append(&self, entry: &LedgerEntry) -> Result<(), ProcessorError> {
+        let mut line = serde_json::to_vec(entry)
+            .map_err(|e| ProcessorError::Unreachable(format!("simulator ledger: {e}")))?;
+        line.push(b'\n');
+        let path = self.path.clone();
+        let _one_writer = self.lock.lock().await;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?
+                .write_all(&line)
+        })
+        .await
+        .map_err(|e| ProcessorError::Unreachable(format!("simulator ledger: {e}")))?
+        .map_err(Ledger::io)
     }
 }
 
@@ -200,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_simulator_answers_like_an_acquirer_for_test_cards() {
-        let sim = Simulator;
+        let sim = Simulator::default();
         let ok = sim.answer(&request("4242 4242 4242 4242"));
         assert!(ok.approved && ok.simulated && ok.decline_code.is_none());
         assert_eq!(ok.processor_reference, "sim_txn_1");
@@ -212,7 +339,7 @@ mod tests {
         ] {
             let a = sim.answer(&request(card));
             assert!(!a.approved, "{card}");
-            assert_eq!(a.decline_code, Some(code));
+            assert_eq!(a.decline_code.as_deref(), Some(code));
         }
         assert_eq!(
             sim.answer(&request("4000056655665556"))

@@ -427,18 +427,22 @@ pub async fn notify(
 
 /// The queue with the platform's own jobs registered: notification deliveries, and
 /// housekeeping: done jobs older than `jobs.retention_days` are purged nightly at 03:17
-/// WIB (an odd minute, away from the top-of-the-hour crowd). Apps register theirs here.
+/// WIB (an odd minute, away from the top-of-the-hour crowd); every minute, payments whose
+/// processor answer was lost are reconciled (`payments.reconcile`). Apps register theirs
+/// here.
 /// `shared_rate` (see [`queue_rate`]) paces rate-limited queues across nodes.
 pub fn jobs(
     config: &Config,
     store: &Store,
     crypto: &Crypto,
     notify: &rampart_notify::Notify,
+    payments: &rampart_payments::api::Payments,
     security_log: rampart_audit::security_log::SecurityLog,
     shared_rate: Option<Arc<dyn rampart_jobs::SharedRate>>,
 ) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
+    let reconciling = payments.clone();
     let (deliver, legacy) = (notify.clone(), notify.clone());
     let backups = Arc::new((config.clone(), store.clone(), crypto.clone(), security_log));
     let drills = backups.clone();
@@ -495,6 +499,32 @@ pub fn jobs(
                 Ok(())
             }
         })
+        .handler(
+            "maintenance",
+            "payments.reconcile",
+            move |_ctx, _payload| {
+                let payments = reconciling.clone();
+                async move {
+                    let settled = payments
+                        .reconcile_stale_attempts()
+                        .await
+                        .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+                    if settled > 0 {
+                        tracing::info!(payments = settled, "reconciled pending payments");
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .schedule(
+            "payments-reconcile",
+            "* * * * *",
+            "UTC",
+            "maintenance",
+            "payments.reconcile",
+            serde_json::json!({}),
+        )
+        .map_err(anyhow::Error::msg)?
         .schedule(
             "jobs-purge",
             "17 3 * * *",
@@ -506,6 +536,19 @@ pub fn jobs(
         .map_err(anyhow::Error::msg)?
         .build();
     Ok(jobs)
+}
+
+/// The built-in `test` processor, keeping its record of authorizations in
+/// `data_dir/simulator/authorizations.jsonl` (outside the database, as an acquirer would),
+/// so attempts whose answer was lost can be looked up.
+fn simulator(config: &Config) -> rampart_payments::connector::Simulator {
+    rampart_payments::connector::Simulator::with_ledger(
+        config
+            .data_dir
+            .join("simulator")
+            .join("authorizations.jsonl"),
+        Duration::from_millis(config.payments.simulator_delay_ms),
+    )
 }
 
 /// Scheduled backups report progress to no one (the CLI prints it).
@@ -636,11 +679,23 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
+    let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
+    let payments = rampart_payments::api::Payments::new(
+        identity.clone(),
+        vault.clone(),
+        crypto.keyring.clone(),
+        &rampart_config::PaymentsConfig {
+            webhook_allow_private_targets: notify.settings().webhook_allow_private,
+            ..config.payments.clone()
+        },
+        simulator(&config),
+    );
     let jobs = jobs(
         &config,
         &store,
         &crypto,
         &notify,
+        &payments,
         security_log.clone(),
         queue_rate(&config).await?,
     )?;
@@ -657,16 +712,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
     crate::openapi::document_edge_responses(&mut openapi);
-    let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
-    let payments = rampart_payments::api::Payments::new(
-        identity.clone(),
-        vault.clone(),
-        crypto.keyring.clone(),
-        &rampart_config::PaymentsConfig {
-            webhook_allow_private_targets: notify.settings().webhook_allow_private,
-            ..config.payments.clone()
-        },
-    );
 
     let ops_state = OpsState {
         store: store.clone(),

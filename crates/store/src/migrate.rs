@@ -84,6 +84,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0011_notifications.sql"),
     },
+    // 12 is kept for the notifications branch.
+    Migration {
+        version: 13,
+        name: "payment_attempts",
+        sqlite: include_str!("../migrations/sqlite/0013_payment_attempts.sql"),
+        postgres: include_str!("../migrations/postgres/0013_payment_attempts.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

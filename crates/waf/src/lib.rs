@@ -110,6 +110,7 @@ pub use operator::luhn;
 pub use rule::{Disruptive, EngineMode};
 pub use ruleset::{EngineConfig, LoadError, RuleSet, RuleSetBuilder};
 pub use transaction::{Interruption, MatchedRule, Transaction};
+pub use transform::decimal_digit;
 
 #[cfg(test)]
 mod tests {

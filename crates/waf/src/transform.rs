@@ -39,6 +39,11 @@ pub enum Transform {
     TrimRight,
     EscapeSeqDecode,
     SqlHexDecode,
+    /// Rampart's own (not in ModSecurity): every Unicode decimal digit (`Nd`: fullwidth
+    /// `４`, Arabic-Indic `٤`, Devanagari `४`, …) becomes its ASCII digit, and the
+    /// ideographic space and fullwidth hyphen become `' '` and `'-'`, so a card-number
+    /// rule sees a number typed in another script as the number it is.
+    AsciiDigits,
 }
 
 /// A `t:` name this engine does not know.
@@ -83,6 +88,7 @@ impl Transform {
             "trimright" => Transform::TrimRight,
             "escapeseqdecode" => Transform::EscapeSeqDecode,
             "sqlhexdecode" => Transform::SqlHexDecode,
+            "asciidigits" => Transform::AsciiDigits,
             _ => return Err(UnknownTransform(name.to_string())),
         };
         Ok(Some(t))
@@ -131,6 +137,7 @@ impl Transform {
             Transform::TrimRight => trim_right(input).to_vec(),
             Transform::EscapeSeqDecode => escape_seq_decode(input),
             Transform::SqlHexDecode => sql_hex_decode(input),
+            Transform::AsciiDigits => ascii_digits(input),
         }
     }
 }
@@ -161,7 +168,7 @@ impl Transform {
                     && find(input, b"*/").is_none()
                     && find(input, b"--").is_none()
             }
-            Transform::Utf8ToUnicode => input.is_ascii(),
+            Transform::Utf8ToUnicode | Transform::AsciiDigits => input.is_ascii(),
             Transform::CmdLine => {
                 none(|b| {
                     b.is_ascii_uppercase()
@@ -225,6 +232,47 @@ fn unicode_to_byte(code: u32) -> u8 {
 
 /// `urlDecode` / `urlDecodeUni`: invalid escapes are kept as they are, which
 /// is the non-strict decoding ModSecurity applies everywhere.
+/// The first code point of each run of ten Unicode decimal digits (general category `Nd`,
+/// Unicode 14: 66 runs, 660 digits; every `Nd` digit lies in such a run, 0 to 9 in order).
+const DECIMAL_ZEROS: [u32; 66] = [
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66,
+    0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650,
+    0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50,
+    0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+];
+
+/// The value of `c` if it is a decimal digit of any script (Unicode `Nd`).
+pub fn decimal_digit(c: char) -> Option<u8> {
+    let code = u32::from(c);
+    let run = DECIMAL_ZEROS
+        .partition_point(|&zero| zero <= code)
+        .checked_sub(1)?;
+    u8::try_from(code - DECIMAL_ZEROS[run])
+        .ok()
+        .filter(|d| *d < 10)
+}
+
+fn ascii_digits(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    for chunk in input.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match (decimal_digit(c), c) {
+                (Some(d), _) => out.push(b'0' + d),
+                (None, '\u{3000}') => out.push(b' '),
+                (None, '\u{FF0D}') => out.push(b'-'),
+                (None, c) => {
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        out.extend_from_slice(chunk.invalid());
+    }
+    out
+}
+
 pub(crate) fn url_decode(input: &[u8], uni: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
@@ -833,6 +881,10 @@ mod tests {
     fn url_decoding_keeps_invalid_escapes() {
         assert_eq!(t(Transform::UrlDecodeUni, "a%20b+c%zz%2"), "a b c%zz%2");
         assert_eq!(t(Transform::UrlDecodeUni, "%u0041%uff0e"), "A.");
+        assert_eq!(
+            t(Transform::AsciiDigits, "４１１１\u{3000}١٢٣\u{FF0D}४𝟗 x7"),
+            "4111 123-49 x7"
+        );
         assert_eq!(t(Transform::UrlDecode, "%u0041"), "%u0041");
     }
 

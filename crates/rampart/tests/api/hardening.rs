@@ -490,3 +490,73 @@ async fn a_tenant_admin_cannot_tell_another_tenants_address_from_a_free_one() {
         StatusCode::OK
     );
 }
+
+/// A card number typed in another script's digits (fullwidth `４１１１ …`, Devanagari,
+/// Arabic-Indic) is refused wherever card numbers are: in `customer.email`, a webhook URL
+/// and a description (the payments check), and in a query string or a header (the edge's
+/// rule 10100), without being echoed.
+#[tokio::test]
+async fn card_numbers_in_any_script_are_refused_in_fields_queries_and_headers() {
+    use crate::helpers::error_code_or_waf_block;
+    let app = crate::helpers::spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let (_, admin) = crate::vault::merchant(&app, &root, "scripts").await;
+    let fullwidth = "４１１１ １１１１ １１１１ １１１１";
+    let devanagari = "४१११११११११११११११";
+    let card = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2030});
+    for (body, field) in [
+        (
+            json!({"amount": 1000, "currency": "IDR", "card": card,
+                "customer": {"email": format!("{fullwidth}@example.id")}}),
+            "customer.email",
+        ),
+        (
+            json!({"amount": 1000, "currency": "IDR", "card": card,
+                "description": format!("kartu {devanagari}")}),
+            "description",
+        ),
+    ] {
+        let res = app.post("/api/v1/payments", Some(&admin), &body).await;
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {text}");
+        assert!(text.contains(field), "{text}");
+        assert!(
+            !text.contains("１１１１") && !text.contains("१११"),
+            "{text}"
+        );
+    }
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": "https://hooks.example.id/４１１１１１１１１１１１１１１１",
+                "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Outside the body: the edge refuses it before any handler.
+    let res = app
+        .get(
+            "/api/v1/payments?reference=%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%E3%80%80%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91",
+            Some(&admin),
+        )
+        .await;
+    error_code_or_waf_block(res, StatusCode::BAD_REQUEST, "card_number_outside_body").await;
+    let res = app
+        .client
+        .get(app.url("/api/v1/payments"))
+        .bearer_auth(&admin)
+        .header("x-customer", format!("{fullwidth}@example.id"))
+        .send()
+        .await
+        .unwrap();
+    error_code_or_waf_block(res, StatusCode::BAD_REQUEST, "card_number_outside_body").await;
+    // Digits that fail Luhn stay ordinary text.
+    let res = app
+        .get("/api/v1/payments?reference=%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%91%EF%BC%92", Some(&admin))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

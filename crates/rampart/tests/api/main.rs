@@ -18,6 +18,7 @@ mod mfa;
 mod notify;
 mod objects;
 mod ops;
+mod payment_attempts;
 mod payments;
 mod proxy;
 mod resilience;
