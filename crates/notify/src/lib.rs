@@ -177,6 +177,7 @@ struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     templates: Templates,
+    events: webhook::EventTypes,
     settings: Settings,
     limiter: RateLimiter,
     mail: mail::MailTransport,
@@ -203,10 +204,12 @@ pub fn endpoint_secret_key(tenant: &str) -> String {
 impl Notify {
     /// Makes the service and the keyring key it seals with, now: creating a key writes
     /// to the database, which must not happen inside a caller's open write transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
         keyring: Arc<Keyring>,
         templates: Templates,
+        events: webhook::EventTypes,
         settings: Settings,
         limiter: RateLimiter,
         mail: mail::MailTransport,
@@ -225,6 +228,7 @@ impl Notify {
                 store,
                 keyring,
                 templates,
+                events,
                 settings,
                 limiter,
                 mail,
@@ -253,6 +257,11 @@ impl Notify {
 
     pub fn templates(&self) -> &Templates {
         &self.inner.templates
+    }
+
+    /// The webhook event types the apps registered.
+    pub fn event_types(&self) -> &webhook::EventTypes {
+        &self.inner.events
     }
 
     pub fn keyring(&self) -> &Arc<Keyring> {
@@ -494,6 +503,9 @@ impl Notify {
         if disabled {
             return Attempt::Permanent(None, "the endpoint was deleted".into());
         }
+        if endpoint.suspended_at.is_some() {
+            return Attempt::Permanent(None, "the endpoint is disabled".into());
+        }
         let secret = match self
             .inner
             .keyring
@@ -507,7 +519,7 @@ impl Notify {
             Err(e) => return Attempt::Retry(None, format!("cannot open the endpoint secret: {e}")),
         };
         let secret = String::from_utf8_lossy(&secret);
-        webhook::send(
+        let attempt = webhook::send(
             webhook::Delivery {
                 id: &n.id,
                 event: &n.template,
@@ -518,7 +530,29 @@ impl Notify {
             self.inner.settings.webhook_timeout,
             self.inner.settings.webhook_allow_private,
         )
-        .await
+        .await;
+        // 410 Gone (Standard Webhooks): the receiver wants no more deliveries. The
+        // endpoint is disabled, shown so with the reason, until its tenant re-enables it.
+        if let Attempt::Permanent(Some(410), _) = &attempt {
+            match self
+                .inner
+                .store
+                .suspend_webhook_endpoint(&endpoint.id, "the endpoint answered 410 Gone")
+                .await
+            {
+                Ok(_) => tracing::warn!(
+                    endpoint = %endpoint.id,
+                    "webhook endpoint answered 410 Gone: disabled"
+                ),
+                // The delivery is dead either way; the next one will answer 410 again.
+                Err(e) => tracing::warn!(
+                    endpoint = %endpoint.id,
+                    error = %e,
+                    "cannot disable a webhook endpoint that answered 410 Gone"
+                ),
+            }
+        }
+        attempt
     }
 }
 

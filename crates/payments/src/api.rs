@@ -39,8 +39,6 @@ pub struct Payments {
     identity: Identity,
     vault: Vault,
     processor: Simulator,
-    keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
-    webhook_allow_private: bool,
 }
 
 impl FromRef<Payments> for Identity {
@@ -56,27 +54,12 @@ impl Payments {
 
     /// Payments through the built-in `test` connector (the simulator); a real acquirer's
     /// connector will be chosen by configuration.
-    pub fn new(
-        identity: Identity,
-        vault: Vault,
-        keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
-        config: &rampart_config::PaymentsConfig,
-    ) -> Payments {
+    pub fn new(identity: Identity, vault: Vault) -> Payments {
         Payments {
             identity,
             vault,
             processor: Simulator,
-            keyring,
-            webhook_allow_private: config.webhook_allow_private_targets,
         }
-    }
-
-    pub(crate) fn keyring(&self) -> &rampart_crypto::keyring::Keyring {
-        &self.keyring
-    }
-
-    pub(crate) fn webhook_allow_private(&self) -> bool {
-        self.webhook_allow_private
     }
 }
 
@@ -89,7 +72,6 @@ pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
         PAYMENTS_REFUND,
         PAYMENTS_REVIEW,
         FRAUD_RULES_WRITE,
-        crate::webhooks::WEBHOOKS_WRITE,
     ];
     rbac.grant(Role::TenantAdmin, &all);
     rbac.grant(Role::PlatformAdmin, &all);
@@ -107,13 +89,6 @@ pub fn router() -> OpenApiRouter<Payments> {
         .routes(routes!(reject_payment))
         .routes(routes!(get_fraud_rules, put_fraud_rules))
         .routes(routes!(crate::report::transactions))
-        .routes(routes!(
-            crate::webhooks::create_endpoint,
-            crate::webhooks::list_endpoints
-        ))
-        .routes(routes!(crate::webhooks::delete_endpoint))
-        .routes(routes!(crate::webhooks::list_deliveries))
-        .routes(routes!(crate::webhooks::resend_delivery))
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {

@@ -82,6 +82,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
     rampart_identity::notify_api::register_permissions(&mut builder);
+    rampart_identity::webhooks_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
     builder.build()
@@ -379,6 +380,9 @@ pub async fn notify(
     for t in rampart_identity::account::templates() {
         templates.register(t);
     }
+    // Webhook event types, by app: what endpoints may subscribe to.
+    let mut events = rampart_notify::webhook::EventTypes::default();
+    rampart_payments::webhooks::register_events(&mut events);
     let limiter = if config.redis.url.is_empty() {
         RateLimiter::memory()
     } else {
@@ -408,6 +412,7 @@ pub async fn notify(
         store.clone(),
         crypto.keyring.clone(),
         templates,
+        events,
         rampart_notify::Settings::from_config(config),
         limiter,
         mail,
@@ -657,15 +662,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
-    let payments = rampart_payments::api::Payments::new(
-        identity.clone(),
-        vault.clone(),
-        crypto.keyring.clone(),
-        &rampart_config::PaymentsConfig {
-            webhook_allow_private_targets: notify.settings().webhook_allow_private,
-            ..config.payments.clone()
-        },
-    );
+    let payments = rampart_payments::api::Payments::new(identity.clone(), vault.clone());
 
     let ops_state = OpsState {
         store: store.clone(),

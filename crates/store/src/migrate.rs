@@ -84,6 +84,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0011_notifications.sql"),
     },
+    Migration {
+        version: 12,
+        name: "webhook_suspension",
+        sqlite: include_str!("../migrations/sqlite/0012_webhook_suspension.sql"),
+        postgres: include_str!("../migrations/postgres/0012_webhook_suspension.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

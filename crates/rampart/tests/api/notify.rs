@@ -712,6 +712,185 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
     }
 }
 
+/// A receiver that answers every POST with the status in `status` and counts them.
+async fn status_receiver(
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = sock
+                .write_all(
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_410_gone_is_disabled_until_re_enabled() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let app = spawn_app_with(|c| {
+        c.notify.webhook_allow_private_targets = true;
+        c.jobs.poll_interval_ms = 100;
+        c.jobs.backoff_base_secs = 1;
+        c.jobs.backoff_cap_secs = 2;
+    })
+    .await;
+    let (admin, key) = crate::payments::setup(&app).await;
+
+    // The registry: payments contributed its events; others are refused.
+    let types: Value = app
+        .get("/api/v1/webhooks/event-types", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        types
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "payment.captured" && t["app"] == "payments"),
+        "{types}"
+    );
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(410));
+    let (port, hits) = status_receiver(status.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": url, "events": ["payment.captured", "user.nonsense"]}),
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": url, "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let endpoint: Value = res.json().await.unwrap();
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    assert_eq!(endpoint["status"], "enabled");
+
+    let pay = async |ip: &str| {
+        crate::payments::created(
+            crate::payments::pay(
+                &app,
+                &key,
+                None,
+                &crate::payments::card_payment("4242424242424242", 5000, ip),
+            )
+            .await,
+        )
+        .await
+    };
+    let endpoints = async || -> Value {
+        app.get("/api/v1/webhooks/endpoints", Some(&admin))
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    let deliveries = async || -> Vec<Value> {
+        let log: Value = app
+            .get(
+                &format!("/api/v1/webhooks/deliveries?endpoint_id={id}"),
+                Some(&admin),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        log.as_array().unwrap().clone()
+    };
+
+    pay("192.0.2.71").await;
+    until(
+        "the 410 disables the endpoint",
+        Duration::from_secs(30),
+        async || endpoints().await[0]["status"] == "disabled",
+    )
+    .await;
+    let listed = endpoints().await;
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(
+        listed[0]["disabled_reason"],
+        "the endpoint answered 410 Gone"
+    );
+    assert!(listed[0]["disabled_at"].is_string());
+    let log = deliveries().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], "failed", "410 is not retried: {log:?}");
+    assert_eq!(log[0]["last_status_code"], 410);
+    assert_eq!(hits.load(SeqCst), 1);
+
+    // Disabled: a new event makes no delivery to it, and nothing reaches the receiver.
+    pay("192.0.2.72").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(deliveries().await.len(), 1);
+    assert_eq!(hits.load(SeqCst), 1);
+
+    // Re-enabled by its tenant: deliveries go again.
+    status.store(204, SeqCst);
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/webhooks/endpoints/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let now: Value = res.json().await.unwrap();
+    assert_eq!(now["status"], "enabled");
+    assert!(now.get("disabled_reason").is_none(), "{now}");
+    pay("192.0.2.73").await;
+    until(
+        "a delivery after re-enabling",
+        Duration::from_secs(30),
+        async || {
+            deliveries()
+                .await
+                .iter()
+                .any(|d| d["status"] == "delivered")
+        },
+    )
+    .await;
+    assert_eq!(hits.load(SeqCst), 2);
+
+    // And the tenant can disable it by hand, with its own reason.
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/webhooks/endpoints/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let now: Value = res.json().await.unwrap();
+    assert_eq!(now["status"], "disabled");
+    assert_eq!(now["disabled_reason"], "disabled by the tenant");
+}
+
 /// A tenant admin's access token for `tenant`.
 async fn tenant_admin(app: &TestApp, tenant: &str, email: &str) -> String {
     app.create_user(tenant, email, rampart_store::Role::TenantAdmin)
