@@ -147,6 +147,9 @@ pub struct Settings {
     pub burst: u32,
     pub email_max_attempts: i64,
     pub sms_max_attempts: i64,
+    /// What SMS gateway delivery-status callbacks are signed with (`[sms]`); empty: no
+    /// callbacks are taken.
+    pub sms_callback_secret: rampart_config::Secret<String>,
 }
 
 impl Settings {
@@ -163,6 +166,7 @@ impl Settings {
             burst: n.burst,
             email_max_attempts: i64::from(n.email_max_attempts),
             sms_max_attempts: i64::from(n.sms_max_attempts),
+            sms_callback_secret: c.sms.callback_secret.clone(),
         }
     }
 }
@@ -371,7 +375,8 @@ impl Notify {
             }
             Err(e) => return Err(JobError::Retryable(e.to_string())),
         };
-        if n.status == "sent" {
+        // `delivered`: an SMS the gateway reported as received.
+        if n.status == "sent" || n.status == "delivered" {
             return Ok(());
         }
         let Some(channel) = Channel::parse(&n.channel) else {

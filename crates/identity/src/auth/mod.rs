@@ -1,5 +1,6 @@
 //! Login, refresh and logout: one file each, since each is security-critical.
 
+mod email_change;
 mod login;
 mod logout;
 mod mfa;
@@ -29,6 +30,8 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(signup::verify_email, signup::verify_email_link))
         .routes(routes!(password_reset::request))
         .routes(routes!(password_reset::confirm))
+        .routes(routes!(email_change::request))
+        .routes(routes!(email_change::confirm))
 }
 
 /// The language of a request's mail: `locale` when the caller names one (an unknown
