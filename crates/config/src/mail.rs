@@ -36,6 +36,12 @@ pub struct MailConfig {
     pub timeout_secs: u64,
     /// Where `.eml` files go without `host`; empty: `data_dir/mail`.
     pub dir: String,
+    /// DKIM: the selector and the signing domain (`d=`), both set or both empty (no
+    /// signing). The Ed25519 key is derived in the keyring (its MAC key `dkim`, never
+    /// rotated), so nothing is stored; `rampart mail dkim-record` prints the TXT record
+    /// to publish at `<selector>._domainkey.<domain>`. A new selector is a new key.
+    pub dkim_selector: String,
+    pub dkim_domain: String,
 }
 
 impl Default for MailConfig {
@@ -49,6 +55,8 @@ impl Default for MailConfig {
             from: "Rampart <no-reply@rampart.localhost>".into(),
             timeout_secs: 15,
             dir: String::new(),
+            dkim_selector: String::new(),
+            dkim_domain: String::new(),
         }
     }
 }
@@ -74,6 +82,41 @@ impl MailConfig {
                 &self.from,
                 "it must be an e-mail address, optionally as `Name <address>`, on one line",
             ));
+        }
+        let label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        match (self.dkim_selector.is_empty(), self.dkim_domain.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                if !label(&self.dkim_selector) {
+                    return Err(invalid(
+                        "mail.dkim_selector",
+                        &self.dkim_selector,
+                        "it must be DNS labels (letters, digits, `-`, dots between)",
+                    ));
+                }
+                if !label(&self.dkim_domain) {
+                    return Err(invalid(
+                        "mail.dkim_domain",
+                        &self.dkim_domain,
+                        "it must be a domain name",
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "mail.dkim_selector",
+                    &self.dkim_selector,
+                    "mail.dkim_selector and mail.dkim_domain are set together",
+                ))
+            }
         }
         if self.host.is_empty() {
             return Ok(());

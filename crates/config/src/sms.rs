@@ -26,6 +26,10 @@ pub struct SmsConfig {
     pub timeout_secs: u64,
     /// `file`: where messages go; empty: `data_dir/sms`.
     pub dir: String,
+    /// `http`: the shared secret the gateway signs delivery-status callbacks with
+    /// (`X-Signature: sha256=<hex HMAC-SHA256 of the body>`, to
+    /// `POST /api/v1/notify/sms/status`); empty: the callback route answers 404.
+    pub callback_secret: Secret<String>,
 }
 
 impl Default for SmsConfig {
@@ -37,6 +41,7 @@ impl Default for SmsConfig {
             sender: "Rampart".into(),
             timeout_secs: 10,
             dir: String::new(),
+            callback_secret: Secret::default(),
         }
     }
 }

@@ -41,3 +41,24 @@ pub fn string_enum_schema(values: &[&str]) -> utoipa::openapi::Object {
         .enum_values(Some(values.iter().copied()))
         .build()
 }
+
+/// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn. Digits
+/// of every script count as their ASCII twins (any Unicode `Nd`: fullwidth `４２４２…`,
+/// Arabic-Indic, Devanagari, …; the same table as the edge's card rule), so a card number
+/// cannot slip past by being typed in another width.
+pub fn holds_card_number(text: &str) -> bool {
+    let mut digits = Vec::new();
+    for c in text.chars().chain(std::iter::once('x')) {
+        match (decimal_digit(c), c) {
+            (Some(d), _) => digits.push(b'0' + d),
+            (None, ' ' | '-' | '\u{3000}' | '\u{FF0D}') if !digits.is_empty() => {}
+            _ => {
+                if (13..=19).contains(&digits.len()) && luhn(&digits) {
+                    return true;
+                }
+                digits.clear();
+            }
+        }
+    }
+    false
+}

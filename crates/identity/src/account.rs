@@ -1,6 +1,7 @@
 //! The mail identity sends, in Indonesian and English: sign-up verification, password
-//! reset, and security notices. Registered with the notification service by
-//! `app::build`; the flows are `auth/signup.rs` and `auth/password_reset.rs`.
+//! reset, e-mail change, and security notices. Registered with the notification service
+//! by `app::build`; the flows are `auth/signup.rs`, `auth/password_reset.rs` and
+//! `auth/email_change.rs`.
 
 use rampart_notify::{Template, Text};
 
@@ -13,6 +14,8 @@ pub const API_KEY_CREATED: &str = "identity.api_key_created";
 pub const NEW_DEVICE: &str = "identity.new_device";
 pub const INVITATION: &str = "identity.invitation";
 pub const INVITATION_ELSEWHERE: &str = "identity.invitation_elsewhere";
+pub const EMAIL_CHANGE: &str = "identity.email_change";
+pub const EMAIL_CHANGE_NOTICE: &str = "identity.email_change_notice";
 
 /// A security notice: one subject per language, one sentence of what happened.
 const fn notice(
@@ -40,6 +43,8 @@ const fn notice(
 pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
 /// An invitation link works for this long: long enough for a weekend.
 pub const INVITATION_TTL_SECS: i64 = 72 * 3600;
+/// An e-mail change link works for this long.
+pub const EMAIL_CHANGE_TTL_SECS: i64 = 24 * 3600;
 /// A reset link works for this long.
 pub const RESET_TTL_SECS: i64 = 30 * 60;
 
@@ -205,6 +210,42 @@ pub fn templates() -> Vec<Template> {
                 "A new API key was created",
                 "You created a new API key named \"{{name}}\". If this was not you, revoke it and contact your administrator.\n",
                 "<p>You created a new API key named <b>{{name}}</b>.</p><p>If this was not you, revoke it and contact your administrator.</p>",
+            ),
+        ),
+        Template {
+            kind: EMAIL_CHANGE,
+            id: Text {
+                subject: "Konfirmasi alamat e-mail baru Anda",
+                text: "Ada permintaan untuk memakai alamat ini sebagai e-mail akun Anda. Untuk \
+                       mengonfirmasi, buka:\n{{link}}\n\nTautan ini hanya berlaku sekali, \
+                       selama 24 jam. Jika itu bukan Anda, abaikan e-mail ini.\n",
+                html: "<p>Ada permintaan untuk memakai alamat ini sebagai e-mail akun Anda.</p>\
+                       <p><a href=\"{{link}}\">Konfirmasi alamat baru</a></p><p>Tautan ini \
+                       hanya berlaku sekali, selama 24 jam. Jika itu bukan Anda, abaikan e-mail \
+                       ini.</p>",
+            },
+            en: Text {
+                subject: "Confirm your new e-mail address",
+                text: "Someone asked to use this address for their account. To confirm, \
+                       open:\n{{link}}\n\nThe link works once, for 24 hours. If it was not \
+                       you, ignore this mail.\n",
+                html: "<p>Someone asked to use this address for their account.</p><p><a \
+                       href=\"{{link}}\">Confirm the new address</a></p><p>The link works \
+                       once, for 24 hours. If it was not you, ignore this mail.</p>",
+            },
+            security: true,
+        },
+        notice(
+            EMAIL_CHANGE_NOTICE,
+            (
+                "Permintaan perubahan alamat e-mail",
+                "Ada permintaan untuk mengubah alamat e-mail akun Anda menjadi {{new_email}}. Perubahan berlaku setelah alamat baru dikonfirmasi. Jika itu bukan Anda, atur ulang kata sandi Anda sekarang dan hubungi administrator Anda.\n",
+                "<p>Ada permintaan untuk mengubah alamat e-mail akun Anda menjadi <b>{{new_email}}</b>. Perubahan berlaku setelah alamat baru dikonfirmasi.</p><p>Jika itu bukan Anda, atur ulang kata sandi Anda sekarang dan hubungi administrator Anda.</p>",
+            ),
+            (
+                "Your e-mail address is being changed",
+                "Someone asked to change the e-mail address of your account to {{new_email}}. It changes once the new address is confirmed. If this was not you, reset your password now and contact your administrator.\n",
+                "<p>Someone asked to change the e-mail address of your account to <b>{{new_email}}</b>. It changes once the new address is confirmed.</p><p>If this was not you, reset your password now and contact your administrator.</p>",
             ),
         ),
         notice(

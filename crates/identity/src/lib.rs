@@ -26,6 +26,7 @@ pub mod tenants;
 pub mod throttle;
 pub mod totp;
 pub mod users;
+pub mod webhooks_api;
 
 pub use auth::request_meta;
 pub use error::IdentityError;
@@ -45,6 +46,7 @@ pub fn router() -> OpenApiRouter<Identity> {
         .merge(api_keys::router())
         .merge(audit_api::router())
         .merge(notify_api::router())
+        .merge(webhooks_api::router())
 }
 
 /// A page size from a query parameter: `default` when absent, refused outside 1..=`max`.

@@ -46,6 +46,7 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(list))
         .routes(routes!(resend))
         .routes(routes!(get_preferences, put_preferences))
+        .routes(routes!(sms_status))
 }
 
 fn channel_schema() -> utoipa::openapi::Object {
@@ -53,7 +54,7 @@ fn channel_schema() -> utoipa::openapi::Object {
 }
 
 fn status_schema() -> utoipa::openapi::Object {
-    rampart_edge::string_enum_schema(&["queued", "sent", "failed", "dead"])
+    rampart_edge::string_enum_schema(&["queued", "sent", "delivered", "failed", "dead"])
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -62,7 +63,8 @@ pub struct LogParams {
     /// `email`, `sms` or `webhook`.
     #[param(schema_with = channel_schema, required = false)]
     pub channel: Option<String>,
-    /// `queued`, `sent`, `failed` or `dead`.
+    /// `queued`, `sent`, `delivered` (an SMS the gateway reported received), `failed`
+    /// or `dead`.
     #[param(schema_with = status_schema, required = false)]
     pub status: Option<String>,
     /// 1 to 200; 50 by default.
@@ -140,8 +142,10 @@ pub async fn list(
         Channel::parse(c).ok_or_else(|| invalid("channel", "must be email, sms or webhook"))?;
     }
     if let Some(s) = &q.status {
-        if !["queued", "sent", "failed", "dead"].contains(&s.as_str()) {
-            return Err(invalid("status", "must be queued, sent, failed or dead").into());
+        if !["queued", "sent", "delivered", "failed", "dead"].contains(&s.as_str()) {
+            return Err(
+                invalid("status", "must be queued, sent, delivered, failed or dead").into(),
+            );
         }
     }
     let filter = LogFilter {
@@ -199,6 +203,86 @@ pub async fn resend(
         })?;
     notify.wake();
     Ok(StatusCode::ACCEPTED)
+}
+
+/// A delivery receipt from the SMS gateway. Gateways send more (often the number): it is
+/// read from the body and never logged.
+#[derive(Deserialize, ToSchema)]
+pub struct SmsStatus {
+    /// The `reference` Rampart sent with the message (the notification id).
+    pub reference: String,
+    /// `delivered`; `failed`, `undelivered`, `rejected` or `expired` (final); or
+    /// `accepted`, `queued`, `sent`, `buffered` (not final: nothing changes).
+    pub status: String,
+    /// The gateway's reason code for a failure, kept in the log (at most 100 characters).
+    pub error_code: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/notify/sms/status",
+    tag = "notifications",
+    request_body = SmsStatus,
+    params(("X-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256 of the body under sms.callback_secret>")),
+    responses(
+        (status = 204, description = "Recorded (or not final, or about a message not awaiting a receipt)"),
+        (status = 401, description = "Missing or wrong signature", body = ErrorBody),
+        (status = 404, description = "Callbacks are off (no sms.callback_secret), or no such SMS", body = ErrorBody),
+        (status = 422, description = "Unknown status", body = ErrorBody),
+    )
+)]
+pub async fn sms_status(
+    State(identity): State<Identity>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let secret = identity.notify().settings().sms_callback_secret.clone();
+    if secret.expose().is_empty() {
+        return Err(IdentityError::NotFound.into());
+    }
+    let signature = headers
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !rampart_notify::sms::verify_callback(secret.expose(), signature, &body) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the callback's X-Signature does not verify",
+        ));
+    }
+    let receipt: SmsStatus = serde_json::from_slice(&body)
+        .map_err(|_| invalid("body", "must be {reference, status, error_code?}"))?;
+    let Some(delivered) =
+        rampart_notify::sms::final_status(&receipt.status).map_err(|e| invalid("status", e))?
+    else {
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let error = (!delivered).then(|| {
+        let code: String = receipt
+            .error_code
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(100)
+            .collect();
+        format!("the SMS gateway reported it {} ({code})", receipt.status)
+    });
+    let store = identity.store();
+    if !store
+        .record_sms_status(&receipt.reference, delivered, error.as_deref())
+        .await
+        .map_err(IdentityError::from)?
+        && store
+            .notification_for_send(&receipt.reference)
+            .await
+            .map(|n| n.channel != "sms")
+            .unwrap_or(true)
+    {
+        return Err(IdentityError::NotFound.into());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Channels by kind: `{"security": {"email": true, "sms": false}}`.

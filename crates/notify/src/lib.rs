@@ -147,6 +147,9 @@ pub struct Settings {
     pub burst: u32,
     pub email_max_attempts: i64,
     pub sms_max_attempts: i64,
+    /// What SMS gateway delivery-status callbacks are signed with (`[sms]`); empty: no
+    /// callbacks are taken.
+    pub sms_callback_secret: rampart_config::Secret<String>,
 }
 
 impl Settings {
@@ -163,6 +166,7 @@ impl Settings {
             burst: n.burst,
             email_max_attempts: i64::from(n.email_max_attempts),
             sms_max_attempts: i64::from(n.sms_max_attempts),
+            sms_callback_secret: c.sms.callback_secret.clone(),
         }
     }
 }
@@ -177,6 +181,7 @@ struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     templates: Templates,
+    events: webhook::EventTypes,
     settings: Settings,
     limiter: RateLimiter,
     mail: mail::MailTransport,
@@ -203,10 +208,12 @@ pub fn endpoint_secret_key(tenant: &str) -> String {
 impl Notify {
     /// Makes the service and the keyring key it seals with, now: creating a key writes
     /// to the database, which must not happen inside a caller's open write transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
         keyring: Arc<Keyring>,
         templates: Templates,
+        events: webhook::EventTypes,
         settings: Settings,
         limiter: RateLimiter,
         mail: mail::MailTransport,
@@ -225,6 +232,7 @@ impl Notify {
                 store,
                 keyring,
                 templates,
+                events,
                 settings,
                 limiter,
                 mail,
@@ -253,6 +261,11 @@ impl Notify {
 
     pub fn templates(&self) -> &Templates {
         &self.inner.templates
+    }
+
+    /// The webhook event types the apps registered.
+    pub fn event_types(&self) -> &webhook::EventTypes {
+        &self.inner.events
     }
 
     pub fn keyring(&self) -> &Arc<Keyring> {
@@ -362,7 +375,8 @@ impl Notify {
             }
             Err(e) => return Err(JobError::Retryable(e.to_string())),
         };
-        if n.status == "sent" {
+        // `delivered`: an SMS the gateway reported as received.
+        if n.status == "sent" || n.status == "delivered" {
             return Ok(());
         }
         let Some(channel) = Channel::parse(&n.channel) else {
@@ -494,6 +508,9 @@ impl Notify {
         if disabled {
             return Attempt::Permanent(None, "the endpoint was deleted".into());
         }
+        if endpoint.suspended_at.is_some() {
+            return Attempt::Permanent(None, "the endpoint is disabled".into());
+        }
         let secret = match self
             .inner
             .keyring
@@ -507,7 +524,7 @@ impl Notify {
             Err(e) => return Attempt::Retry(None, format!("cannot open the endpoint secret: {e}")),
         };
         let secret = String::from_utf8_lossy(&secret);
-        webhook::send(
+        let attempt = webhook::send(
             webhook::Delivery {
                 id: &n.id,
                 event: &n.template,
@@ -518,7 +535,29 @@ impl Notify {
             self.inner.settings.webhook_timeout,
             self.inner.settings.webhook_allow_private,
         )
-        .await
+        .await;
+        // 410 Gone (Standard Webhooks): the receiver wants no more deliveries. The
+        // endpoint is disabled, shown so with the reason, until its tenant re-enables it.
+        if let Attempt::Permanent(Some(410), _) = &attempt {
+            match self
+                .inner
+                .store
+                .suspend_webhook_endpoint(&endpoint.id, "the endpoint answered 410 Gone")
+                .await
+            {
+                Ok(_) => tracing::warn!(
+                    endpoint = %endpoint.id,
+                    "webhook endpoint answered 410 Gone: disabled"
+                ),
+                // The delivery is dead either way; the next one will answer 410 again.
+                Err(e) => tracing::warn!(
+                    endpoint = %endpoint.id,
+                    error = %e,
+                    "cannot disable a webhook endpoint that answered 410 Gone"
+                ),
+            }
+        }
+        attempt
     }
 }
 

@@ -139,9 +139,84 @@ impl SmsProvider for HttpSms {
     }
 }
 
+/// A delivery-status callback's signature: `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn callback_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Whether `header` is the signature of `body` under `secret` (compared in constant
+/// time). An empty secret verifies nothing.
+pub fn verify_callback(secret: &str, header: &str, body: &[u8]) -> bool {
+    use hmac::Mac;
+    if secret.is_empty() {
+        return false;
+    }
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let Ok(given) = (0..32)
+        .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// What a gateway's status means for the delivery log: `Some(true)` delivered,
+/// `Some(false)` failed for good, `None` not final yet (`accepted`, `sent`, `queued`).
+pub fn final_status(status: &str) -> Result<Option<bool>, String> {
+    match status {
+        "delivered" => Ok(Some(true)),
+        "failed" | "undelivered" | "rejected" | "expired" => Ok(Some(false)),
+        "accepted" | "queued" | "sent" | "buffered" => Ok(None),
+        _ => Err(
+            "must be delivered, failed, undelivered, rejected, expired, accepted, \
+                  queued, sent or buffered"
+                .into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callbacks_verify_only_with_the_secret_and_the_same_body() {
+        // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog"), RFC 4231 style
+        // known value.
+        let sig = callback_signature("key", b"The quick brown fox jumps over the lazy dog");
+        assert_eq!(
+            sig,
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+        let body = b"The quick brown fox jumps over the lazy dog";
+        assert!(verify_callback("key", &sig, body));
+        assert!(!verify_callback("key", &sig, b"the quick brown fox"));
+        assert!(!verify_callback("other", &sig, body));
+        assert!(!verify_callback("", &callback_signature("", body), body));
+        assert!(!verify_callback("key", "sha256=zz", body));
+        assert!(!verify_callback("key", &sig.to_uppercase(), body));
+    }
 
     #[test]
     fn numbers_are_e164_and_debug_hides_them() {

@@ -26,6 +26,51 @@ use sha2::Sha256;
 
 use crate::Attempt;
 
+/// An event type an app publishes to webhooks (`payment.captured`), with what it means.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventType {
+    pub name: &'static str,
+    /// The app that publishes it (`payments`).
+    pub app: &'static str,
+    pub description: &'static str,
+}
+
+/// The event types every app contributed at start: what an endpoint may subscribe to.
+/// Apps register theirs where the application is assembled, as they do templates.
+#[derive(Debug, Clone, Default)]
+pub struct EventTypes {
+    types: Vec<EventType>,
+}
+
+impl EventTypes {
+    /// Adds an app's event types. A name registered twice is a programming error the
+    /// first registration wins over (it keeps its app and description).
+    pub fn register(&mut self, app: &'static str, types: &[(&'static str, &'static str)]) {
+        for (name, description) in types {
+            if !self.contains(name) {
+                self.types.push(EventType {
+                    name,
+                    app,
+                    description,
+                });
+            }
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.types.iter().any(|t| t.name == name)
+    }
+
+    /// The registered name equal to `name`, so stored names are the registry's own.
+    pub fn find(&self, name: &str) -> Option<&EventType> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    pub fn all(&self) -> &[EventType] {
+        &self.types
+    }
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -125,6 +170,9 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     };
     if private && !allow_private {
         return Err("points at a private or loopback address".into());
+    }
+    if rampart_edge::holds_card_number(url) {
+        return Err("must not hold a card number".into());
     }
     match uri.scheme_str() {
         Some("https") => Ok(()),
@@ -322,6 +370,8 @@ mod tests {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_url("http://127.0.0.1:9000/x", true).is_ok());
+        assert!(check_url("https://shop.example/h?card=4242424242424242", false).is_err());
+        assert!(check_url("https://shop.example/h/2026-12-01/1234", false).is_ok());
         assert!(check_url("http://shop.example/x", true).is_err());
     }
 
@@ -332,5 +382,73 @@ mod tests {
         let e = resolve("https://localhost/x", false).await.unwrap_err();
         assert!(e.contains("private or loopback"), "{e}");
         assert!(resolve("http://localhost:9/x", true).await.is_ok());
+    }
+
+    /// A listener that answers every request 204 and counts them.
+    async fn receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_and_checked_when_sending_not_only_when_registered() {
+        // The machine's own name: not a literal and not `localhost`, so the URL check
+        // lets it through; it resolves (in /etc/hosts) to a loopback or private address.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+            .to_string();
+        let ips: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 443))
+            .await
+            .unwrap()
+            .map(|a| a.ip())
+            .collect();
+        assert!(
+            !ips.is_empty() && ips.iter().all(|ip| is_private(*ip)),
+            "this test needs the host name {host} to resolve to private addresses: {ips:?}"
+        );
+        let (port, hits) = receiver().await;
+        let url = format!("https://{host}:{port}/hooks");
+        assert!(check_url(&url, false).is_ok(), "{url} passes the URL check");
+        let d = |url: &'static str| Delivery {
+            id: "msg_1",
+            event: "payment.captured",
+            url,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            body: "{}",
+        };
+        let url: &'static str = Box::leak(url.into_boxed_str());
+        match send(d(url), Duration::from_secs(2), false).await {
+            Attempt::Retry(None, e) => assert!(e.contains("private or loopback"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing was sent"
+        );
+        // With private targets allowed (development), a name resolving to loopback is
+        // delivered to.
+        let local: &'static str =
+            Box::leak(format!("http://localhost:{port}/hooks").into_boxed_str());
+        assert_eq!(
+            send(d(local), Duration::from_secs(2), true).await,
+            Attempt::Sent(Some(204))
+        );
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

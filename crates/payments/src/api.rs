@@ -44,8 +44,6 @@ pub struct Payments {
     identity: Identity,
     vault: Vault,
     processor: Simulator,
-    keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
-    webhook_allow_private: bool,
     /// How long a request holds its `Idempotency-Key` (`payments.idempotency_lease_secs`).
     lease_ms: i64,
 }
@@ -66,7 +64,6 @@ impl Payments {
     pub fn new(
         identity: Identity,
         vault: Vault,
-        keyring: std::sync::Arc<rampart_crypto::keyring::Keyring>,
         config: &rampart_config::PaymentsConfig,
         processor: Simulator,
     ) -> Payments {
@@ -74,20 +71,10 @@ impl Payments {
             identity,
             vault,
             processor,
-            keyring,
-            webhook_allow_private: config.webhook_allow_private_targets,
             lease_ms: i64::try_from(config.idempotency_lease_secs)
                 .unwrap_or(i64::MAX / 2_000)
                 .saturating_mul(1000),
         }
-    }
-
-    pub(crate) fn keyring(&self) -> &rampart_crypto::keyring::Keyring {
-        &self.keyring
-    }
-
-    pub(crate) fn webhook_allow_private(&self) -> bool {
-        self.webhook_allow_private
     }
 }
 
@@ -100,7 +87,6 @@ pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
         PAYMENTS_REFUND,
         PAYMENTS_REVIEW,
         FRAUD_RULES_WRITE,
-        crate::webhooks::WEBHOOKS_WRITE,
     ];
     rbac.grant(Role::TenantAdmin, &all);
     rbac.grant(Role::PlatformAdmin, &all);
@@ -118,13 +104,6 @@ pub fn router() -> OpenApiRouter<Payments> {
         .routes(routes!(reject_payment))
         .routes(routes!(get_fraud_rules, put_fraud_rules))
         .routes(routes!(crate::report::transactions))
-        .routes(routes!(
-            crate::webhooks::create_endpoint,
-            crate::webhooks::list_endpoints
-        ))
-        .routes(routes!(crate::webhooks::delete_endpoint))
-        .routes(routes!(crate::webhooks::list_deliveries))
-        .routes(routes!(crate::webhooks::resend_delivery))
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
@@ -361,7 +340,10 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
         ("metadata", Some(metadata.to_string())),
         ("customer.email", email.clone()),
     ] {
-        if value.as_deref().is_some_and(holds_card_number) {
+        if value
+            .as_deref()
+            .is_some_and(rampart_edge::holds_card_number)
+        {
             return Err(invalid(field, "must not hold a card number"));
         }
     }
@@ -377,27 +359,6 @@ fn parse_input(body: &Value) -> Result<Input, IdentityError> {
         country,
         metadata,
     })
-}
-
-/// A run of 13–19 digits (spaces and dashes between them allowed) that passes Luhn. Digits
-/// of every script count as their ASCII twins (any Unicode `Nd`: fullwidth `４２４２…`,
-/// Arabic-Indic, Devanagari, …; the same table as the edge's card rule), so a card number
-/// cannot slip past by being typed in another width.
-pub(crate) fn holds_card_number(text: &str) -> bool {
-    let mut digits = Vec::new();
-    for c in text.chars().chain(std::iter::once('x')) {
-        match (rampart_edge::decimal_digit(c), c) {
-            (Some(d), _) => digits.push(b'0' + d),
-            (None, ' ' | '-' | '\u{3000}' | '\u{FF0D}') if !digits.is_empty() => {}
-            _ => {
-                if (13..=19).contains(&digits.len()) && rampart_edge::luhn(&digits) {
-                    return true;
-                }
-                digits.clear();
-            }
-        }
-    }
-    false
 }
 
 /// JSON with object keys sorted, so equal parameters hash equally.
@@ -1663,14 +1624,20 @@ fn truncate(s: &str) -> String {
 mod card_text_tests {
     #[test]
     fn card_numbers_in_any_digit_width_are_found() {
-        assert!(super::holds_card_number("pay 4242 4242 4242 4242 now"));
-        assert!(super::holds_card_number("４２４２４２４２４２４２４２４２"));
-        assert!(super::holds_card_number(
+        assert!(rampart_edge::holds_card_number(
+            "pay 4242 4242 4242 4242 now"
+        ));
+        assert!(rampart_edge::holds_card_number(
+            "４２４２４２４２４２４２４２４２"
+        ));
+        assert!(rampart_edge::holds_card_number(
             "4242\u{3000}4242\u{3000}4242\u{3000}4242"
         ));
-        assert!(super::holds_card_number("siti4242424242424242@example.id"));
-        assert!(!super::holds_card_number("order 2026-12-01 #1234"));
-        assert!(!super::holds_card_number(
+        assert!(rampart_edge::holds_card_number(
+            "siti4242424242424242@example.id"
+        ));
+        assert!(!rampart_edge::holds_card_number("order 2026-12-01 #1234"));
+        assert!(!rampart_edge::holds_card_number(
             "４２４２４２４２４２４２４２４３"
         ));
     }

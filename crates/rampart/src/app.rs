@@ -82,6 +82,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn rbac() -> rampart_identity::rbac::Rbac {
     let mut builder = rampart_identity::rbac::Rbac::builder();
     rampart_identity::notify_api::register_permissions(&mut builder);
+    rampart_identity::webhooks_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
     builder.build()
@@ -379,6 +380,9 @@ pub async fn notify(
     for t in rampart_identity::account::templates() {
         templates.register(t);
     }
+    // Webhook event types, by app: what endpoints may subscribe to.
+    let mut events = rampart_notify::webhook::EventTypes::default();
+    rampart_payments::webhooks::register_events(&mut events);
     let limiter = if config.redis.url.is_empty() {
         RateLimiter::memory()
     } else {
@@ -386,8 +390,16 @@ pub async fn notify(
             .await
             .with_context(|| format!("cannot reach Redis at {}", config.redis.url))?
     };
-    let mail = rampart_notify::mail::MailTransport::from_config(&config.mail, &config.data_dir)
+    let mut mail = rampart_notify::mail::MailTransport::from_config(&config.mail, &config.data_dir)
         .map_err(anyhow::Error::msg)?;
+    if let Some(signer) = dkim(config, crypto).await? {
+        tracing::info!(
+            selector = %signer.selector,
+            domain = %signer.domain,
+            "mail is DKIM-signed (Ed25519); `rampart mail dkim-record` prints the DNS record"
+        );
+        mail = mail.with_dkim(signer);
+    }
     let s = &config.sms;
     let sms: Arc<dyn rampart_notify::sms::SmsProvider> = match s.provider {
         rampart_config::SmsProviderSetting::File => Arc::new(rampart_notify::sms::FileSms {
@@ -408,6 +420,7 @@ pub async fn notify(
         store.clone(),
         crypto.keyring.clone(),
         templates,
+        events,
         rampart_notify::Settings::from_config(config),
         limiter,
         mail,
@@ -423,6 +436,31 @@ pub async fn notify(
     }
     tracing::info!(sms = %sms, "SMS provider");
     Ok(notify)
+}
+
+/// The DKIM signer of `[mail] dkim_selector`/`dkim_domain`, if set: its Ed25519 key is
+/// derived in the keyring (MAC key `dkim`, never rotated, so the published record stays
+/// valid; a new selector gives a new key). Shared by `serve` and `rampart mail
+/// dkim-record`.
+pub async fn dkim(
+    config: &Config,
+    crypto: &Crypto,
+) -> anyhow::Result<Option<rampart_notify::mail::Dkim>> {
+    let m = &config.mail;
+    if m.dkim_selector.is_empty() {
+        return Ok(None);
+    }
+    let seed = crypto
+        .keyring
+        .mac(
+            "dkim",
+            rampart_notify::mail::dkim_key_input(&m.dkim_selector, &m.dkim_domain).as_bytes(),
+        )
+        .await
+        .context("cannot derive the DKIM key in the keyring")?;
+    rampart_notify::mail::Dkim::from_seed(&m.dkim_selector, &m.dkim_domain, &seed)
+        .map(Some)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The queue with the platform's own jobs registered: notification deliveries, and
@@ -683,11 +721,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let payments = rampart_payments::api::Payments::new(
         identity.clone(),
         vault.clone(),
-        crypto.keyring.clone(),
-        &rampart_config::PaymentsConfig {
-            webhook_allow_private_targets: notify.settings().webhook_allow_private,
-            ..config.payments.clone()
-        },
+        &config.payments,
         simulator(&config),
     );
     let jobs = jobs(

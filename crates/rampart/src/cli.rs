@@ -86,6 +86,17 @@ pub enum Command {
     /// Encrypted, verified backups, restores and restore drills.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Outgoing mail.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Print the DKIM TXT record to publish for `[mail] dkim_selector`/`dkim_domain`
+    /// (name on stderr, value on stdout).
+    #[command(name = "dkim-record")]
+    DkimRecord,
 }
 
 #[derive(Subcommand, Debug)]
@@ -516,6 +527,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 key.id, key.name, key.tenant_id
             );
             println!("{secret}");
+            Ok(())
+        }
+        Command::Mail(MailCommand::DkimRecord) => {
+            let store = open_store(&config).await?;
+            let crypto = app::crypto(&config, &store).await?;
+            let Some(signer) = app::dkim(&config, &crypto).await? else {
+                anyhow::bail!("DKIM is off: set mail.dkim_selector and mail.dkim_domain");
+            };
+            eprintln!(
+                "publish as TXT at {}._domainkey.{}:",
+                signer.selector, signer.domain
+            );
+            println!("{}", signer.record);
             Ok(())
         }
         Command::Keys(command) => {

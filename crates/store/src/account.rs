@@ -1,5 +1,5 @@
 //! Account flows that send mail (identity's): self-service sign-up, e-mail
-//! verification, password reset. Link tokens are stored as SHA-256 digests in
+//! verification, password reset, e-mail change. Link tokens are stored as SHA-256 digests in
 //! `account_tokens` and consumed by one `UPDATE … WHERE used_at IS NULL AND expires_at >
 //! now`, so a token works once even under concurrent use. Each flow writes its mail into
 //! the outbox in the same transaction (`crate::notify::insert`).
@@ -18,6 +18,7 @@ pub enum TokenPurpose {
     VerifyEmail,
     ResetPassword,
     Invitation,
+    ChangeEmail,
 }
 
 impl TokenPurpose {
@@ -26,6 +27,7 @@ impl TokenPurpose {
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ResetPassword => "reset_password",
             TokenPurpose::Invitation => "invitation",
+            TokenPurpose::ChangeEmail => "change_email",
         }
     }
 }
@@ -43,14 +45,25 @@ async fn insert_token(
     purpose: TokenPurpose,
     token: &NewToken,
 ) -> Result<(), StoreError> {
+    insert_token_for(conn, user, purpose, token, None).await
+}
+
+async fn insert_token_for(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    purpose: TokenPurpose,
+    token: &NewToken,
+    new_email: Option<&str>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO account_tokens (token_hash, tenant_id, user_id, purpose, new_email, \
-         created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, NULL, $5, $6, NULL)",
+         created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
     )
     .bind(&token.digest)
     .bind(&user.tenant_id)
     .bind(&user.id)
     .bind(purpose.as_str())
+    .bind(new_email)
     .bind(now_ms())
     .bind(token.expires_at)
     .execute(conn)
@@ -431,6 +444,104 @@ impl Store {
         tx.audit(&tenant_id, &audit).await?;
         tx.commit().await?;
         Ok(user_id)
+    }
+}
+
+impl Store {
+    /// Stores an e-mail change token (for `new_email`) with its two mails (the link to
+    /// the new address, the notice to the old), in one transaction. The user's earlier
+    /// unused change links stop working: only the latest request can be confirmed.
+    pub async fn request_email_change(
+        &self,
+        user: &User,
+        new_email: &crate::Email,
+        token: &NewToken,
+        mails: &[NewNotification],
+        mut audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let scope = TenantScope::mint(user.tenant_id.clone());
+        let mut tx = self.tenant_write(&scope).await?;
+        sqlx::query(
+            "UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 \
+             AND purpose = 'change_email' AND used_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&user.id)
+        .execute(tx.conn())
+        .await?;
+        insert_token_for(
+            tx.conn(),
+            user,
+            TokenPurpose::ChangeEmail,
+            token,
+            Some(new_email.as_str()),
+        )
+        .await?;
+        for mail in mails {
+            crate::notify::insert(tx.conn(), mail).await?;
+        }
+        audit.target_id = Some(user.id.clone());
+        tx.audit(&user.tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Uses an e-mail change token: the user's address becomes the one it was made for,
+    /// audited, in one transaction. `NotFound` for a token that is unknown, expired or
+    /// used; `Conflict` (nothing changed, the token left as it was) when another account
+    /// has the address by now.
+    pub async fn confirm_email_change(
+        &self,
+        digest: &str,
+        mut audit: NewAuditEvent,
+    ) -> Result<User, StoreError> {
+        let now = now_ms();
+        let mut tx = self.system_write().await?;
+        let row = sqlx::query(
+            "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 \
+             AND purpose = 'change_email' AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, tenant_id, new_email",
+        )
+        .bind(now)
+        .bind(digest)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let user_id: String = row.try_get("user_id")?;
+        let tenant_id: String = row.try_get("tenant_id")?;
+        let new_email: Option<String> = row.try_get("new_email")?;
+        let new_email = new_email.ok_or(StoreError::NotFound)?;
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = $1 AND id <> $2")
+                .bind(&new_email)
+                .bind(&user_id)
+                .fetch_optional(tx.conn())
+                .await?;
+        if taken.is_some() {
+            // Dropped without commit: the token is not spent on an answer it cannot change.
+            return Err(StoreError::Conflict {
+                constraint: "users_email".into(),
+            });
+        }
+        // The unique index still decides a race with a sign-up taking the address.
+        sqlx::query("UPDATE users SET email = $1, updated_at = $2 WHERE id = $3")
+            .bind(&new_email)
+            .bind(now)
+            .bind(&user_id)
+            .execute(tx.conn())
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM users u WHERE u.id = $1",
+            crate::users::COLUMNS
+        ))
+        .bind(&user_id)
+        .fetch_one(tx.conn())
+        .await?;
+        let user = crate::users::from_row(&row)?;
+        audit.target_id = Some(user_id);
+        tx.audit(&tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 }
 

@@ -84,7 +84,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0011_notifications.sql"),
     },
-    // 12 is kept for the notifications branch.
+    Migration {
+        version: 12,
+        name: "webhook_suspension",
+        sqlite: include_str!("../migrations/sqlite/0012_webhook_suspension.sql"),
+        postgres: include_str!("../migrations/postgres/0012_webhook_suspension.sql"),
+    },
     Migration {
         version: 13,
         name: "payment_attempts",

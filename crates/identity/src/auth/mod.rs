@@ -1,5 +1,6 @@
 //! Login, refresh and logout: one file each, since each is security-critical.
 
+mod email_change;
 pub(crate) mod invitation;
 mod login;
 mod logout;
@@ -31,6 +32,8 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(password_reset::request))
         .routes(routes!(password_reset::confirm))
         .routes(routes!(invitation::accept))
+        .routes(routes!(email_change::request))
+        .routes(routes!(email_change::confirm))
 }
 
 /// The language of a request's mail: `locale` when the caller names one (an unknown

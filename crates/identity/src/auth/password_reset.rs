@@ -44,6 +44,7 @@ pub struct ResetResponse {
 
 #[utoipa::path(
     post,
+    operation_id = "request_password_reset",
     path = "/api/v1/auth/password-reset",
     tag = "auth",
     request_body = ResetRequest,

@@ -323,6 +323,214 @@ async fn password_reset_by_mail_ends_every_old_token_of_the_user() {
     assert_eq!(smtp.mails().len(), 2);
 }
 
+#[tokio::test]
+async fn email_change_is_confirmed_from_the_new_address_once_and_noticed_at_the_old() {
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let app = app_mailing_to(port, |_| {}).await;
+    let tenant = open_community(&app).await;
+    app.create_user(&tenant, "rina@example.id", rampart_store::Role::Member)
+        .await;
+    app.create_user(&tenant, "taken@example.id", rampart_store::Role::Member)
+        .await;
+    let (rina, _) = app.tokens("rina@example.id").await;
+    let change = async |to: &str, password: &str| {
+        app.post(
+            "/api/v1/users/me/email",
+            Some(&rina),
+            &json!({"email": to, "password": password}),
+        )
+        .await
+    };
+
+    // The current password is required.
+    assert_eq!(
+        error_code(
+            change("rina.baru@example.id", "not her password").await,
+            StatusCode::UNAUTHORIZED
+        )
+        .await,
+        "invalid_credentials"
+    );
+    assert_eq!(
+        error_code(
+            change("not an address", STRONG_PASSWORD).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        )
+        .await,
+        "invalid_field"
+    );
+
+    // A free address and a taken one get the same answer.
+    let free = change("Rina.Baru@Example.id", STRONG_PASSWORD).await;
+    assert_eq!(free.status(), StatusCode::ACCEPTED);
+    let free: Value = free.json().await.unwrap();
+    let mails = smtp.wait_for(2).await;
+    let to = |who: &str| {
+        mails
+            .iter()
+            .find(|m| m["rcpt_tos"] == json!([who]))
+            .unwrap_or_else(|| panic!("no mail to {who}: {mails:?}"))
+            .clone()
+    };
+    let link_mail = to("rina.baru@example.id");
+    assert_eq!(
+        link_mail["headers"]["subject"],
+        "Confirm your new e-mail address"
+    );
+    let notice = to("rina@example.id");
+    assert_eq!(
+        notice["headers"]["subject"],
+        "Your e-mail address is being changed"
+    );
+    assert!(notice["text"]
+        .as_str()
+        .unwrap()
+        .contains("rina.baru@example.id"));
+    assert!(
+        !notice["raw"].as_str().unwrap().contains("eml_"),
+        "the old address does not get the link"
+    );
+    let token = token_in(link_mail["text"].as_str().unwrap(), "eml_");
+
+    let confirm = async |token: &str| {
+        app.post(
+            "/api/v1/auth/email-change/confirm",
+            None,
+            &json!({"token": token}),
+        )
+        .await
+    };
+    let res = confirm(&token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["email"],
+        "rina.baru@example.id",
+        "normalised like every address"
+    );
+    assert_eq!(
+        error_code(confirm(&token).await, StatusCode::BAD_REQUEST).await,
+        "invalid_link_token",
+        "the link works once"
+    );
+    let me: Value = app
+        .get("/api/v1/users/me", Some(&rina))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "rina.baru@example.id");
+    assert_eq!(
+        app.login("rina@example.id", STRONG_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.tokens("rina.baru@example.id").await;
+
+    let taken = change("taken@example.id", STRONG_PASSWORD).await;
+    assert_eq!(taken.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        taken.json::<Value>().await.unwrap(),
+        free,
+        "a taken address gets the answer a free one does"
+    );
+    let mails = smtp.wait_for(4).await;
+    let link_mail = mails
+        .iter()
+        .find(|m| m["rcpt_tos"] == json!(["taken@example.id"]))
+        .unwrap();
+    let token = token_in(link_mail["text"].as_str().unwrap(), "eml_");
+    assert_eq!(
+        error_code(confirm(&token).await, StatusCode::CONFLICT).await,
+        "email_taken",
+        "it fails at confirmation, clearly"
+    );
+    let me: Value = app
+        .get("/api/v1/users/me", Some(&rina))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "rina.baru@example.id", "nothing changed");
+    assert_eq!(
+        error_code(confirm("eml_forged").await, StatusCode::BAD_REQUEST).await,
+        "invalid_link_token"
+    );
+}
+
+/// With `[mail] dkim_selector`/`dkim_domain`, mail arrives DKIM-signed, and the signature
+/// verifies with an independent verifier (PyPI `dkimpy`) against the TXT record the CLI
+/// (`rampart mail dkim-record`, another process) prints; a changed Subject does not.
+#[tokio::test]
+async fn mail_is_dkim_signed_and_verifies_with_dkimpy_against_the_printed_record() {
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let app = app_mailing_to(port, |c| {
+        c.mail.dkim_selector = "rp2026".into();
+        c.mail.dkim_domain = "rampart.test".into();
+    })
+    .await;
+    let tenant = open_community(&app).await;
+    app.create_user(&tenant, "eka@example.id", rampart_store::Role::Member)
+        .await;
+    app.post(
+        "/api/v1/auth/password-reset",
+        None,
+        &json!({"email": "eka@example.id"}),
+    )
+    .await;
+    let mail = smtp.wait_for(1).await.remove(0);
+    let raw = mail["raw"].as_str().unwrap();
+    assert!(raw.contains("d=rampart.test"), "{raw}");
+    assert!(raw.contains("s=rp2026"), "{raw}");
+
+    let (ok, record, err) = app
+        .cli_env(
+            &["mail", "dkim-record"],
+            &[
+                ("RAMPART_MAIL_DKIM_SELECTOR", "rp2026"),
+                ("RAMPART_MAIL_DKIM_DOMAIN", "rampart.test"),
+            ],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("rp2026._domainkey.rampart.test"), "{err}");
+    let record = record.trim();
+    assert!(record.starts_with("v=DKIM1; k=ed25519; p="), "{record}");
+
+    let file = app.dir.path().join("dkim-mail.eml");
+    std::fs::write(&file, raw.as_bytes()).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(script("dkim_verify.py"))
+        .arg(&file)
+        .arg("rp2026._domainkey.rampart.test")
+        .arg(record)
+        .output()
+        .expect("python3 runs (.ci/run installs dkimpy and pynacl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["signed"], 1, "{verdict}");
+    assert_eq!(
+        verdict["verified"],
+        true,
+        "{verdict} {}\n{raw}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verdict["tampered"], false, "{verdict}");
+
+    // Off by default: a selector without a domain is refused at start.
+    let bad = rampart_config::MailConfig {
+        dkim_selector: "rp2026".into(),
+        ..Default::default()
+    };
+    let mut config = app.config.clone();
+    config.mail = bad;
+    assert!(config.validate().is_err());
+}
+
 /// How many e-mail notifications are in each status.
 async fn email_statuses(app: &TestApp) -> std::collections::HashMap<String, i64> {
     app.store
@@ -712,6 +920,185 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
     }
 }
 
+/// A receiver that answers every POST with the status in `status` and counts them.
+async fn status_receiver(
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = sock
+                .write_all(
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_410_gone_is_disabled_until_re_enabled() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let app = spawn_app_with(|c| {
+        c.notify.webhook_allow_private_targets = true;
+        c.jobs.poll_interval_ms = 100;
+        c.jobs.backoff_base_secs = 1;
+        c.jobs.backoff_cap_secs = 2;
+    })
+    .await;
+    let (admin, key) = crate::payments::setup(&app).await;
+
+    // The registry: payments contributed its events; others are refused.
+    let types: Value = app
+        .get("/api/v1/webhooks/event-types", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        types
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "payment.captured" && t["app"] == "payments"),
+        "{types}"
+    );
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(410));
+    let (port, hits) = status_receiver(status.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": url, "events": ["payment.captured", "user.nonsense"]}),
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": url, "events": ["payment.captured"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let endpoint: Value = res.json().await.unwrap();
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    assert_eq!(endpoint["status"], "enabled");
+
+    let pay = async |ip: &str| {
+        crate::payments::created(
+            crate::payments::pay(
+                &app,
+                &key,
+                None,
+                &crate::payments::card_payment("4242424242424242", 5000, ip),
+            )
+            .await,
+        )
+        .await
+    };
+    let endpoints = async || -> Value {
+        app.get("/api/v1/webhooks/endpoints", Some(&admin))
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    let deliveries = async || -> Vec<Value> {
+        let log: Value = app
+            .get(
+                &format!("/api/v1/webhooks/deliveries?endpoint_id={id}"),
+                Some(&admin),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        log.as_array().unwrap().clone()
+    };
+
+    pay("192.0.2.71").await;
+    until(
+        "the 410 disables the endpoint",
+        Duration::from_secs(30),
+        async || endpoints().await[0]["status"] == "disabled",
+    )
+    .await;
+    let listed = endpoints().await;
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(
+        listed[0]["disabled_reason"],
+        "the endpoint answered 410 Gone"
+    );
+    assert!(listed[0]["disabled_at"].is_string());
+    let log = deliveries().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], "failed", "410 is not retried: {log:?}");
+    assert_eq!(log[0]["last_status_code"], 410);
+    assert_eq!(hits.load(SeqCst), 1);
+
+    // Disabled: a new event makes no delivery to it, and nothing reaches the receiver.
+    pay("192.0.2.72").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(deliveries().await.len(), 1);
+    assert_eq!(hits.load(SeqCst), 1);
+
+    // Re-enabled by its tenant: deliveries go again.
+    status.store(204, SeqCst);
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/webhooks/endpoints/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let now: Value = res.json().await.unwrap();
+    assert_eq!(now["status"], "enabled");
+    assert!(now.get("disabled_reason").is_none(), "{now}");
+    pay("192.0.2.73").await;
+    until(
+        "a delivery after re-enabling",
+        Duration::from_secs(30),
+        async || {
+            deliveries()
+                .await
+                .iter()
+                .any(|d| d["status"] == "delivered")
+        },
+    )
+    .await;
+    assert_eq!(hits.load(SeqCst), 2);
+
+    // And the tenant can disable it by hand, with its own reason.
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/webhooks/endpoints/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let now: Value = res.json().await.unwrap();
+    assert_eq!(now["status"], "disabled");
+    assert_eq!(now["disabled_reason"], "disabled by the tenant");
+}
+
 /// A tenant admin's access token for `tenant`.
 async fn tenant_admin(app: &TestApp, tenant: &str, email: &str) -> String {
     app.create_user(tenant, email, rampart_store::Role::TenantAdmin)
@@ -884,6 +1271,7 @@ async fn security_notices_go_by_sms_when_chosen_and_by_mail_always() {
         c.sms.provider = rampart_config::SmsProviderSetting::Http;
         c.sms.url = format!("http://127.0.0.1:{sms_port}/send");
         c.sms.api_key = rampart_config::Secret::new("gateway-key".into());
+        c.sms.callback_secret = rampart_config::Secret::new("callback-secret".into());
     })
     .await;
     let tenant = open_community(&app).await;
@@ -983,6 +1371,341 @@ async fn security_notices_go_by_sms_when_chosen_and_by_mail_always() {
     let logs =
         std::fs::read_to_string(app.dir.path().join("logs/security.log")).unwrap_or_default();
     assert!(!logs.contains("6281234567890"));
+
+    // The gateway's delivery receipt, signed with the shared secret (HMAC computed here
+    // with the hmac crate, not Rampart's code), moves the log to `delivered`.
+    let reference = sms["reference"].as_str().unwrap().to_string();
+    let receipt = |status: &str, secret: &str| {
+        use hmac::Mac;
+        let body = json!({"reference": reference, "status": status,
+                          "to": "+6281234567890", "error_code": "E42"})
+        .to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        app.client
+            .post(app.url("/api/v1/notify/sms/status"))
+            .header("content-type", "application/json")
+            .header("x-signature", format!("sha256={hex}"))
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        error_code(
+            receipt("delivered", "not-the-secret").await.unwrap(),
+            StatusCode::UNAUTHORIZED
+        )
+        .await,
+        "invalid_signature"
+    );
+    assert_eq!(
+        notification_log(&app, &admin, "?channel=sms").await[0]["status"],
+        "sent",
+        "an unsigned receipt changes nothing"
+    );
+    assert_eq!(
+        error_code(
+            receipt("teleported", "callback-secret").await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        )
+        .await,
+        "invalid_field"
+    );
+    let res = receipt("accepted", "callback-secret").await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        notification_log(&app, &admin, "?channel=sms").await[0]["status"],
+        "sent",
+        "a receipt that is not final changes nothing"
+    );
+    let res = receipt("delivered", "callback-secret").await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let log = notification_log(&app, &admin, "?channel=sms&status=delivered").await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["id"], reference.as_str());
+    // Final once delivered: a later "failed" does not undo it.
+    let res = receipt("failed", "callback-secret").await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        notification_log(&app, &admin, "?channel=sms").await[0]["status"],
+        "delivered"
+    );
+}
+
+/// A second SMS the gateway accepts and then reports undelivered is dead in the log,
+/// with the gateway's reason; a receipt for no SMS is a 404; without a callback secret
+/// the route is off.
+#[tokio::test]
+async fn an_sms_reported_undelivered_by_the_gateway_is_dead_in_the_log() {
+    let (smtp_port, sms_port) = (free_port(), free_port());
+    let smtp = Smtp::start(smtp_port);
+    let got = sms_gateway(sms_port).await;
+    let app = app_mailing_to(smtp_port, |c| {
+        c.sms.provider = rampart_config::SmsProviderSetting::Http;
+        c.sms.url = format!("http://127.0.0.1:{sms_port}/send");
+        c.sms.callback_secret = rampart_config::Secret::new("callback-secret".into());
+    })
+    .await;
+    let tenant = open_community(&app).await;
+    app.create_user(&tenant, "wati@example.id", rampart_store::Role::Member)
+        .await;
+    let (token, _) = app.tokens("wati@example.id").await;
+    let put = |path: &str, body: Value| {
+        app.client
+            .put(app.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    assert!(
+        put("/api/v1/users/me/phone", json!({"phone": "+6281298765432"}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert!(put(
+        "/api/v1/users/me/notifications",
+        json!({"kinds": {"security": {"sms": true}}})
+    )
+    .await
+    .unwrap()
+    .status()
+    .is_success());
+    // A password reset sends its security notice by mail and SMS.
+    app.post(
+        "/api/v1/auth/password-reset",
+        None,
+        &json!({"email": "wati@example.id"}),
+    )
+    .await;
+    let mail = smtp.wait_for(1).await.remove(0);
+    let reset = token_in(mail["text"].as_str().unwrap(), "rst_");
+    let res = app
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            &json!({"token": reset, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    until("the SMS", Duration::from_secs(30), async || {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    let reference = got.lock().unwrap()[0].1["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let send = |body: String, secret: &str| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        app.client
+            .post(app.url("/api/v1/notify/sms/status"))
+            .header("content-type", "application/json")
+            .header("x-signature", format!("sha256={hex}"))
+            .body(body)
+            .send()
+    };
+    let admin = tenant_admin(&app, &tenant, "admin@amaturalist.id").await;
+    until(
+        "the gateway accepted it",
+        Duration::from_secs(30),
+        async || notification_log(&app, &admin, "?channel=sms").await[0]["status"] == "sent",
+    )
+    .await;
+    let res = send(
+        json!({"reference": reference, "status": "undelivered", "error_code": "absent-subscriber"})
+            .to_string(),
+        "callback-secret",
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let log = notification_log(&app, &admin, "?channel=sms").await;
+    assert_eq!(log[0]["status"], "dead", "{log:?}");
+    assert_eq!(
+        log[0]["last_error"],
+        "the SMS gateway reported it undelivered (absent-subscriber)"
+    );
+    assert!(!log[0].to_string().contains("6281298765432"));
+    let res = send(
+        json!({"reference": "ntf_nothing", "status": "delivered"}).to_string(),
+        "callback-secret",
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// A `rampart serve` node's whole log (at `debug`), after the SMS and mail flows (a phone
+/// number set, a reset with its SMS and mail notice, the gateway's receipt, an e-mail
+/// change): no phone number and no link token in it, nor in the security log.
+#[tokio::test]
+async fn no_phone_number_or_token_reaches_the_log_after_the_sms_and_mail_flows() {
+    let (smtp_port, sms_port) = (free_port(), free_port());
+    let smtp = Smtp::start(smtp_port);
+    let got = sms_gateway(sms_port).await;
+    let app = app_mailing_to(smtp_port, |c| c.jobs.enabled = false).await;
+    let tenant = open_community(&app).await;
+    app.create_user(&tenant, "dewi@example.id", rampart_store::Role::Member)
+        .await;
+    let (smtp_text, sms_url) = (
+        smtp_port.to_string(),
+        format!("http://127.0.0.1:{sms_port}/send"),
+    );
+    let env = [
+        ("RAMPART_MAIL_HOST", "127.0.0.1"),
+        ("RAMPART_MAIL_PORT", smtp_text.as_str()),
+        ("RAMPART_MAIL_SECURITY", "none"),
+        ("RAMPART_MAIL_FROM", "no-reply@rampart.test"),
+        ("RAMPART_NOTIFY_PUBLIC_URL", PUBLIC_URL),
+        ("RAMPART_SMS_PROVIDER", "http"),
+        ("RAMPART_SMS_URL", sms_url.as_str()),
+        ("RAMPART_SMS_API_KEY", "gateway-key"),
+        ("RAMPART_SMS_CALLBACK_SECRET", "callback-secret"),
+        ("RAMPART_JOBS_POLL_INTERVAL_MS", "100"),
+        ("RAMPART_JOBS_BACKOFF_BASE_SECS", "1"),
+        ("RAMPART_JOBS_BACKOFF_CAP_SECS", "2"),
+        ("RAMPART_LOG_LEVEL", "debug"),
+        ("RAMPART_EDGE_RATE_LIMIT_ENABLED", "false"),
+    ];
+    let log = app.dir.path().join("node.log");
+    let node = app.spawn_node_logging(&env, Some(&log)).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", node.base);
+    let login = async |email: &str, password: &str| -> String {
+        let res = http
+            .post(url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let token = login("dewi@example.id", STRONG_PASSWORD).await;
+    for (path, body) in [
+        ("/api/v1/users/me/phone", json!({"phone": "+6285712345678"})),
+        (
+            "/api/v1/users/me/notifications",
+            json!({"kinds": {"security": {"sms": true}}}),
+        ),
+    ] {
+        let res = http
+            .put(url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}");
+    }
+    let res = http
+        .post(url("/api/v1/auth/password-reset"))
+        .json(&json!({"email": "dewi@example.id"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mail = smtp.wait_for(1).await.remove(0);
+    let reset = token_in(mail["text"].as_str().unwrap(), "rst_");
+    let res = http
+        .post(url("/api/v1/auth/password-reset/confirm"))
+        .json(&json!({"token": reset, "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    until("the SMS notice", Duration::from_secs(30), async || {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    let sms = got.lock().unwrap()[0].1.clone();
+    assert_eq!(sms["to"], "+6285712345678");
+    // The gateway's receipt (as gateways send them, with the number in it).
+    let body = json!({"reference": sms["reference"], "status": "delivered",
+                      "to": "+6285712345678"})
+    .to_string();
+    let signature = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"callback-secret").unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    let res = http
+        .post(url("/api/v1/notify/sms/status"))
+        .header("content-type", "application/json")
+        .header("x-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // An e-mail change: a link to the new address, a notice to the old.
+    let token = login("dewi@example.id", NEW_PASSWORD).await;
+    let res = http
+        .post(url("/api/v1/users/me/email"))
+        .bearer_auth(&token)
+        .json(&json!({"email": "dewi.baru@example.id", "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mails = smtp.wait_for(4).await;
+    let change = mails
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "dewi.baru@example.id")
+        .unwrap();
+    let change = token_in(change["text"].as_str().unwrap(), "eml_");
+    let res = http
+        .post(url("/api/v1/auth/email-change/confirm"))
+        .json(&json!({"token": change}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(node);
+
+    let mut logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("database ready") && logs.contains("DEBUG"),
+        "the node's debug log was captured"
+    );
+    for entry in std::fs::read_dir(app.dir.path().join("logs")).unwrap() {
+        logs.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+    }
+    for secret in [
+        "6285712345678",
+        reset.as_str(),
+        change.as_str(),
+        "callback-secret",
+        "gateway-key",
+    ] {
+        assert!(!logs.contains(secret), "{secret} reached a log");
+    }
 }
 
 /// Done jobs of `queue`.

@@ -245,6 +245,31 @@ impl Store {
         Ok(())
     }
 
+    /// What an SMS gateway reported about a message it accepted: `delivered`, or `dead`
+    /// with `error` (the handset never got it). Only a message the gateway accepted
+    /// (`sent`) moves; `false` when there is no such SMS or it is not `sent`.
+    pub async fn record_sms_status(
+        &self,
+        id: &str,
+        delivered: bool,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.system_write().await?;
+        let n = sqlx::query(
+            "UPDATE notifications SET status = $1, last_error = $2, updated_at = $3 \
+             WHERE id = $4 AND channel = 'sms' AND status = 'sent'",
+        )
+        .bind(if delivered { "delivered" } else { "dead" })
+        .bind(error.map(|e| e.chars().take(300).collect::<String>()))
+        .bind(now_ms())
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     /// The tenant's delivery log, newest first, at most `limit`.
     pub async fn notifications(
         &self,

@@ -20,6 +20,11 @@ pub struct Endpoint {
     pub events: Vec<String>,
     pub sealed_secret: Vec<u8>,
     pub created_at: i64,
+    /// Set while the endpoint is disabled (a 410 Gone from it, or its tenant paused it):
+    /// no new deliveries, queued ones not sent.
+    pub suspended_at: Option<i64>,
+    /// Why it is disabled (no secret: a status, or the tenant's choice).
+    pub suspended_reason: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -28,8 +33,18 @@ impl std::fmt::Debug for Endpoint {
             .field("id", &self.id)
             .field("url", &self.url)
             .field("events", &self.events)
+            .field("suspended_at", &self.suspended_at)
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Store::update_webhook_endpoint`] changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    /// `Some(None)`: enable; `Some(Some(reason))`: disable for that reason.
+    pub suspend: Option<Option<String>>,
 }
 
 /// A webhook notification as the webhooks API has always shown it: `pending` (queued or
@@ -69,8 +84,13 @@ fn endpoint_from(r: &AnyRow) -> Result<Endpoint, StoreError> {
         events: events.split(',').map(str::to_string).collect(),
         sealed_secret: r.try_get("sealed_secret")?,
         created_at: r.try_get("created_at")?,
+        suspended_at: r.try_get("suspended_at")?,
+        suspended_reason: r.try_get("suspended_reason")?,
     })
 }
+
+const ENDPOINT_COLUMNS: &str =
+    "id, tenant_id, url, events, sealed_secret, created_at, suspended_at, suspended_reason";
 
 impl From<super::Notification> for Delivery {
     fn from(n: super::Notification) -> Delivery {
@@ -106,10 +126,10 @@ pub(crate) async fn outbox(
     if events.is_empty() {
         return Ok(());
     }
-    let rows = sqlx::query(
-        "SELECT id, tenant_id, url, events, sealed_secret, created_at FROM webhook_endpoints \
-         WHERE tenant_id = $1 AND disabled_at IS NULL",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+         WHERE tenant_id = $1 AND disabled_at IS NULL AND suspended_at IS NULL"
+    ))
     .bind(tenant)
     .fetch_all(&mut *conn)
     .await?;
@@ -184,10 +204,10 @@ impl Store {
         scope: &TenantScope,
     ) -> Result<Vec<Endpoint>, StoreError> {
         let mut tx = self.tenant_read(scope).await?;
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, url, events, sealed_secret, created_at FROM webhook_endpoints \
-             WHERE tenant_id = $1 AND disabled_at IS NULL ORDER BY created_at",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE tenant_id = $1 AND disabled_at IS NULL ORDER BY created_at"
+        ))
         .bind(scope.tenant_id())
         .fetch_all(tx.conn())
         .await?;
@@ -219,6 +239,104 @@ impl Store {
         tx.audit(scope.tenant_id(), &audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Changes an endpoint's URL, events or whether it is enabled (`suspend`: `Some(None)`
+    /// re-enables, `Some(Some(reason))` disables). A deleted endpoint is not found.
+    pub async fn update_webhook_endpoint(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        change: EndpointChange,
+        mut audit: crate::NewAuditEvent,
+    ) -> Result<Endpoint, StoreError> {
+        let mut tx = self.tenant_write(scope).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE tenant_id = $1 AND id = $2 AND disabled_at IS NULL"
+        ))
+        .bind(scope.tenant_id())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut e = endpoint_from(&row)?;
+        if let Some(url) = change.url {
+            e.url = url;
+        }
+        if let Some(events) = change.events {
+            e.events = events;
+        }
+        match change.suspend {
+            Some(None) => {
+                e.suspended_at = None;
+                e.suspended_reason = None;
+            }
+            Some(Some(reason)) => {
+                e.suspended_at = Some(e.suspended_at.unwrap_or_else(now_ms));
+                e.suspended_reason = Some(reason);
+            }
+            None => {}
+        }
+        sqlx::query(
+            "UPDATE webhook_endpoints SET url = $1, events = $2, suspended_at = $3, \
+             suspended_reason = $4 WHERE tenant_id = $5 AND id = $6",
+        )
+        .bind(&e.url)
+        .bind(e.events.join(","))
+        .bind(e.suspended_at)
+        .bind(e.suspended_reason.clone())
+        .bind(scope.tenant_id())
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        audit.target_id = Some(id.to_string());
+        tx.audit(scope.tenant_id(), &audit).await?;
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    /// Disables an endpoint for the worker, which acts for no caller (the endpoint
+    /// answered 410 Gone), audited as Rampart's own act. `false` when it already was
+    /// disabled or deleted (nothing written).
+    pub async fn suspend_webhook_endpoint(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.system_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT tenant_id FROM webhook_endpoints WHERE id = $1 AND disabled_at IS NULL \
+             AND suspended_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?
+        else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        let tenant: String = row.try_get("tenant_id")?;
+        sqlx::query(
+            "UPDATE webhook_endpoints SET suspended_at = $1, suspended_reason = $2 WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(reason)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        let audit = crate::NewAuditEvent {
+            actor: crate::Actor::System,
+            action: "webhook_endpoint.disable".into(),
+            target_type: "webhook_endpoint".into(),
+            target_id: Some(id.to_string()),
+            outcome: "success".into(),
+            meta: Default::default(),
+            changes: serde_json::json!({ "reason": reason }),
+        };
+        tx.audit(&tenant, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The webhook delivery log, newest first, at most `limit`.
@@ -271,10 +389,9 @@ impl Store {
         id: &str,
     ) -> Result<(Endpoint, bool), StoreError> {
         let mut tx = self.system_read().await?;
-        let row = sqlx::query(
-            "SELECT id, tenant_id, url, events, sealed_secret, created_at, disabled_at \
-             FROM webhook_endpoints WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS}, disabled_at FROM webhook_endpoints WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(tx.conn())
         .await?
