@@ -100,6 +100,9 @@ def main() -> int:
         # would stop at a documented 403 and the handlers behind it would go unfuzzed. The
         # WAF has its own suites (CRS regression tests, the API suite with CRS loaded).
         RAMPART_WAF_CRS_DIR="none",
+        # The SMS gateway's receipt route exists only with a shared secret (404 without);
+        # with one, every unsigned or wrongly signed receipt must be refused (401).
+        RAMPART_SMS_CALLBACK_SECRET="schemathesis-receipt-secret",
     )
     pg_server = os.environ.get("RAMPART_TEST_DATABASE_URL")
     db_name = None
