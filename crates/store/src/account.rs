@@ -260,7 +260,7 @@ impl Store {
         digest: &str,
         password_hash: &str,
         mut audit: NewAuditEvent,
-    ) -> Result<User, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.system_write().await?;
         let (user_id, tenant_id) = consume_token(tx.conn(), digest, TokenPurpose::Invitation)
             .await?
@@ -278,18 +278,10 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM users u WHERE u.id = $1",
-            crate::users::COLUMNS
-        ))
-        .bind(&user_id)
-        .fetch_one(tx.conn())
-        .await?;
-        let user = crate::users::from_row(&row)?;
         audit.target_id = Some(user_id);
         tx.audit(&tenant_id, &audit).await?;
         tx.commit().await?;
-        Ok(user)
+        Ok(())
     }
 
     /// Uses a verification token: the user becomes `active`. `NotFound` for a token that

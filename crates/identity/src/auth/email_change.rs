@@ -237,10 +237,7 @@ pub async fn confirm(
     Json(body): Json<EmailChangeConfirm>,
 ) -> Result<Json<EmailChangeConfirmed>, ApiError> {
     super::throttle_ip(&identity, &info, "email_change_confirm", CHANGES_PER_IP).await?;
-    if !body.token.starts_with(CHANGE_TOKEN_PREFIX) || body.token.len() > 100 {
-        return Err(IdentityError::BadLinkToken.into());
-    }
-    let digest = rampart_crypto::secret_digest(&body.token);
+    let digest = super::link_token_digest(&body.token, CHANGE_TOKEN_PREFIX)?;
     let audit = rampart_audit::event(
         Actor::System,
         "user.email_change",

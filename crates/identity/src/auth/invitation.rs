@@ -182,10 +182,7 @@ pub async fn accept(
     Json(body): Json<AcceptRequest>,
 ) -> Result<Json<AcceptResponse>, ApiError> {
     super::throttle_ip(&identity, &info, "invitation_accept", ACCEPTS_PER_IP).await?;
-    if !body.token.starts_with(INVITATION_TOKEN_PREFIX) || body.token.len() > 100 {
-        return Err(IdentityError::BadLinkToken.into());
-    }
-    let digest = rampart_crypto::secret_digest(&body.token);
+    let digest = super::link_token_digest(&body.token, INVITATION_TOKEN_PREFIX)?;
     let user = identity
         .store()
         .invitation_token_user(&digest)

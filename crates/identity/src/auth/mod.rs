@@ -242,3 +242,13 @@ pub(crate) async fn token_response(
         expires_in: config.access_token_ttl_secs,
     })
 }
+
+/// The stored digest of a mailed link token (`prefix…`, at most 100 characters), or
+/// `invalid_link_token` for anything that cannot be one, before any lookup.
+pub(crate) fn link_token_digest(token: &str, prefix: &str) -> Result<String, IdentityError> {
+    if token.starts_with(prefix) && token.len() <= 100 {
+        Ok(rampart_crypto::secret_digest(token))
+    } else {
+        Err(IdentityError::BadLinkToken)
+    }
+}

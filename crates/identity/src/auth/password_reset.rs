@@ -179,10 +179,7 @@ pub async fn confirm(
     Json(body): Json<ConfirmRequest>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
     super::throttle_ip(&identity, &info, "reset_confirm", RESETS_PER_IP).await?;
-    if !body.token.starts_with(RESET_TOKEN_PREFIX) || body.token.len() > 100 {
-        return Err(IdentityError::BadLinkToken.into());
-    }
-    let digest = rampart_crypto::secret_digest(&body.token);
+    let digest = super::link_token_digest(&body.token, RESET_TOKEN_PREFIX)?;
     let user = identity
         .store()
         .reset_token_user(&digest)

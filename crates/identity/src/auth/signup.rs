@@ -168,9 +168,7 @@ async fn verify(
     info: &RequestInfo,
     token: &str,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    if !token.starts_with(VERIFY_TOKEN_PREFIX) || token.len() > 100 {
-        return Err(IdentityError::BadLinkToken.into());
-    }
+    let digest = super::link_token_digest(token, VERIFY_TOKEN_PREFIX)?;
     let audit = rampart_audit::event(
         Actor::System,
         "user.verify_email",
@@ -178,11 +176,7 @@ async fn verify(
         request_meta(info),
     )
     .build();
-    match identity
-        .store()
-        .verify_email(&rampart_crypto::secret_digest(token), audit)
-        .await
-    {
+    match identity.store().verify_email(&digest, audit).await {
         Ok(_) => Ok(Json(VerifyResponse { verified: true })),
         Err(StoreError::NotFound) => Err(IdentityError::BadLinkToken.into()),
         Err(e) => Err(IdentityError::Store(e).into()),
