@@ -73,125 +73,153 @@ pub enum CheckpointError {
 pub async fn verify_all(store: &Store, keys: &SigningKeys) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport::default();
     for head in store.audit_chain_heads().await? {
-        let tenant = head.tenant_id.clone();
-        let broken = |event_id: Option<String>, seq: i64, reason: String| {
-            VerifyError::Broken(ChainBreak {
-                tenant_id: tenant.clone(),
-                event_id,
-                seq,
-                reason,
-            })
+        verify_chain(store, keys, &head, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Verifies one tenant's chain and its checkpoints (the console's "verify now"); a
+/// tenant with no events yet has an empty, valid chain.
+pub async fn verify_tenant(
+    store: &Store,
+    keys: &SigningKeys,
+    tenant_id: &str,
+) -> Result<VerifyReport, VerifyError> {
+    let mut report = VerifyReport::default();
+    if let Some(head) = store
+        .audit_chain_heads()
+        .await?
+        .into_iter()
+        .find(|h| h.tenant_id == tenant_id)
+    {
+        verify_chain(store, keys, &head, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn verify_chain(
+    store: &Store,
+    keys: &SigningKeys,
+    head: &rampart_store::audit_events::ChainHead,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let tenant = head.tenant_id.clone();
+    let broken = |event_id: Option<String>, seq: i64, reason: String| {
+        VerifyError::Broken(ChainBreak {
+            tenant_id: tenant.clone(),
+            event_id,
+            seq,
+            reason,
+        })
+    };
+    if let Some(id) = store
+        .unchained_audit_events(&tenant)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Err(broken(
+            Some(id),
+            0,
+            "event is outside the chain (no sequence number or hash)".into(),
+        ));
+    }
+    let checkpoints = store.audit_checkpoints(&tenant).await?;
+    let wanted: HashMap<i64, ()> = checkpoints.iter().map(|c| (c.seq, ())).collect();
+    let mut hash_at: HashMap<i64, String> = HashMap::new();
+    let mut expected_seq = 1;
+    let mut prev = GENESIS_HASH.to_string();
+    loop {
+        let page = store
+            .audit_chain_page(&tenant, expected_seq - 1, PAGE)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            if event.seq != expected_seq {
+                return Err(broken(
+                    Some(event.id.clone()),
+                    event.seq,
+                    format!("event seq {expected_seq} is missing before this one (removed)"),
+                ));
+            }
+            if event.prev_hash != prev {
+                return Err(broken(
+                    Some(event.id.clone()),
+                    event.seq,
+                    "does not link to the event before it (reordered, or the one before was replaced)".into(),
+                ));
+            }
+            if canonical_hash(event) != event.hash {
+                return Err(broken(
+                    Some(event.id.clone()),
+                    event.seq,
+                    "content does not match its hash (altered)".into(),
+                ));
+            }
+            if wanted.contains_key(&event.seq) {
+                hash_at.insert(event.seq, event.hash.clone());
+            }
+            prev = event.hash.clone();
+            expected_seq += 1;
+            report.events += 1;
+        }
+    }
+    let last = expected_seq - 1;
+    if head.seq != last || head.hash != prev {
+        return Err(broken(
+            None,
+            head.seq,
+            format!("the chain head says {} events but the chain has {last} (events removed from the end, or the head altered)", head.seq),
+        ));
+    }
+    let kind = store.get_tenant(&tenant).await?.kind;
+    // Either scope: the deployment may have switched between per-kind and per-tenant
+    // keys since a checkpoint was signed.
+    let scopes = [
+        format!("kind:{}", kind.as_str()),
+        format!("tenant:{tenant}"),
+    ];
+    for c in &checkpoints {
+        let message = Checkpoint::signed_message(&c.tenant_id, c.seq, &c.head_hash, c.created_at);
+        let key = keys.verifier(&c.kid).await?;
+        let problem = match &key {
+            None => Some("is signed by an unknown key"),
+            Some(k) if !k.serves(Purpose::AuditCheckpoint) => {
+                Some("is signed by a key that does not sign checkpoints")
+            }
+            Some(k) if k.purpose != Purpose::Legacy && !scopes.contains(&k.scope) => {
+                Some("is signed by another tenant's key")
+            }
+            Some(k) => {
+                let valid = URL_SAFE_NO_PAD
+                    .decode(&c.signature)
+                    .is_ok_and(|sig| k.verify(&message, &sig));
+                (!valid).then_some("has an invalid signature")
+            }
         };
-        if let Some(id) = store
-            .unchained_audit_events(&tenant)
-            .await?
-            .into_iter()
-            .next()
-        {
-            return Err(broken(
-                Some(id),
-                0,
-                "event is outside the chain (no sequence number or hash)".into(),
-            ));
-        }
-        let checkpoints = store.audit_checkpoints(&tenant).await?;
-        let wanted: HashMap<i64, ()> = checkpoints.iter().map(|c| (c.seq, ())).collect();
-        let mut hash_at: HashMap<i64, String> = HashMap::new();
-        let mut expected_seq = 1;
-        let mut prev = GENESIS_HASH.to_string();
-        loop {
-            let page = store
-                .audit_chain_page(&tenant, expected_seq - 1, PAGE)
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            for event in &page {
-                if event.seq != expected_seq {
-                    return Err(broken(
-                        Some(event.id.clone()),
-                        event.seq,
-                        format!("event seq {expected_seq} is missing before this one (removed)"),
-                    ));
-                }
-                if event.prev_hash != prev {
-                    return Err(broken(
-                        Some(event.id.clone()),
-                        event.seq,
-                        "does not link to the event before it (reordered, or the one before was replaced)".into(),
-                    ));
-                }
-                if canonical_hash(event) != event.hash {
-                    return Err(broken(
-                        Some(event.id.clone()),
-                        event.seq,
-                        "content does not match its hash (altered)".into(),
-                    ));
-                }
-                if wanted.contains_key(&event.seq) {
-                    hash_at.insert(event.seq, event.hash.clone());
-                }
-                prev = event.hash.clone();
-                expected_seq += 1;
-                report.events += 1;
-            }
-        }
-        let last = expected_seq - 1;
-        if head.seq != last || head.hash != prev {
+        if let Some(problem) = problem {
             return Err(broken(
                 None,
-                head.seq,
-                format!("the chain head says {} events but the chain has {last} (events removed from the end, or the head altered)", head.seq),
+                c.seq,
+                format!("checkpoint {} {problem}", c.id),
             ));
         }
-        let kind = store.get_tenant(&tenant).await?.kind;
-        // Either scope: the deployment may have switched between per-kind and per-tenant
-        // keys since a checkpoint was signed.
-        let scopes = [
-            format!("kind:{}", kind.as_str()),
-            format!("tenant:{tenant}"),
-        ];
-        for c in &checkpoints {
-            let message =
-                Checkpoint::signed_message(&c.tenant_id, c.seq, &c.head_hash, c.created_at);
-            let key = keys.verifier(&c.kid).await?;
-            let problem = match &key {
-                None => Some("is signed by an unknown key"),
-                Some(k) if !k.serves(Purpose::AuditCheckpoint) => {
-                    Some("is signed by a key that does not sign checkpoints")
-                }
-                Some(k) if k.purpose != Purpose::Legacy && !scopes.contains(&k.scope) => {
-                    Some("is signed by another tenant's key")
-                }
-                Some(k) => {
-                    let valid = URL_SAFE_NO_PAD
-                        .decode(&c.signature)
-                        .is_ok_and(|sig| k.verify(&message, &sig));
-                    (!valid).then_some("has an invalid signature")
-                }
-            };
-            if let Some(problem) = problem {
+        match hash_at.get(&c.seq) {
+            Some(h) if *h == c.head_hash => {}
+            _ => {
                 return Err(broken(
                     None,
                     c.seq,
-                    format!("checkpoint {} {problem}", c.id),
-                ));
+                    format!("checkpoint {} does not match the chain (events up to it were rewritten or removed)", c.id),
+                ))
             }
-            match hash_at.get(&c.seq) {
-                Some(h) if *h == c.head_hash => {}
-                _ => {
-                    return Err(broken(
-                        None,
-                        c.seq,
-                        format!("checkpoint {} does not match the chain (events up to it were rewritten or removed)", c.id),
-                    ))
-                }
-            }
-            report.checkpoints += 1;
         }
-        report.chains += 1;
+        report.checkpoints += 1;
     }
-    Ok(report)
+    report.chains += 1;
+    Ok(())
 }
 
 /// Signs a checkpoint for each chain that has grown by `every_events` since its last

@@ -80,6 +80,33 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub mail: MailConfig,
     pub sms: SmsConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The web console at `/console/` (server-rendered pages over the same API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Off: `/console/` is not served (an API-only node).
+    pub enabled: bool,
+    /// A browser session unused this long ends (OWASP ASVS 7.3.1).
+    pub idle_timeout_mins: u64,
+    /// A browser session ends this long after sign-in, however busy (ASVS 7.3.2).
+    pub absolute_timeout_hours: u64,
+    /// Mark cookies `Secure` and `__Host-` even though Rampart serves plain HTTP: set it
+    /// when a TLS-terminating proxy is in front. Always on when `tls.cert_file` is set.
+    pub secure_cookies: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            idle_timeout_mins: 30,
+            absolute_timeout_hours: 12,
+            secure_cookies: false,
+        }
+    }
 }
 
 /// Payments (seed 003).
@@ -770,6 +797,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             mail: MailConfig::default(),
             sms: SmsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -930,6 +958,20 @@ impl Config {
                 "payments.idempotency_lease_secs",
                 self.payments.idempotency_lease_secs,
                 "1 to 3600 seconds",
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.console.idle_timeout_mins) {
+            return Err(invalid(
+                "console.idle_timeout_mins",
+                self.console.idle_timeout_mins,
+                "1 to 1440 minutes",
+            ));
+        }
+        if !(1..=24 * 7).contains(&self.console.absolute_timeout_hours) {
+            return Err(invalid(
+                "console.absolute_timeout_hours",
+                self.console.absolute_timeout_hours,
+                "1 to 168 hours",
             ));
         }
         if self.payments.simulator_delay_ms > 600_000 {

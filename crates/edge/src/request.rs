@@ -74,11 +74,16 @@ pub async fn request_context(
         let error = match response.extensions_mut().remove::<ApiError>() {
             Some(error) => Some(error),
             None => {
-                let is_json = response
+                // A JSON body is already the error shape; an HTML one is a console page
+                // that shows its own error to a person.
+                let rendered = response
                     .headers()
                     .get(header::CONTENT_TYPE)
-                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-                if is_json {
+                    .is_some_and(|v| {
+                        v.as_bytes().starts_with(b"application/json")
+                            || v.as_bytes().starts_with(b"text/html")
+                    });
+                if rendered {
                     None
                 } else {
                     let (parts, body) = response.into_parts();

@@ -18,6 +18,7 @@ use crate::{rbac, rfc3339, Identity, IdentityError, Principal};
 pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
         .routes(routes!(audit_events))
+        .routes(routes!(audit_chain))
         .routes(routes!(security_events))
 }
 
@@ -208,4 +209,74 @@ pub async fn security_events(
         .map_err(|e| IdentityError::Task(e.to_string()))?
         .map_err(|e| IdentityError::Task(e.to_string()))?;
     Ok(Json(events))
+}
+
+/// The state of the caller's tenant's audit chain.
+#[derive(Serialize, ToSchema)]
+pub struct ChainStatus {
+    pub tenant_id: String,
+    /// Every event links to the one before, every hash matches its content, and every
+    /// checkpoint's signature holds.
+    pub ok: bool,
+    /// What is wrong, when `ok` is false.
+    pub problem: Option<String>,
+    /// Events verified.
+    pub events: u64,
+    /// Signed checkpoints verified.
+    pub checkpoints: u64,
+    /// Sequence number of the newest event.
+    pub head_seq: i64,
+    /// The newest signed checkpoint: its sequence number and time (RFC 3339).
+    pub last_checkpoint_seq: Option<i64>,
+    pub last_checkpoint_at: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-events/chain",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's tenant's chain, verified now (what `rampart audit verify` checks, for one tenant)", body = ChainStatus),
+        (status = 403, description = "Missing audit:read", body = ErrorBody),
+    )
+)]
+pub async fn audit_chain(
+    State(identity): State<Identity>,
+    principal: Principal,
+    info: rampart_edge::RequestInfo,
+) -> Result<Json<ChainStatus>, ApiError> {
+    principal.require(rbac::AUDIT_READ)?;
+    let tenant = principal.scope.tenant_id().to_string();
+    let verified =
+        rampart_audit::chain::verify_tenant(identity.store(), identity.signing_keys(), &tenant)
+            .await;
+    let (ok, problem, report) = match verified {
+        Ok(r) => (true, None, r),
+        Err(rampart_audit::chain::VerifyError::Broken(b)) => {
+            let mut event =
+                rampart_audit::security_log::SecurityEvent::new("audit_chain_broken", "critical");
+            event.detail = serde_json::json!({ "seq": b.seq, "reason": b.reason });
+            identity.security_event(event, &info, Some(&principal));
+            (false, Some(b.to_string()), Default::default())
+        }
+        Err(e) => return Err(IdentityError::Task(e.to_string()).into()),
+    };
+    let head = identity
+        .store()
+        .audit_chain_heads()
+        .await
+        .map_err(IdentityError::from)?
+        .into_iter()
+        .find(|h| h.tenant_id == tenant);
+    Ok(Json(ChainStatus {
+        tenant_id: tenant,
+        ok,
+        problem,
+        events: report.events,
+        checkpoints: report.checkpoints,
+        head_seq: head.as_ref().map(|h| h.seq).unwrap_or(0),
+        last_checkpoint_seq: head.as_ref().and_then(|h| h.last_checkpoint_seq),
+        last_checkpoint_at: head.and_then(|h| h.last_checkpoint_at).map(rfc3339),
+    }))
 }

@@ -30,7 +30,7 @@ pub mod webhooks_api;
 
 pub use auth::request_meta;
 pub use error::IdentityError;
-pub use principal::{Caller, Principal, API_KEY_PREFIX};
+pub use principal::{Caller, ConsoleCaller, Principal, API_KEY_PREFIX};
 pub use state::{CallerLimits, Identity};
 pub use throttle::LoginThrottle;
 

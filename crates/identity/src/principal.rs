@@ -146,6 +146,16 @@ where
         let info = RequestInfo::from_request_parts(parts, state)
             .await
             .unwrap_or_default();
+        if let Some(console) = parts.extensions.get::<ConsoleCaller>().cloned() {
+            return Principal::of_session(
+                identity,
+                info,
+                &console.tenant_id,
+                console.session_id,
+                &console.user_id,
+            )
+            .await;
+        }
         let token = bearer_token(parts).ok_or(IdentityError::MissingToken)?;
         if token.starts_with(API_KEY_PREFIX) {
             let digest = rampart_crypto::secret_digest(token);
@@ -169,9 +179,34 @@ where
             });
         }
         let claims = identity.verify(token).await?;
+        Principal::of_session(identity, info, &claims.tenant, claims.sid, &claims.sub).await
+    }
+}
+
+/// The caller of an API request the console makes in-process for a signed-in browser:
+/// the identity session its cookie is bound to. It is a request extension, which only
+/// code in this process can set (no header or body becomes one), and it goes through the
+/// same session check as an access token, so the console can do exactly what the API
+/// lets that user do, and stops the moment the API would.
+#[derive(Debug, Clone)]
+pub struct ConsoleCaller {
+    pub tenant_id: String,
+    pub session_id: String,
+    pub user_id: String,
+}
+
+impl Principal {
+    /// The user of a live session (not ended, user active), rate-limited per tenant.
+    async fn of_session(
+        identity: Identity,
+        info: RequestInfo,
+        tenant_id: &str,
+        session_id: String,
+        user_id: &str,
+    ) -> Result<Principal, ApiError> {
         let (scope, user, mfa) = identity
             .store()
-            .authenticate_session(&claims.tenant, &claims.sid, &claims.sub)
+            .authenticate_session(tenant_id, &session_id, user_id)
             .await
             .map_err(IdentityError::from)?
             .ok_or(IdentityError::SessionEnded)?;
@@ -180,7 +215,7 @@ where
         Ok(Principal {
             caller: Caller::User {
                 user,
-                session_id: claims.sid,
+                session_id,
                 mfa,
             },
             scope,

@@ -386,6 +386,17 @@ impl Identity {
     /// makes this node reload once: another node may have made it), the signature and
     /// claims, and that the key belongs to the token's tenant: a key of one tenant kind
     /// (or tenant) cannot vouch for users of another.
+    /// The session an access token names, once its signature and claims check out. The
+    /// console turns a login's answer into a browser session bound to it this way.
+    pub async fn token_session(&self, token: &str) -> Result<crate::ConsoleCaller, IdentityError> {
+        let claims = self.verify(token).await?;
+        Ok(crate::ConsoleCaller {
+            tenant_id: claims.tenant,
+            session_id: claims.sid,
+            user_id: claims.sub,
+        })
+    }
+
     pub(crate) async fn verify(&self, token: &str) -> Result<AccessClaims, IdentityError> {
         let bad = |e: String| IdentityError::BadToken(e);
         let kid = AccessTokens::kid_of(token).map_err(|e| bad(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! Users: `GET /api/v1/users/me`, `POST /api/v1/tenants/{tenant_id}/users`, and the
 //! creation path the CLI shares (`rampart admin create`, `rampart users import`).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use rampart_config::AuthConfig;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
@@ -19,7 +19,7 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(get_phone, set_phone, delete_phone))
-        .routes(routes!(create_in_tenant))
+        .routes(routes!(create_in_tenant, list_in_tenant))
         .routes(routes!(update))
 }
 
@@ -240,6 +240,50 @@ pub async fn delete_phone(
         .await
         .map_err(IdentityError::from)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One page of a tenant's users.
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant_id}/users",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "Tenant id"), crate::tenants::ListParams),
+    responses(
+        (status = 200, description = "The tenant's users, invitations included, in id order", body = UserPage),
+        (status = 403, description = "Missing users:read", body = ErrorBody),
+        (status = 404, description = "No such tenant (or not the caller's)", body = ErrorBody),
+        (status = 422, description = "Invalid limit", body = ErrorBody),
+    )
+)]
+pub async fn list_in_tenant(
+    State(identity): State<Identity>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    Query(params): Query<crate::tenants::ListParams>,
+) -> Result<Json<UserPage>, ApiError> {
+    let scope = scope_for(&identity, &principal, &tenant_id).await?;
+    principal.require(rbac::USERS_READ)?;
+    let limit = crate::page_limit(params.limit, 50, 200)?;
+    let users = identity
+        .store()
+        .list_users(&scope, params.after.as_deref(), limit)
+        .await
+        .map_err(IdentityError::from)?;
+    let next_cursor = (users.len() as i64 == limit)
+        .then(|| users.last().map(|u| u.id.clone()))
+        .flatten();
+    Ok(Json(UserPage {
+        items: users.iter().map(UserView::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// A new user. Not `Debug`: it carries a password.

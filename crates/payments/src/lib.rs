@@ -22,6 +22,7 @@
 pub mod api;
 pub mod backtest;
 pub mod connector;
+pub mod console;
 pub mod currency;
 pub mod fraud;
 pub mod report;

@@ -754,24 +754,34 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         jobs: jobs.clone(),
         openapi: Arc::new(openapi.clone()),
     };
-    let routes = Router::new()
+    let api_routes = Router::new()
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
-        .merge(payment_routes.with_state(payments))
-        .fallback(rampart_edge::not_found)
-        .route_layer(from_fn(rampart_edge::request::route_tag))
-        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.http.request_timeout_secs),
-        ))
-        // A panic is a bug; the client still gets the error shape, never a dropped
-        // connection.
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            ApiError::internal().into_response()
-        }));
+        .merge(payment_routes.with_state(payments));
+    let (max_body, timeout) = (
+        config.http.max_body_bytes,
+        Duration::from_secs(config.http.request_timeout_secs),
+    );
+    let handler_layers = move |routes: Router| {
+        routes
+            .fallback(rampart_edge::not_found)
+            .route_layer(from_fn(rampart_edge::request::route_tag))
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                timeout,
+            ))
+            // A panic is a bug; the client still gets the error shape, never a dropped
+            // connection.
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("handler panicked");
+                ApiError::internal().into_response()
+            }))
+    };
+    // The console calls the API in-process, past the edge its own request has crossed.
+    let console = console(handler_layers(api_routes.clone()), &identity, &config);
+    let routes = handler_layers(api_routes.merge(console));
     let router = edge_layers(routes, waf, edge, http_metrics);
 
     let background = vec![tokio::spawn(audit_checkpoints(
@@ -796,6 +806,27 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         jobs,
         worker,
     })
+}
+
+/// The web console at `/console/`, with every app's pages (the one registration point
+/// for console pages, beside `rbac()` for permissions).
+pub fn console(api: Router, identity: &Identity, config: &Config) -> Router {
+    let c = &config.console;
+    rampart_console::ConsoleBuilder::default()
+        .pages(
+            rampart_payments::console::routes(),
+            rampart_payments::console::nav(),
+        )
+        .build(
+            api,
+            identity.clone(),
+            rampart_console::Settings {
+                enabled: c.enabled,
+                idle_timeout: Duration::from_secs(c.idle_timeout_mins * 60),
+                absolute_timeout: Duration::from_secs(c.absolute_timeout_hours * 3600),
+                tls: config.tls.enabled() || c.secure_cookies,
+            },
+        )
 }
 
 /// The layers every request crosses first, outermost last: the WAF, the edge guard

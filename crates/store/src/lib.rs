@@ -24,6 +24,7 @@ pub mod account;
 pub mod api_keys;
 pub mod audit_events;
 pub mod backups;
+pub mod console;
 pub mod jobs;
 pub mod keyring;
 pub mod mfa;

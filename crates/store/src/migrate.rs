@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_payment_attempts.sql"),
         postgres: include_str!("../migrations/postgres/0013_payment_attempts.sql"),
     },
+    Migration {
+        version: 14,
+        name: "console_sessions",
+        sqlite: include_str!("../migrations/sqlite/0014_console_sessions.sql"),
+        postgres: include_str!("../migrations/postgres/0014_console_sessions.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

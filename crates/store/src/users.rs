@@ -99,6 +99,28 @@ impl Store {
         from_row(&row.ok_or(StoreError::NotFound)?)
     }
 
+    /// The users of the scope's tenant in id order, `limit` at most, after the cursor
+    /// `after`; invited users (who have not accepted yet) included, with that status.
+    pub async fn list_users(
+        &self,
+        scope: &TenantScope,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut tx = self.tenant_read(scope).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id > $2 \
+             ORDER BY u.id LIMIT $3"
+        ))
+        .bind(tx.tenant_id().to_string())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Replaces a user's password hash (an outdated one upgraded at login), with its audit
     /// event.
     pub async fn set_password_hash(
@@ -209,6 +231,25 @@ impl Store {
         .bind(tx.tenant_id().to_string())
         .execute(tx.conn())
         .await?;
+        // A new role or status ends the user's sessions (API and console alike): the
+        // user signs in again under the new grant (OWASP ASVS 3.3), and nothing keeps
+        // a page open with permissions it no longer has.
+        if before.role != after.role || before.status != after.status {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                 WHERE user_id = $3 AND tenant_id = $4 AND revoked_at IS NULL",
+            )
+            .bind(after.updated_at)
+            .bind(if before.role != after.role {
+                "role_changed"
+            } else {
+                "status_changed"
+            })
+            .bind(user_id)
+            .bind(tx.tenant_id().to_string())
+            .execute(tx.conn())
+            .await?;
+        }
         audit.target_id = Some(user_id.to_string());
         audit.changes = serde_json::json!({
             "role": { "from": before.role.as_str(), "to": after.role.as_str() },

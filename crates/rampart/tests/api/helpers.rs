@@ -402,6 +402,32 @@ impl TestApp {
         cmd
     }
 
+    /// Runs one statement against this app's database as its owner (to stage what time
+    /// alone would do, like a session left idle); returns the rows it changed.
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect(sql)
+                    .rows_affected()
+            }
+            None => {
+                let url = format!("sqlite://{}", self.dir.path().join("rampart.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("open the SQLite file");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect(sql)
+                    .rows_affected()
+            }
+        }
+    }
+
     /// Rows of `sql`, read straight from this app's database (the SQLite file or the test's
     /// PostgreSQL database, as its owner), for checks a user's API cannot make.
     pub async fn query_rows<T>(&self, sql: &str) -> Vec<T>

@@ -8,6 +8,7 @@ mod backup;
 mod cancellation;
 mod cli;
 mod cluster;
+mod console;
 mod edge;
 mod errors;
 mod hardening;
