@@ -48,7 +48,7 @@ fn valid_bucket_name(name: &str) -> bool {
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
     "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs", "payments", "backup", "objects", "notify", "mail", "sms",
+    "jobs", "payments", "backup", "objects", "notify", "mail", "sms", "console",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];

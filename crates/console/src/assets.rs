@@ -96,7 +96,13 @@ mod tests {
         assert_eq!(hex(&Sha256::digest(HTMX)), HTMX_SHA256);
         // Its configuration names must exist in this release (the meta tag sets them).
         let text = std::str::from_utf8(HTMX).unwrap();
-        for name in ["allowEval", "includeIndicatorStyles", "allowScriptTags"] {
+        for name in [
+            "allowEval",
+            "includeIndicatorStyles",
+            "allowScriptTags",
+            "historyEnabled",
+            "historyCacheSize",
+        ] {
             assert!(text.contains(name), "{name} is not an htmx 2.0.11 option");
         }
     }

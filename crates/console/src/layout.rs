@@ -79,7 +79,7 @@ impl<'a> Shell<'a> {
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     // htmx without eval and without the styles it would inject inline
                     // (the CSP allows neither); the indicator styles are in console.css.
-                    meta name="htmx-config" content=r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0}"#;
+                    meta name="htmx-config" content=r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyEnabled":false,"historyCacheSize":0}"#;
                     title { (title) " · " (lang.t("console")) }
                     link rel="stylesheet" href=(crate::assets::css_path());
                     script src=(crate::assets::htmx_path()) defer {}

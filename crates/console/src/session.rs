@@ -4,9 +4,9 @@
 //! secret, `HttpOnly; SameSite=Strict; Path=/` (plus `Secure` under TLS). The database
 //! keeps only its digest, in a `console_sessions` row bound to the identity session the
 //! login started; every page's API calls run as that identity session
-//! ([`rampart_identity::ConsoleCaller`]), so logout, revocation, a disabled user or a role
-//! change (which revokes the user's sessions) end the browser's session on its next
-//! request. No token ever reaches the browser: not in a cookie it can read, not in
+//! ([`rampart_identity::ConsoleCaller`]), so logout, revocation or a disabled user end the
+//! browser's session on its next request; so does a role change (the row keeps the role
+//! at sign-in, and a page that finds another ends the session). No token ever reaches the browser: not in a cookie it can read, not in
 //! `localStorage`, not in a URL. The login's refresh token is dropped on the floor.
 //!
 //! **Timeouts.** Idle (`console.idle_timeout_mins`, 30) and absolute
@@ -285,6 +285,16 @@ where
             }
             return Err(layout::unavailable());
         };
+        if me.role != row.role {
+            // A new grant (up or down) means signing in again: no page stays open with
+            // permissions the user no longer has, or gains ones silently.
+            let _ = console
+                .identity()
+                .store()
+                .end_console_session(&row.tenant_id, &digest)
+                .await;
+            return Err(ended(tls));
+        }
         let role = me.role.parse().unwrap_or(rampart_store::Role::Member);
         let permissions = console.identity().rbac().permissions_of(role);
         Ok(SignedIn {
@@ -364,11 +374,18 @@ pub(crate) async fn refuse_cross_site(
 }
 
 /// `Origin` absent (older browsers send none on same-origin form posts) or naming our
-/// own `Host`.
+/// own `Host`. Under `Referrer-Policy: no-referrer` (ours) Chromium sends `Origin: null`
+/// even from our own pages; that passes only with `Sec-Fetch-Site: same-origin`, which a
+/// page elsewhere (a sandboxed frame included) cannot send.
 fn origin_is_ours(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    if origin == "null" {
+        return headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v == "same-origin");
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -561,6 +578,14 @@ async fn start(console: &Console, access: &str) -> Result<HeaderValue, Response>
         .token_session(access)
         .await
         .map_err(|_| layout::unavailable())?;
+    let mut origin = crate::api::Origin::default();
+    origin.extensions.insert(caller.clone());
+    let me = console
+        .api()
+        .get(&origin, "/api/v1/users/me")
+        .await
+        .json::<Me>()
+        .ok_or_else(layout::unavailable)?;
     let secret = rampart_crypto::random_secret("", 32);
     let expires_at =
         rampart_store::now_ms() + console.settings().absolute_timeout.as_millis() as i64;
@@ -572,6 +597,7 @@ async fn start(console: &Console, access: &str) -> Result<HeaderValue, Response>
             &rampart_crypto::secret_digest(&secret),
             &caller.session_id,
             &caller.user_id,
+            &me.role,
             expires_at,
         )
         .await
@@ -683,6 +709,10 @@ mod tests {
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
         assert!(!origin_is_ours(&h));
         h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!origin_is_ours(&h));
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(origin_is_ours(&h));
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(!origin_is_ours(&h));
     }
 

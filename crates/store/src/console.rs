@@ -17,6 +17,8 @@ pub struct ConsoleSession {
     pub session_id: String,
     pub tenant_id: String,
     pub user_id: String,
+    /// The user's role at sign-in.
+    pub role: String,
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
@@ -30,6 +32,7 @@ impl Store {
         token_hash: &str,
         session_id: &str,
         user_id: &str,
+        role: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let now = now_ms();
@@ -37,13 +40,14 @@ impl Store {
         let scope = TenantScope::mint(tenant_id.to_string());
         let mut tx = self.tenant_write(&scope).await?;
         sqlx::query(
-            "INSERT INTO console_sessions (token_hash, session_id, tenant_id, user_id, \
-             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+            "INSERT INTO console_sessions (token_hash, session_id, tenant_id, user_id, role, \
+             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .bind(token_hash)
         .bind(session_id)
         .bind(tx.tenant_id().to_string())
         .bind(user_id)
+        .bind(role)
         .bind(now)
         .bind(expires_at)
         .execute(tx.conn())
@@ -65,7 +69,7 @@ impl Store {
             // The cookie names no tenant, so the lookup is a system read, like an API key's.
             let mut tx = self.system_read().await?;
             let row = sqlx::query(
-                "SELECT session_id, tenant_id, user_id, created_at, last_seen_at, expires_at \
+                "SELECT session_id, tenant_id, user_id, role, created_at, last_seen_at, expires_at \
                  FROM console_sessions WHERE token_hash = $1",
             )
             .bind(token_hash)
@@ -79,6 +83,7 @@ impl Store {
             session_id: row.try_get("session_id")?,
             tenant_id: row.try_get("tenant_id")?,
             user_id: row.try_get("user_id")?,
+            role: row.try_get("role")?,
             created_at: row.try_get("created_at")?,
             last_seen_at: row.try_get("last_seen_at")?,
             expires_at: row.try_get("expires_at")?,

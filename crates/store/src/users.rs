@@ -231,25 +231,6 @@ impl Store {
         .bind(tx.tenant_id().to_string())
         .execute(tx.conn())
         .await?;
-        // A new role or status ends the user's sessions (API and console alike): the
-        // user signs in again under the new grant (OWASP ASVS 3.3), and nothing keeps
-        // a page open with permissions it no longer has.
-        if before.role != after.role || before.status != after.status {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-                 WHERE user_id = $3 AND tenant_id = $4 AND revoked_at IS NULL",
-            )
-            .bind(after.updated_at)
-            .bind(if before.role != after.role {
-                "role_changed"
-            } else {
-                "status_changed"
-            })
-            .bind(user_id)
-            .bind(tx.tenant_id().to_string())
-            .execute(tx.conn())
-            .await?;
-        }
         audit.target_id = Some(user_id.to_string());
         audit.changes = serde_json::json!({
             "role": { "from": before.role.as_str(), "to": after.role.as_str() },

@@ -1,12 +1,14 @@
 -- Browser sessions of the console (/console/). Each is bound to one identity session
--- (`sessions`), so logout, revocation, a disabled user and a role change end it through
--- the same check every API request makes. The cookie holds a random secret; only its
+-- (`sessions`), so logout, revocation and a disabled user end it through the same check
+-- every API request makes; `role` is the user's role at sign-in, and a page finding
+-- another one ends the browser session (a new grant means signing in again). The cookie holds a random secret; only its
 -- digest is stored. `last_seen_at` drives the idle timeout, `expires_at` the absolute one.
 CREATE TABLE console_sessions (
     token_hash    TEXT PRIMARY KEY,
     session_id    TEXT NOT NULL REFERENCES sessions(id),
     tenant_id     TEXT NOT NULL REFERENCES tenants(id),
     user_id       TEXT NOT NULL REFERENCES users(id),
+    role          TEXT NOT NULL,
     created_at    INTEGER NOT NULL,
     last_seen_at  INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL
