@@ -148,7 +148,8 @@ impl Detector {
                     Document::Detection(d) => &d.info,
                     Document::Correlation(c) => &c.info,
                 };
-                for key in std::iter::once(&info.id).chain(info.name.iter()) {
+                let name = info.name.iter().filter(|n| **n != info.id);
+                for key in std::iter::once(&info.id).chain(name) {
                     if let Some((other, line)) = seen.get(key) {
                         return Err(RuleError {
                             file: file.to_string(),
