@@ -263,6 +263,23 @@ impl Detector {
                 }
             }
         }
+        let levelless = detections
+            .iter()
+            .zip(&detection_alerts)
+            .map(|(d, alerts)| (&d.info, *alerts))
+            .chain(
+                order
+                    .iter()
+                    .map(|i| (&defs[*i].info, correlation_alerts[position[i]])),
+            )
+            .find(|(info, alerts)| *alerts && !info.level_given);
+        if let Some((info, _)) = levelless {
+            return Err(Problem::at(
+                info.line,
+                "`level` is missing: a rule that raises alerts needs one",
+            )
+            .in_file(&info.file));
+        }
         let mut by_def: Vec<Option<CorrelationDef>> = defs.into_iter().map(Some).collect();
         let mut correlations = Vec::new();
         for i in &order {

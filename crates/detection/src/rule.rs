@@ -1,6 +1,9 @@
 //! One Sigma document, parsed and compiled: a detection rule or a correlation rule.
 //!
-//! Rampart requires `title`, `id` and `level` on every rule (an alert needs them) and reads
+//! Every rule needs a `title`, and an `id` or a `name` (the id falls back to the name, as
+//! in the spec's examples). `level` may be left out only on a rule that never alerts on its
+//! own (one referenced by a correlation with `generate: false`); the engine checks that at
+//! load. MITRE ATT&CK technique ids are read from `attack.tNNNN[.NNN]` tags.
 //! MITRE ATT&CK technique ids from `attack.tNNNN[.NNN]` tags.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +66,9 @@ pub struct RuleInfo {
     /// The file the rule came from (`builtin:<name>` for the compiled-in set).
     pub file: String,
     pub line: usize,
+    /// False when the rule has no `level` (it then reads `informational`).
+    #[serde(skip)]
+    pub(crate) level_given: bool,
 }
 
 /// A selection: any of its alternatives (a list of maps is an OR of ANDs).
@@ -276,20 +282,25 @@ pub(crate) fn technique(tag: &str) -> Option<String> {
 
 fn info(doc: &Node, kind: &'static str, file: &str) -> Result<RuleInfo, Problem> {
     let title = text_of(doc, "title", true)?.unwrap_or_default();
-    let id = text_of(doc, "id", true)?.unwrap_or_default();
     let name = text_of(doc, "name", false)?;
-    let level_node = doc
-        .get("level")
-        .ok_or_else(|| Problem::at(doc.line, "`level` is missing"))?;
-    let level = level_node
-        .as_text()
-        .and_then(|t| Level::parse(&t))
-        .ok_or_else(|| {
-            Problem::at(
-                level_node.line,
-                "`level` is one of informational, low, medium, high, critical",
-            )
-        })?;
+    let id = match (text_of(doc, "id", false)?, &name) {
+        (Some(id), _) => id,
+        (None, Some(name)) => name.clone(),
+        (None, None) => return Err(Problem::at(doc.line, "`id` or `name` is missing")),
+    };
+    let level_node = doc.get("level");
+    let level = match level_node {
+        None => Level::Informational,
+        Some(node) => node
+            .as_text()
+            .and_then(|t| Level::parse(&t))
+            .ok_or_else(|| {
+                Problem::at(
+                    node.line,
+                    "`level` is one of informational, low, medium, high, critical",
+                )
+            })?,
+    };
     let mut tags = Vec::new();
     if let Some(node) = doc.get("tags") {
         let Kind::Seq(items) = &node.kind else {
@@ -314,6 +325,7 @@ fn info(doc: &Node, kind: &'static str, file: &str) -> Result<RuleInfo, Problem>
         kind,
         file: file.to_string(),
         line: doc.line,
+        level_given: level_node.is_some(),
     })
 }
 
@@ -698,6 +710,12 @@ mod tests {
         assert_eq!(e.line, Some(3));
         let e = line("id: r1\nlevel: low\ndetection:\n  sel: {event: x}\n  condition: sel\n");
         assert!(e.reason.contains("`title` is missing"));
+        let e = line("title: t\nlevel: low\ndetection:\n  sel: {event: x}\n  condition: sel\n");
+        assert!(e.reason.contains("`id` or `name`"));
+        let d = detection("title: t\nname: n\ndetection:\n  sel: {event: x}\n  condition: sel\n")
+            .unwrap();
+        assert_eq!(d.info.id, "n");
+        assert!(!d.info.level_given);
         let e = line(&format!("{HEAD}detection:\n  sel: x\n  condition: sel\n"));
         assert_eq!(e.line, Some(5));
         let e = line(&format!(

@@ -501,3 +501,96 @@ fn load_reads_a_rules_directory() {
     let e = Detector::load(false, Some(&dir)).unwrap_err();
     assert!(e.reason.contains("cannot read the rules directory"));
 }
+
+/// The shape of the correlation spec's closing example (v2.0.2, "failed logins followed by
+/// a successful login"): several documents in one file, references by `name` (one made
+/// before its target is defined), a correlation chained on a correlation, and base rules
+/// with no id or level of their own. Events use Windows field names, as there.
+const SPEC_CHAIN: &str = r#"
+title: Correlation - many failed logins, then a success
+id: 6f1f4a1e-0000-4000-8000-000000000001
+status: experimental
+correlation:
+    type: temporal_ordered
+    rules:
+        - many_failed_logins
+        - logged_in
+    group-by:
+        - User
+    timespan: 10m
+level: high
+---
+title: Many failed logins
+id: 6f1f4a1e-0000-4000-8000-000000000002
+name: many_failed_logins
+correlation:
+    type: event_count
+    rules:
+        - failed_logon
+    group-by:
+        - User
+    timespan: 10m
+    condition:
+        gte: 10
+---
+title: One failed login
+name: failed_logon
+logsource:
+    product: windows
+    service: security
+detection:
+    selection:
+        EventID:
+            - 529
+            - 4625
+    condition: selection
+---
+title: One successful login
+name: logged_in
+logsource:
+    product: windows
+    service: security
+detection:
+    selection:
+        EventID:
+            - 528
+            - 4624
+    condition: selection
+"#;
+
+#[test]
+fn the_spec_example_of_a_chained_correlation_loads_and_fires() {
+    let mut d = Detector::from_sources(&[("spec.yml", SPEC_CHAIN)], Limits::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed = |user: &str| json!({"EventID": 4625, "User": user});
+    let ok = |user: &str| json!({"EventID": 4624, "User": user});
+    // A success first does not count: the order matters.
+    assert!(d.observe(&ok("alice"), T0).is_empty());
+    let mut alerts = Vec::new();
+    for i in 0..12 {
+        alerts.extend(d.observe(&failed("alice"), T0 + i * SEC));
+        // Bob fails only nine times.
+        if i < 9 {
+            alerts.extend(d.observe(&failed("bob"), T0 + i * SEC));
+        }
+    }
+    // Neither the base rules nor the inner correlation alert (generate: false).
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert!(d.observe(&ok("bob"), T0 + 30 * SEC).is_empty());
+    let alerts = d.observe(&ok("alice"), T0 + 30 * SEC);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].rule_id, "6f1f4a1e-0000-4000-8000-000000000001");
+    assert_eq!(alerts[0].group["User"], "alice");
+    assert_eq!(alerts[0].level, Level::High);
+}
+
+#[test]
+fn a_rule_that_alerts_needs_a_level() {
+    let e = load_error(&[(
+        "r.yml",
+        "title: t\nname: n\ndetection:\n  sel: {event: x}\n  condition: sel\n",
+    )]);
+    // The line where the rule begins.
+    assert_eq!(e.line, Some(1));
+    assert!(e.reason.contains("`level` is missing"), "{e}");
+}
