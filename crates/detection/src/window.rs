@@ -89,7 +89,11 @@ impl Windows {
             groups: HashMap::new(),
             slots,
             timespan_ms,
-            limits,
+            // A cap of zero would hold nothing and fire nothing: one is the least.
+            limits: Limits {
+                max_groups: limits.max_groups.max(1),
+                max_entries_per_group: limits.max_entries_per_group.max(1),
+            },
         }
     }
 

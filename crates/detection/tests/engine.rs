@@ -594,3 +594,16 @@ fn a_rule_that_alerts_needs_a_level() {
     assert_eq!(e.line, Some(1));
     assert!(e.reason.contains("`level` is missing"), "{e}");
 }
+
+#[test]
+fn zero_limits_still_keep_one_group_and_one_entry() {
+    let limits = Limits {
+        max_groups: 0,
+        max_entries_per_group: 0,
+    };
+    let once = "title: once\nid: once\nlevel: low\ncorrelation:\n  type: event_count\n  rules: [failure]\n  group-by: [source_ip]\n  timespan: 1m\n  condition: {gte: 1}\n";
+    let mut d = detector_with(once, limits);
+    assert_eq!(d.observe(&failure("1.1.1.1", "u", 0), T0).len(), 1);
+    assert_eq!(d.observe(&failure("2.2.2.2", "u", 0), T0 + 1).len(), 1);
+    assert_eq!(d.groups(), 1);
+}
