@@ -313,8 +313,12 @@ fn info(doc: &Node, kind: &'static str, file: &str) -> Result<RuleInfo, Problem>
             }
         }
     }
-    let mut techniques: Vec<String> = tags.iter().filter_map(|t| technique(t)).collect();
-    techniques.dedup();
+    let mut techniques: Vec<String> = Vec::new();
+    for t in tags.iter().filter_map(|t| technique(t)) {
+        if !techniques.contains(&t) {
+            techniques.push(t);
+        }
+    }
     Ok(RuleInfo {
         id,
         name,

@@ -607,3 +607,10 @@ fn zero_limits_still_keep_one_group_and_one_entry() {
     assert_eq!(d.observe(&failure("2.2.2.2", "u", 0), T0 + 1).len(), 1);
     assert_eq!(d.groups(), 1);
 }
+
+#[test]
+fn a_detector_can_move_to_another_thread_and_be_shared() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Detector>();
+    send_sync::<Alert>();
+}
