@@ -1,0 +1,61 @@
+//! The built-in rule set, compiled into the binary from `rules/`.
+
+/// `(file name, YAML)` of every built-in rule file.
+pub const RULES: &[(&str, &str)] = &[
+    (
+        "admin_account_changes.yml",
+        include_str!("../rules/admin_account_changes.yml"),
+    ),
+    (
+        "api_key_misuse.yml",
+        include_str!("../rules/api_key_misuse.yml"),
+    ),
+    (
+        "audit_chain_failure.yml",
+        include_str!("../rules/audit_chain_failure.yml"),
+    ),
+    (
+        "backup_failure.yml",
+        include_str!("../rules/backup_failure.yml"),
+    ),
+    (
+        "card_testing.yml",
+        include_str!("../rules/card_testing.yml"),
+    ),
+    (
+        "credential_stuffing.yml",
+        include_str!("../rules/credential_stuffing.yml"),
+    ),
+    (
+        "mass_data_access.yml",
+        include_str!("../rules/mass_data_access.yml"),
+    ),
+    (
+        "mfa_failures.yml",
+        include_str!("../rules/mfa_failures.yml"),
+    ),
+    (
+        "password_guessing.yml",
+        include_str!("../rules/password_guessing.yml"),
+    ),
+    (
+        "password_spraying.yml",
+        include_str!("../rules/password_spraying.yml"),
+    ),
+    (
+        "permission_denied_burst.yml",
+        include_str!("../rules/permission_denied_burst.yml"),
+    ),
+    (
+        "refresh_token_reuse.yml",
+        include_str!("../rules/refresh_token_reuse.yml"),
+    ),
+    (
+        "waf_block_spike.yml",
+        include_str!("../rules/waf_block_spike.yml"),
+    ),
+    (
+        "web_attack_waves.yml",
+        include_str!("../rules/web_attack_waves.yml"),
+    ),
+];
