@@ -440,6 +440,50 @@ impl Store {
 }
 
 impl Store {
+    /// A signed-in user's new password (checked against the old one by the caller): the
+    /// hash, every other session of the user ended, the notices and the audit event, in
+    /// one transaction. `keep_session` (the caller's own) stays.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        password_hash: &str,
+        keep_session: &str,
+        notices: &[NewNotification],
+        mut audit: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let scope = crate::TenantScope::mint(user.tenant_id.clone());
+        let mut tx = self.tenant_write(&scope).await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(&user.id)
+        .bind(&user.tenant_id)
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password_changed' \
+             WHERE user_id = $2 AND tenant_id = $3 AND id <> $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&user.id)
+        .bind(&user.tenant_id)
+        .bind(keep_session)
+        .execute(tx.conn())
+        .await?;
+        for notice in notices.iter().filter(|n| n.tenant_id == user.tenant_id) {
+            crate::notify::insert(tx.conn(), notice).await?;
+        }
+        audit.target_id = Some(user.id.clone());
+        tx.audit(&user.tenant_id, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
     /// Stores an e-mail change token (for `new_email`) with its two mails (the link to
     /// the new address, the notice to the old), in one transaction. The user's earlier
     /// unused change links stop working: only the latest request can be confirmed.

@@ -1,5 +1,5 @@
 //! `/console/account`: the signed-in user's own account: two-step sign-in (TOTP enrolment
-//! with a QR code, recovery codes shown once, turning it off).
+//! with a QR code, recovery codes shown once, turning it off) and the password.
 
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -18,10 +18,44 @@ pub(super) fn routes() -> Router<Console> {
         .route("/console/account/mfa/enroll", post(enroll))
         .route("/console/account/mfa/confirm", post(confirm))
         .route("/console/account/mfa/disable", post(disable))
+        .route("/console/account/password", post(change_password))
 }
 
-async fn account(user: SignedIn) -> Response {
-    render(&user, &Answer::none(), html! {}, None)
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(user: SignedIn, Form(form): Form<PasswordForm>) -> Response {
+    let answer = user
+        .post(
+            "/api/v1/users/me/password",
+            json!({ "current_password": form.current_password, "new_password": form.new_password }),
+        )
+        .await;
+    if answer.ok() {
+        return super::done("/console/account?done=password");
+    }
+    render(&user, &answer, html! {}, None)
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    done: Option<String>,
+}
+
+async fn account(
+    user: SignedIn,
+    axum::extract::Query(n): axum::extract::Query<Notice>,
+) -> Response {
+    let notice = match n.done.as_deref() {
+        Some("password") => {
+            html! { p.notice role="status" { (user.lang().t("password_changed")) } }
+        }
+        _ => html! {},
+    };
+    render(&user, &Answer::none(), notice, None)
 }
 
 /// A new secret: the QR code and the key, and the form for the first code. The secret
@@ -134,6 +168,19 @@ fn render(user: &SignedIn, answer: &Answer, step: Markup, codes: Option<&[String
                 label for="disable-code" { (lang.t("totp_code")) span.hint { (lang.t("totp_hint")) } }
                 input #disable-code type="text" name="code" autocomplete="one-time-code" required;
                 button.danger type="submit" { (lang.t("disable")) " — " (lang.t("mfa")) }
+            }
+        }
+        h2 { (lang.t("change_password")) }
+        div.card {
+            form.stack method="post" action="/console/account/password" {
+                (csrf_field(csrf))
+                (field(answer, "current_password", lang.t("current_password"), html! {
+                    input #current_password type="password" name="current_password" autocomplete="current-password" required;
+                }))
+                (field(answer, "new_password", lang.t("new_password"), html! {
+                    input #new_password type="password" name="new_password" autocomplete="new-password" required minlength="12";
+                }))
+                button type="submit" { (lang.t("change_password")) }
             }
         }
     };

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use super::request_meta;
 use crate::account::{EMAIL_CHANGE, EMAIL_CHANGE_NOTICE, EMAIL_CHANGE_TTL_SECS};
-use crate::{password, Identity, IdentityError, Principal};
+use crate::{Identity, IdentityError, Principal};
 
 const CHANGE_TOKEN_PREFIX: &str = "eml_";
 /// Change requests one client address may make per login window.
@@ -49,7 +49,10 @@ pub struct EmailChangeResponse {
     pub status: &'static str,
 }
 
-async fn hit(identity: &Identity, key: &str) -> Result<crate::throttle::Hit, IdentityError> {
+pub(super) async fn hit(
+    identity: &Identity,
+    key: &str,
+) -> Result<crate::throttle::Hit, IdentityError> {
     let window = std::time::Duration::from_secs(identity.config().login_window_secs);
     identity
         .throttle()
@@ -100,30 +103,7 @@ pub async fn request(
         }
         .into());
     }
-    // The current password, checked like a login (through the hashing gate).
-    let stored = identity
-        .store()
-        .find_login_candidate(&Email::parse(&user.email).map_err(|reason| {
-            IdentityError::Invalid {
-                field: "email",
-                reason,
-            }
-        })?)
-        .await
-        .map_err(IdentityError::from)?
-        .filter(|c| c.user.id == user.id)
-        .map(|c| c.password_hash)
-        .unwrap_or_else(|| identity.inner.dummy_hash.clone());
-    let presented: String = body
-        .password
-        .chars()
-        .take(password::MAX_PASSWORD_CHARS)
-        .collect();
-    let matches = identity
-        .inner
-        .hashes
-        .run(move |memory| password::verify_in(memory, &presented, &stored))
-        .await?;
+    let matches = super::current_password_matches(&identity, &user, body.password).await?;
     if !matches {
         let mut event =
             rampart_audit::security_log::SecurityEvent::new("email_change_failure", "warning");

@@ -5,6 +5,7 @@ pub(crate) mod invitation;
 mod login;
 mod logout;
 mod mfa;
+mod password_change;
 mod password_reset;
 mod refresh;
 mod signup;
@@ -31,6 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(signup::verify_email, signup::verify_email_link))
         .routes(routes!(password_reset::request))
         .routes(routes!(password_reset::confirm))
+        .routes(routes!(password_change::change))
         .routes(routes!(invitation::accept))
         .routes(routes!(email_change::request))
         .routes(routes!(email_change::confirm))
@@ -78,6 +80,38 @@ pub(crate) async fn throttle_ip(
         });
     }
     Ok(())
+}
+
+/// Whether `presented` is the signed-in `user`'s current password, checked as a login
+/// checks one (through the hashing gate; a dummy hash when the account cannot be found,
+/// so the work is the same). For changes that need the password again (e-mail, password).
+pub(crate) async fn current_password_matches(
+    identity: &Identity,
+    user: &rampart_store::User,
+    presented: String,
+) -> Result<bool, IdentityError> {
+    let email =
+        rampart_store::Email::parse(&user.email).map_err(|reason| IdentityError::Invalid {
+            field: "email",
+            reason,
+        })?;
+    let stored = identity
+        .store()
+        .find_login_candidate(&email)
+        .await
+        .map_err(IdentityError::from)?
+        .filter(|c| c.user.id == user.id)
+        .map(|c| c.password_hash)
+        .unwrap_or_else(|| identity.inner.dummy_hash.clone());
+    let presented: String = presented
+        .chars()
+        .take(crate::password::MAX_PASSWORD_CHARS)
+        .collect();
+    identity
+        .inner
+        .hashes
+        .run(move |memory| crate::password::verify_in(memory, &presented, &stored))
+        .await
 }
 
 /// What login and refresh return.

@@ -540,3 +540,66 @@ async fn a_refund_through_the_console_is_the_apis_refund() {
     let detail = b.get(&format!("/console/payments/{id}")).await;
     assert!(detail.body.contains("payment.refund"), "{}", detail.body);
 }
+
+#[tokio::test]
+async fn a_password_change_needs_the_old_one_and_ends_the_other_sessions() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (other, _) = app.tokens("root@example.id").await;
+    let mut b = Browser::new(&app);
+    b.sign_in("root@example.id").await;
+    let account = b.get("/console/account").await;
+    let csrf = account.csrf();
+    let new = "quiet harbour lantern meadow";
+
+    let wrong = b
+        .post(
+            "/console/account/password",
+            &[
+                ("_csrf", &csrf),
+                ("current_password", "not it at all, no"),
+                ("new_password", new),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("e-mail or password is incorrect"));
+    let weak = b
+        .post(
+            "/console/account/password",
+            &[
+                ("_csrf", &csrf),
+                ("current_password", STRONG_PASSWORD),
+                ("new_password", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(weak.body.contains("class=\"field-error\""), "{}", weak.body);
+
+    let done = b
+        .post(
+            "/console/account/password",
+            &[
+                ("_csrf", &csrf),
+                ("current_password", STRONG_PASSWORD),
+                ("new_password", new),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    // This browser stays signed in; the other session (an API token) has ended.
+    assert_eq!(b.get("/console/account").await.status, StatusCode::OK);
+    let res = app.get("/api/v1/users/me", Some(&other)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("root@example.id", new).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("root@example.id", STRONG_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let notice = app.mail_file_to("root@example.id", "").await;
+    assert!(!notice.contains(new), "the new password is never mailed");
+}
