@@ -125,13 +125,19 @@ print_load
 echo "data:     $PAYMENTS payments in one merchant tenant (SQLite), pages of 50"
 echo
 
-run health /health
-run console/home /console/
-run payments/page1 /console/payments
-run payments/deep "$deep"
-run payment/detail "/console/payments/$payment"
+# Twice: with the load's connections (the server saturated), and with 4 (a few
+# operators at once, the console's real load), where latency is the page's own cost.
+for conns in "$CONNECTIONS" 4; do
+    echo "--- $conns connections ---"
+    run "health/$conns" /health "$work/report.lua" "$conns"
+    run "console/home/$conns" /console/ "$work/report.lua" "$conns"
+    run "payments/page1/$conns" /console/payments "$work/report.lua" "$conns"
+    run "payments/deep/$conns" "$deep" "$work/report.lua" "$conns"
+    run "payment/detail/$conns" "/console/payments/$payment" "$work/report.lua" "$conns"
+    echo
+done
 
-echo
+rps[health]=${rps[health/$CONNECTIONS]}
 for name in console/home payments/page1 payments/deep payment/detail; do
-    print_ratio "$name"
+    print_ratio "$name/$CONNECTIONS"
 done

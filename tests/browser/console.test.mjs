@@ -365,6 +365,7 @@ test("axe-core reports no accessibility violation on any page", async () => {
     "/console/payments/fraud-rules",
     "/console/users",
     "/console/api-keys",
+    "/console/webhooks",
   ]) {
     pages.push([merchant, p]);
   }

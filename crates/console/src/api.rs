@@ -85,7 +85,8 @@ impl Answer {
         if !self.ok() {
             return None;
         }
-        serde_json::from_value(self.body.clone()).ok()
+        // From the bytes, not `body`: no copy of a large page.
+        serde_json::from_slice(&self.raw).ok()
     }
 
     /// The API's message, for a banner.

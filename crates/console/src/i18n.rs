@@ -241,6 +241,10 @@ const TEXT: &[(&str, &str, &str)] = &[
     ("enable", "Enable", "Aktifkan"),
     ("tenant", "Tenant", "Tenan"),
     ("signed_in_as", "Signed in as", "Masuk sebagai"),
+    ("new_endpoint", "New endpoint", "Endpoint baru"),
+    ("deliveries", "Deliveries", "Pengiriman"),
+    ("attempts", "Attempts", "Percobaan"),
+    ("resend", "Resend", "Kirim ulang"),
 ];
 
 #[cfg(test)]

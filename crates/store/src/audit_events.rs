@@ -271,14 +271,22 @@ impl Store {
     ) -> Result<Vec<AuditEventRow>, StoreError> {
         let mut tx = self.tenant_read(scope).await?;
         // Each filter is `($n IS NULL OR column = $n)`, so one statement serves every
-        // combination and every value is a bound parameter.
+        // combination and every value is a bound parameter. The target is the exception:
+        // one object's history (a payment's page) must use the (tenant, target, seq)
+        // index rather than walk the whole chain, and a planner cannot see through
+        // `$n IS NULL OR` to it.
+        let target = if q.target_id.is_some() {
+            "target_id = $6"
+        } else {
+            "$6 IS NULL"
+        };
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1 \
              AND ($2 IS NULL OR seq < $2) \
              AND ($3 IS NULL OR actor_id = $3) \
              AND ($4 IS NULL OR action = $4) \
              AND ($5 IS NULL OR target_type = $5) \
-             AND ($6 IS NULL OR target_id = $6) \
+             AND {target} \
              AND ($7 IS NULL OR occurred_at >= $7) \
              AND ($8 IS NULL OR occurred_at < $8) \
              ORDER BY seq DESC LIMIT $9"

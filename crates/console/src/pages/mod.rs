@@ -7,6 +7,7 @@ mod home;
 mod keys;
 mod tenants;
 mod users;
+mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,6 +29,7 @@ pub(crate) const PAGE_PATHS: &[&str] = &[
     "/console/audit/chain",
     "/console/security",
     "/console/account",
+    "/console/webhooks",
 ];
 
 pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
@@ -37,7 +39,8 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
         .merge(users::routes())
         .merge(keys::routes())
         .merge(audit::routes())
-        .merge(account::routes());
+        .merge(account::routes())
+        .merge(webhooks::routes());
     let nav = vec![
         NavItem {
             href: "/console/",
@@ -63,6 +66,11 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
             href: "/console/audit",
             label: "audit",
             permission: Some(rampart_identity::rbac::AUDIT_READ),
+        },
+        NavItem {
+            href: "/console/webhooks",
+            label: "webhooks",
+            permission: Some(rampart_identity::webhooks_api::WEBHOOKS_WRITE),
         },
         NavItem {
             href: "/console/security",
@@ -172,6 +180,7 @@ mod tests {
             include_str!("keys.rs"),
             include_str!("audit.rs"),
             include_str!("account.rs"),
+            include_str!("webhooks.rs"),
             include_str!("../session.rs"),
             include_str!("../layout.rs"),
         ];

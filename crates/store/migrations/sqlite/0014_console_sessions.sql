@@ -15,3 +15,7 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_session ON console_sessions (session_id);
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+-- One object's history (a payment's page shows its audit trail): without this, finding
+-- the few events of one target walks the tenant's whole chain.
+CREATE INDEX audit_events_target ON audit_events (tenant_id, target_id, seq);
