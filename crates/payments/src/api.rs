@@ -1140,7 +1140,8 @@ pub(crate) fn parse_ms(field: &'static str, text: &str) -> Result<i64, IdentityE
         .map_err(|_| invalid(field, "must be an RFC 3339 time"))
 }
 
-const STATES: &[&str] = &[
+/// Every payment state, as the list filter and the console's select name them.
+pub(crate) const STATES: &[&str] = &[
     "pending",
     "unknown",
     "authorized",

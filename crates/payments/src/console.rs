@@ -65,18 +65,6 @@ pub const PAGE_PATHS: &[&str] = &[
     "/console/payments/{id}",
 ];
 
-const STATES: &[&str] = &[
-    "authorized",
-    "captured",
-    "partially_refunded",
-    "refunded",
-    "canceled",
-    "declined",
-    "review",
-    "pending",
-    "unknown",
-];
-
 #[derive(Deserialize)]
 struct Card {
     last4: String,
@@ -223,7 +211,7 @@ async fn list(user: SignedIn, Query(f): Query<ListFilter>) -> Response {
                 label for="status" { (lang.t("status")) }
                 select #status name="status" {
                     option value="" { (lang.t("all")) }
-                    @for s in STATES { option value=(s) selected[*s == f.status] { (s) } }
+                    @for s in crate::api::STATES { option value=(s) selected[*s == f.status] { (s) } }
                 }
             }
             div { (field(&answer, "from", lang.t("from"), html! { input #from type="text" name="from" value=(f.from) placeholder="2026-12-01"; })) }

@@ -54,11 +54,7 @@ async fn list(user: SignedIn, Query(n): Query<Notice>) -> Response {
 }
 
 async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
-    let scopes: Vec<&str> = draft
-        .scopes
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let scopes = super::split_list(&draft.scopes);
     let mut body = json!({ "name": draft.name, "scopes": scopes });
     if !draft.expires_in_days.trim().is_empty() {
         // A non-number goes to the API as is, so its message names the field.

@@ -141,6 +141,14 @@ pub fn pager(
     }
 }
 
+/// The items of a list typed into one field, separated by commas or spaces (scopes,
+/// event types).
+pub fn split_list(s: &str) -> Vec<&str> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// The empty state of a list.
 pub fn empty(user: &SignedIn) -> Markup {
     html! { p.empty { (user.lang().t("nothing_yet")) } }

@@ -55,11 +55,7 @@ async fn list(user: SignedIn) -> Response {
 }
 
 async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
-    let events: Vec<&str> = draft
-        .events
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let events = super::split_list(&draft.events);
     let answer = user
         .post(
             "/api/v1/webhooks/endpoints",
