@@ -72,6 +72,12 @@ impl Lang {
     }
 }
 
+/// The table has `key` (for the test that every key the pages use is translated).
+#[cfg(test)]
+pub(crate) fn known(key: &str) -> bool {
+    TEXT.iter().any(|(k, _, _)| *k == key)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Zone {
     Wib,

@@ -196,11 +196,7 @@ mod tests {
             for (i, _) in src.match_indices(".t(\"") {
                 let rest = &src[i + 4..];
                 let key = &rest[..rest.find('"').unwrap()];
-                assert_ne!(
-                    crate::Lang::En.t(Box::leak(key.to_string().into_boxed_str())),
-                    key,
-                    "missing text key {key:?}"
-                );
+                assert!(crate::i18n::known(key), "missing text key {key:?}");
             }
         }
     }
