@@ -89,6 +89,17 @@ impl Answer {
         serde_json::from_slice(&self.raw).ok()
     }
 
+    /// A text field of a successful answer (`secret` of a key made just now).
+    pub fn created_text(&self, field: &str) -> Option<String> {
+        if !self.ok() {
+            return None;
+        }
+        self.body
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
     /// The API's message, for a banner.
     pub fn message(&self) -> Option<&str> {
         self.error.as_ref().map(|(_, m)| m.as_str())

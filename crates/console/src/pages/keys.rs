@@ -64,11 +64,7 @@ async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
         };
     }
     let answer = user.post("/api/v1/api-keys", body).await;
-    let secret = answer
-        .ok()
-        .then(|| answer.body.get("secret").and_then(Value::as_str))
-        .flatten()
-        .map(str::to_string);
+    let secret = answer.created_text("secret");
     match secret {
         Some(secret) => {
             render(

@@ -12,15 +12,6 @@ use crate::layout::{banner, csrf_field, field};
 use crate::session::SignedIn;
 use crate::{Answer, Console};
 
-const KINDS: &[&str] = &[
-    "government",
-    "lpk",
-    "employer",
-    "merchant",
-    "organization",
-    "community",
-];
-
 pub(super) fn routes() -> Router<Console> {
     Router::new().route("/console/tenants", get(list).post(create))
 }
@@ -113,7 +104,7 @@ async fn render(
                 (field(answer, "name", lang.t("name"), html! { input #name type="text" name="name" value=(name) required maxlength="200"; }))
                 (field(answer, "kind", lang.t("kind"), html! {
                     select #kind name="kind" {
-                        @for k in KINDS { option value=(k) selected[*k == kind] { (k) } }
+                        @for k in rampart_store::TenantKind::CREATABLE.iter().map(|k| k.as_str()) { option value=(k) selected[k == kind] { (k) } }
                     }
                 }))
                 button type="submit" { (lang.t("create")) }

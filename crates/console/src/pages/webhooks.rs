@@ -62,11 +62,7 @@ async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
             json!({ "url": draft.url, "events": events }),
         )
         .await;
-    let secret = answer
-        .ok()
-        .then(|| answer.body.get("secret").and_then(Value::as_str))
-        .flatten()
-        .map(str::to_string);
+    let secret = answer.created_text("secret");
     match secret {
         Some(s) => render(&user, &Answer::none(), &Draft::default(), Some(&s)).await,
         None => render(&user, &answer, &draft, None).await,
