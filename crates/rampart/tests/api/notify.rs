@@ -890,12 +890,25 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
     let refused = lines(&bad_log);
     assert_eq!(refused[0]["verified"], false, "{refused:?}");
 
-    let log: Value = app
-        .get("/api/v1/webhooks/deliveries", Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    // The receiver writes its line before it answers, so the delivery's outcome is
+    // recorded a moment after the line appears: wait for both outcomes (a failed CI run
+    // read the log in between).
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = app
+            .get("/api/v1/webhooks/deliveries", Some(&admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let settled = log.as_array().unwrap().iter().all(|d| {
+            d["status"] == "delivered" || !d["last_status_code"].is_null()
+        });
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let by_endpoint = |id: &Value| {
         log.as_array()
             .unwrap()
