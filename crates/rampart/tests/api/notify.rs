@@ -901,9 +901,11 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
             .json()
             .await
             .unwrap();
-        let settled = log.as_array().unwrap().iter().all(|d| {
-            d["status"] == "delivered" || !d["last_status_code"].is_null()
-        });
+        let settled = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "delivered" || !d["last_status_code"].is_null());
         if settled {
             break;
         }
