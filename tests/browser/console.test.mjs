@@ -351,6 +351,9 @@ test("axe-core reports no accessibility violation on any page", async () => {
       "/console/audit/chain",
       "/console/security",
       "/console/account",
+      "/console/ops/keys",
+      "/console/ops/backups",
+      "/console/ops/jobs",
     ].map((p) => [state.admin, p]),
   ];
   const merchant = await browser.newContext({ bypassCSP: true });

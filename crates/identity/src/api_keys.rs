@@ -244,25 +244,38 @@ pub async fn create(
     ))
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyListParams {
+    /// The `id` of the last key of the previous page: the keys after it.
+    pub after: Option<String>,
+    /// 1 to 200 (default 200).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
 #[utoipa::path(
     get,
     operation_id = "list_api_keys",
     path = "/api/v1/api-keys",
     tag = "api-keys",
     security(("bearer" = [])),
+    params(KeyListParams),
     responses(
-        (status = 200, description = "The tenant's keys (never their secrets)", body = [ApiKeyView]),
+        (status = 200, description = "The tenant's keys in id (creation) order, never their secrets", body = [ApiKeyView]),
         (status = 403, description = "Missing api_keys:read", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(identity): State<Identity>,
     principal: Principal,
+    axum::extract::Query(params): axum::extract::Query<KeyListParams>,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
     principal.require(rbac::API_KEYS_READ)?;
+    let limit = crate::page_limit(params.limit, 200, 200)?;
     let keys = identity
         .store()
-        .list_api_keys(&principal.scope)
+        .list_api_keys(&principal.scope, params.after.as_deref(), limit)
         .await
         .map_err(IdentityError::from)?;
     Ok(Json(keys.iter().map(ApiKeyView::from).collect()))

@@ -60,7 +60,8 @@ pub fn digits_i64(s: &str) -> Option<i64> {
     }
 }
 
-pub(crate) fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, IdentityError> {
+/// The `limit` of a list: `default` when absent, else 1 to `max`.
+pub fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, IdentityError> {
     let limit = value.unwrap_or(default);
     if (1..=max).contains(&limit) {
         Ok(limit)
@@ -70,6 +71,31 @@ pub(crate) fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i
             reason: format!("must be between 1 and {max}"),
         })
     }
+}
+
+/// A list cursor `<created_at ms>.<id>` (the last row of the previous page), as lists
+/// ordered by creation time and id hand out.
+pub fn parse_time_id_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (at, id) = cursor.split_once('.')?;
+    Some((digits_i64(at)?, id.to_string()))
+}
+
+/// A `cursor` query parameter of a list ordered by creation time and id: a 422 naming
+/// the field when it is not one.
+pub fn parse_cursor_param(cursor: Option<&str>) -> Result<Option<(i64, String)>, IdentityError> {
+    cursor
+        .map(|c| {
+            parse_time_id_cursor(c).ok_or_else(|| IdentityError::Invalid {
+                field: "cursor",
+                reason: "is not a cursor from this API".into(),
+            })
+        })
+        .transpose()
+}
+
+/// The cursor [`parse_time_id_cursor`] reads.
+pub fn time_id_cursor(created_at: i64, id: &str) -> String {
+    format!("{created_at}.{id}")
 }
 
 /// RFC 3339 in UTC, how times leave the API.

@@ -152,6 +152,7 @@ pub async fn list(
         channel: q.channel,
         status: q.status,
         recipient: None,
+        before: None,
     };
     let rows = identity
         .store()

@@ -23,10 +23,20 @@ pub const AUDIT_READ: &str = "audit:read";
 pub const API_KEYS_READ: &str = "api_keys:read";
 pub const API_KEYS_WRITE: &str = "api_keys:write";
 pub const SECURITY_EVENTS_READ: &str = "security_events:read";
+/// The deployment's operations: keys, backups and drills, the job queue.
+pub const OPS_READ: &str = "ops:read";
+/// Re-queue dead jobs.
+pub const OPS_WRITE: &str = "ops:write";
 
 /// Permissions that act across tenants: only platform admins hold them, and no API key
 /// (keys belong to one tenant) may carry them.
-pub const PLATFORM_ONLY: &[&str] = &[TENANTS_WRITE, TENANTS_LIST, SECURITY_EVENTS_READ];
+pub const PLATFORM_ONLY: &[&str] = &[
+    TENANTS_WRITE,
+    TENANTS_LIST,
+    SECURITY_EVENTS_READ,
+    OPS_READ,
+    OPS_WRITE,
+];
 
 /// Which permissions each role has. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -60,6 +70,8 @@ impl Rbac {
                 API_KEYS_READ,
                 API_KEYS_WRITE,
                 SECURITY_EVENTS_READ,
+                OPS_READ,
+                OPS_WRITE,
             ],
         );
         b.grant(

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use rampart_edge::{ApiError, ErrorBody, Json, RequestInfo};
 use rampart_notify::webhook::{check_url, EventType};
 use rampart_notify::{endpoint_secret_context, endpoint_secret_key};
-use rampart_store::notify::webhooks::{Delivery, Endpoint, EndpointChange};
+use rampart_store::notify::webhooks::{Delivery, Endpoint, EndpointChange, ENDPOINT_LIMIT};
 use rampart_store::{Role, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -164,6 +164,7 @@ pub async fn event_types(
     request_body = EndpointRequest,
     responses(
         (status = 201, description = "Made; the secret is in this answer only", body = EndpointView),
+        (status = 409, description = "The tenant has 16 endpoints already (`too_many_endpoints`)", body = ErrorBody),
         (status = 422, description = "Bad URL or unknown event", body = ErrorBody),
     )
 )]
@@ -214,7 +215,15 @@ pub async fn create_endpoint(
             audit,
         )
         .await
-        .map_err(IdentityError::from)?;
+        .map_err(|e| match e {
+            StoreError::Conflict { constraint } if constraint == ENDPOINT_LIMIT => {
+                IdentityError::Conflict(
+                    "too_many_endpoints",
+                    "a tenant has at most 16 webhook endpoints; delete one first",
+                )
+            }
+            other => IdentityError::from(other),
+        })?;
     let mut view = EndpointView::from(&endpoint);
     view.secret = Some(secret);
     Ok((StatusCode::CREATED, Json(view)))
@@ -352,6 +361,10 @@ async fn exists(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     endpoint_id: Option<String>,
+    /// `<created_at>.<id>` of the last delivery of the previous page (its `created_at`
+    /// and `id` fields): the deliveries before it.
+    #[param(pattern = r"^[0-9]{1,18}\..*$")]
+    cursor: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -374,7 +387,12 @@ pub async fn list_deliveries(
     let limit = crate::page_limit(q.limit, 50, 200)?;
     let deliveries = identity
         .store()
-        .webhook_deliveries(&principal.scope, q.endpoint_id.as_deref(), limit)
+        .webhook_deliveries(
+            &principal.scope,
+            q.endpoint_id.as_deref(),
+            crate::parse_cursor_param(q.cursor.as_deref())?,
+            limit,
+        )
         .await
         .map_err(IdentityError::from)?;
     Ok(Json(deliveries))

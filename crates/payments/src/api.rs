@@ -1177,13 +1177,10 @@ pub async fn list_payments(
         return Err(invalid("limit", "must be between 1 and 100").into());
     }
     let after = match &q.cursor {
-        Some(c) => {
-            let (at, id) = c
-                .split_once('.')
-                .and_then(|(at, id)| Some((rampart_identity::digits_i64(at)?, id.to_string())))
-                .ok_or_else(|| invalid("cursor", "is not a cursor from this API"))?;
-            Some((at, id))
-        }
+        Some(c) => Some(
+            rampart_identity::parse_time_id_cursor(c)
+                .ok_or_else(|| invalid("cursor", "is not a cursor from this API"))?,
+        ),
         None => None,
     };
     let filter = PaymentFilter {
@@ -1202,7 +1199,10 @@ pub async fn list_payments(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|r| format!("{}.{}", r.created_at, r.id)))
+        .then(|| {
+            rows.last()
+                .map(|r| rampart_identity::time_id_cursor(r.created_at, &r.id))
+        })
         .flatten();
     Ok(Json(PaymentPage {
         data: rows.iter().map(PaymentView::from).collect(),

@@ -533,7 +533,17 @@ pub fn jobs(
                     .purge_jobs(rampart_store::now_ms() - retention_ms)
                     .await
                     .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
-                tracing::info!(jobs = purged, "purged done jobs");
+                // Browser sessions past their absolute expiry open nothing; the rows go
+                // with the same nightly run.
+                let sessions = store
+                    .purge_console_sessions()
+                    .await
+                    .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+                tracing::info!(
+                    jobs = purged,
+                    console_sessions = sessions,
+                    "purged done jobs and ended console sessions"
+                );
                 Ok(())
             }
         })
@@ -745,6 +755,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(vault_api);
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
+    let (ops_admin_routes, ops_admin_api) = crate::ops_api::router().split_for_parts();
+    openapi.merge(ops_admin_api);
     crate::openapi::document_edge_responses(&mut openapi);
 
     let ops_state = OpsState {
@@ -758,7 +770,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .merge(identity_routes.with_state(identity.clone()))
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
-        .merge(payment_routes.with_state(payments));
+        .merge(payment_routes.with_state(payments))
+        .merge(ops_admin_routes.with_state(crate::ops_api::OpsAdmin {
+            identity: identity.clone(),
+            signing: crypto.signing.clone(),
+            signing_rotation_days: config.crypto.signing_key_rotation_days,
+        }));
     let (max_body, timeout) = (
         config.http.max_body_bytes,
         Duration::from_secs(config.http.request_timeout_secs),

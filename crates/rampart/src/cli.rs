@@ -855,7 +855,7 @@ async fn import_users(store: &Store, file: &std::path::Path) -> anyhow::Result<(
     Ok(())
 }
 
-const JOB_STATES: &[&str] = &["queued", "running", "done", "dead"];
+use rampart_store::jobs::JOB_STATES;
 
 async fn jobs_command(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
     let (queue, state, json) = match command {

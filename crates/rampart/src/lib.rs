@@ -11,6 +11,7 @@ mod keyring_backend;
 pub mod listener;
 mod openapi;
 mod ops;
+mod ops_api;
 pub mod proxy;
 mod queue_rate;
 pub mod telemetry;

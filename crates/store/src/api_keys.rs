@@ -86,12 +86,21 @@ impl Store {
         Ok(key)
     }
 
-    pub async fn list_api_keys(&self, scope: &TenantScope) -> Result<Vec<ApiKey>, StoreError> {
+    /// The tenant's keys in id (creation) order, after `after` (the last id of the
+    /// previous page).
+    pub async fn list_api_keys(
+        &self,
+        scope: &TenantScope,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApiKey>, StoreError> {
         let mut tx = self.tenant_read(scope).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id"
+            "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(tx.tenant_id().to_string())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;

@@ -211,6 +211,45 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// One page of backups, newest first: those created before `before` (`(created_at,
+    /// id)` of the last backup of the previous page).
+    pub async fn list_backups_before(
+        &self,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<BackupRecord>, StoreError> {
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, ""));
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM backups \
+             WHERE created_at < $1 OR (created_at = $1 AND ($2 = '' OR id < $2)) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The newest restore drill, from the platform's audit chain where every drill is
+    /// recorded (`backup.drill`): when it ran, its outcome and its report (JSON).
+    pub async fn last_drill(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row = sqlx::query(
+            "SELECT occurred_at, outcome, changes FROM audit_events \
+             WHERE tenant_id = $1 AND action = 'backup.drill' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(PLATFORM_TENANT_ID)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()
+    }
+
     pub async fn get_backup(&self, id: &str) -> Result<BackupRecord, StoreError> {
         let mut tx = self.system_read().await?;
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM backups WHERE id = $1"))

@@ -34,6 +34,9 @@ pub struct NewJob {
     pub unique_key: Option<String>,
 }
 
+/// The states a job can be in.
+pub const JOB_STATES: &[&str] = &["queued", "running", "done", "dead"];
+
 /// One stored job.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobRow {
@@ -361,13 +364,29 @@ impl Store {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<JobRow>, StoreError> {
+        self.list_jobs_before(queue, state, None, limit).await
+    }
+
+    /// One page of [`Store::list_jobs`]: the jobs created before `before`
+    /// (`(created_at, id)` of the last job of the previous page).
+    pub async fn list_jobs_before(
+        &self,
+        queue: Option<&str>,
+        state: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, ""));
         let mut tx = self.system_read().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE ($1 = '' OR queue = $1) AND ($2 = '' OR state = $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
+             AND (created_at < $3 OR (created_at = $3 AND ($4 = '' OR id < $4))) \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
         ))
         .bind(queue.unwrap_or(""))
         .bind(state.unwrap_or(""))
+        .bind(before_at)
+        .bind(before_id)
         .bind(limit)
         .fetch_all(tx.conn())
         .await?;

@@ -36,7 +36,13 @@ struct Key {
 #[derive(Deserialize, Default)]
 struct Notice {
     done: Option<String>,
+    /// The id of the last key of the previous page.
+    #[serde(default)]
+    after: String,
 }
+
+/// Keys per page.
+const PAGE: usize = 50;
 
 #[derive(Deserialize, Default)]
 struct Draft {
@@ -50,7 +56,15 @@ struct Draft {
 
 async fn list(user: SignedIn, Query(n): Query<Notice>) -> Response {
     let notice = n.done.is_some().then_some("revoked");
-    render(&user, &Answer::none(), &Draft::default(), None, notice).await
+    render_page(
+        &user,
+        &Answer::none(),
+        &Draft::default(),
+        None,
+        notice,
+        &n.after,
+    )
+    .await
 }
 
 async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
@@ -101,11 +115,32 @@ async fn render(
     secret: Option<&str>,
     notice: Option<&'static str>,
 ) -> Response {
+    render_page(user, answer, draft, secret, notice, "").await
+}
+
+async fn render_page(
+    user: &SignedIn,
+    answer: &Answer,
+    draft: &Draft,
+    secret: Option<&str>,
+    notice: Option<&'static str>,
+    after: &str,
+) -> Response {
     let lang = user.lang();
-    let listed = user.get("/api/v1/api-keys").await;
-    let Some(keys) = listed.json::<Vec<Key>>() else {
+    // One more than a page: whether there is a next one.
+    let listed = user
+        .get(&format!(
+            "/api/v1/api-keys{}",
+            crate::api::query(&[("after", after), ("limit", &(PAGE + 1).to_string())])
+        ))
+        .await;
+    let Some(mut keys) = listed.json::<Vec<Key>>() else {
         return super::failed(user, "/console/api-keys", &listed);
     };
+    let next = (keys.len() > PAGE).then(|| {
+        keys.truncate(PAGE);
+        keys.last().map(|k| k.id.clone()).unwrap_or_default()
+    });
     let writable = user.can(rampart_identity::rbac::API_KEYS_WRITE);
     let csrf = &user.browser.csrf;
     let never = lang.t("never");
@@ -153,6 +188,7 @@ async fn render(
                 }
             } }
         }
+        (super::pager(user, "/console/api-keys", "", "after", next.as_deref(), !after.is_empty()))
         @if writable {
             h2 { (lang.t("new_api_key")) }
             div.card {

@@ -5,6 +5,7 @@ mod account;
 mod audit;
 mod home;
 mod keys;
+mod ops;
 mod tenants;
 mod users;
 mod webhooks;
@@ -30,6 +31,9 @@ pub(crate) const PAGE_PATHS: &[&str] = &[
     "/console/security",
     "/console/account",
     "/console/webhooks",
+    "/console/ops/keys",
+    "/console/ops/backups",
+    "/console/ops/jobs",
 ];
 
 pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
@@ -40,7 +44,8 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
         .merge(keys::routes())
         .merge(audit::routes())
         .merge(account::routes())
-        .merge(webhooks::routes());
+        .merge(webhooks::routes())
+        .merge(ops::routes());
     let nav = vec![
         NavItem {
             href: "/console/",
@@ -76,6 +81,11 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
             href: "/console/security",
             label: "security",
             permission: Some(rampart_identity::rbac::SECURITY_EVENTS_READ),
+        },
+        NavItem {
+            href: "/console/ops/keys",
+            label: "operations",
+            permission: Some(rampart_identity::rbac::OPS_READ),
         },
         NavItem {
             href: "/console/account",
@@ -189,6 +199,7 @@ mod tests {
             include_str!("audit.rs"),
             include_str!("account.rs"),
             include_str!("webhooks.rs"),
+            include_str!("ops.rs"),
             include_str!("../session.rs"),
             include_str!("../layout.rs"),
         ];

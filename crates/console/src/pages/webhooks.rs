@@ -1,7 +1,7 @@
 //! `/console/webhooks`: the tenant's webhook endpoints (add one: its signing secret shown
 //! once; pause, resume, delete) and the delivery log with resend.
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -50,8 +50,25 @@ struct Draft {
     events: String,
 }
 
-async fn list(user: SignedIn) -> Response {
-    render(&user, &Answer::none(), &Draft::default(), None).await
+/// The delivery log's page: `cursor` is `<created_at>.<id>` of the last delivery shown.
+#[derive(Deserialize, Default)]
+struct LogPage {
+    #[serde(default)]
+    cursor: String,
+}
+
+/// Deliveries per page of the log.
+const LOG_PAGE: usize = 50;
+
+async fn list(user: SignedIn, Query(page): Query<LogPage>) -> Response {
+    render_page(
+        &user,
+        &Answer::none(),
+        &Draft::default(),
+        None,
+        &page.cursor,
+    )
+    .await
 }
 
 async fn create(user: SignedIn, Form(draft): Form<Draft>) -> Response {
@@ -103,6 +120,16 @@ async fn resend(user: SignedIn, Path(id): Path<String>) -> Response {
 }
 
 async fn render(user: &SignedIn, answer: &Answer, draft: &Draft, secret: Option<&str>) -> Response {
+    render_page(user, answer, draft, secret, "").await
+}
+
+async fn render_page(
+    user: &SignedIn,
+    answer: &Answer,
+    draft: &Draft,
+    secret: Option<&str>,
+    cursor: &str,
+) -> Response {
     let lang = user.lang();
     let listed = user.get("/api/v1/webhooks/endpoints").await;
     let Some(endpoints) = listed.json::<Vec<Endpoint>>() else {
@@ -113,11 +140,26 @@ async fn render(user: &SignedIn, answer: &Answer, draft: &Draft, secret: Option<
         .await
         .json::<Vec<EventType>>()
         .unwrap_or_default();
-    let deliveries = user
-        .get("/api/v1/webhooks/deliveries?limit=50")
+    // One more than a page: whether there is a next one, without asking again.
+    let mut deliveries = user
+        .get(&format!(
+            "/api/v1/webhooks/deliveries{}",
+            crate::api::query(&[("cursor", cursor), ("limit", &(LOG_PAGE + 1).to_string())])
+        ))
         .await
         .json::<Vec<Value>>()
         .unwrap_or_default();
+    let next = (deliveries.len() > LOG_PAGE)
+        .then(|| {
+            deliveries.truncate(LOG_PAGE);
+            let last = deliveries.last()?;
+            Some(format!(
+                "{}.{}",
+                last.get("created_at")?,
+                last.get("id")?.as_str()?
+            ))
+        })
+        .flatten();
     let csrf = &user.browser.csrf;
     let text = |v: &Value, k: &str| match v.get(k) {
         Some(Value::String(s)) => s.clone(),
@@ -197,6 +239,7 @@ async fn render(user: &SignedIn, answer: &Answer, draft: &Draft, secret: Option<
                 }
             } }
         }
+        (super::pager(user, "/console/webhooks", "", "cursor", next.as_deref(), !cursor.is_empty()))
     };
     super::respond(
         super::form_status(answer),

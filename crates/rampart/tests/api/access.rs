@@ -130,6 +130,25 @@ async fn an_audit_read_key_reads_but_cannot_write_and_dies_when_revoked() {
     assert!(listed["last_used_at"].is_string());
     assert!(!keys.to_string().contains(&key));
 
+    // Pages in id order: `after` the last id seen.
+    let (_, second_id) = create_key(&app, &w.admins[0], &["audit:read"]).await;
+    let page = |query: &str| {
+        let (app, admin, query) = (&app, w.admins[0].clone(), query.to_string());
+        async move {
+            app.get(&format!("/api/v1/api-keys?{query}"), Some(&admin))
+                .await
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page("limit=1").await;
+    assert_eq!(first.len(), 1);
+    let after = first[0]["id"].as_str().unwrap();
+    let rest = page(&format!("after={after}")).await;
+    assert!(rest.iter().all(|k| k["id"].as_str().unwrap() > after));
+    assert!(rest.iter().any(|k| k["id"] == second_id.as_str()));
+
     let res = app
         .client
         .delete(app.url(&format!("/api/v1/api-keys/{key_id}")))

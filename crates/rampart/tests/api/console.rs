@@ -319,6 +319,18 @@ async fn an_idle_session_ends_after_its_timeout() {
     let after = b.get("/console/").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(after.location(), "/console/login?ended=1");
+
+    // Past the absolute expiry, the nightly purge (`jobs.purge`) deletes the rows.
+    let mut c = Browser::new(&app);
+    c.sign_in("root@example.id").await;
+    app.execute_sql("UPDATE console_sessions SET expires_at = 0")
+        .await;
+    assert!(app.store.purge_console_sessions().await.unwrap() >= 1);
+    let left: Vec<(i64,)> = app
+        .query_rows("SELECT COUNT(*) FROM console_sessions")
+        .await;
+    assert_eq!(left[0].0, 0);
+    assert_eq!(c.get("/console/").await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -365,6 +377,30 @@ async fn stored_markup_is_shown_as_text_on_every_page_that_lists_it() {
             payment["id"].as_str().unwrap()
         ))
         .await;
+    // A webhook URL carrying markup: the API keeps it only percent-encoded (or refuses
+    // it); either way the page shows no markup.
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&admin),
+            &json!({"url": format!("https://hooks.example/in?q={xss}"), "events": ["payment.captured"]}),
+        )
+        .await;
+    let kept = res.status() == StatusCode::CREATED;
+    assert!(
+        kept || res.status() == StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        res.status()
+    );
+    let hooks = a.get("/console/webhooks").await;
+    assert_eq!(hooks.status, StatusCode::OK);
+    if kept {
+        assert!(hooks.body.contains("hooks.example/in?q="), "{}", hooks.body);
+    }
+    for page in [&tenants, &users, &list, &detail, &hooks] {
+        assert!(!page.body.contains("<img src=x"), "{}", page.body);
+        assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    }
     for page in [&tenants, &users, &list, &detail] {
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(!page.body.contains("<img src=x"), "{}", page.body);
@@ -438,8 +474,12 @@ async fn a_tenant_sees_none_of_another_tenants_objects_on_any_console_page() {
     let beta_ids = ids_of(&app, &beta.1, &beta.2).await;
     assert!(beta_ids.len() >= 3);
 
-    let mut b = Browser::new(&app);
-    b.sign_in("admin@alpha.example").await;
+    app.create_user(
+        &alpha.0,
+        "member@alpha.example",
+        rampart_store::Role::Member,
+    )
+    .await;
     let mut paths: Vec<String> = rampart_console::page_paths()
         .into_iter()
         .chain(rampart_payments::console::PAGE_PATHS.iter().copied())
@@ -461,31 +501,74 @@ async fn a_tenant_sees_none_of_another_tenants_objects_on_any_console_page() {
     // Query strings that name the other tenant.
     paths.push(format!("/console/users?tenant={}", beta.0));
     paths.push(format!("/console/audit?target_id={}", beta.3));
-    let mut seen = 0;
-    for path in &paths {
-        let page = b.get(path).await;
-        assert!(
-            matches!(
-                page.status,
-                StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-            ),
-            "{path}: {}",
-            page.status
-        );
-        seen += usize::from(page.status == StatusCode::OK);
-        // An id the URL itself names comes back in the filter field; nothing else may.
-        for id in beta_ids.iter().filter(|id| !path.contains(id.as_str())) {
-            assert!(!page.body.contains(id.as_str()), "{path} shows beta's {id}");
-        }
-        if !path.contains(&beta.0) {
-            assert!(!page.body.contains(&beta.0), "{path} names beta's tenant");
-        }
+    // The tenant's admin and a member each walk every page; to both, beta's objects do not
+    // exist (404), whether or not they may read alpha's of the kind.
+    for (email, least) in [("admin@alpha.example", 8), ("member@alpha.example", 2)] {
+        let mut b = Browser::new(&app);
+        b.sign_in(email).await;
+        let walked = Walk {
+            paths: &paths,
+            foreign: &foreign,
+            beta_ids: &beta_ids,
+            beta_tenant: &beta.0,
+            least,
+        };
+        walked.run(&mut b).await;
     }
-    assert!(seen >= 8, "most pages render for a tenant admin ({seen})");
-    for path in &foreign {
-        let page = b.get(path).await;
-        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
-        assert!(!page.body.contains(&beta.3));
+}
+
+/// One signed-in user's walk of the console for the cross-tenant sweep.
+struct Walk<'a> {
+    /// Pages to get: 200, 403 or 404, never showing another tenant's object.
+    paths: &'a [String],
+    /// The other tenant's objects' pages: 404.
+    foreign: &'a [String],
+    beta_ids: &'a [String],
+    beta_tenant: &'a str,
+    /// At least this many pages render (200).
+    least: usize,
+}
+
+impl Walk<'_> {
+    async fn run(&self, b: &mut Browser<'_>) {
+        let Walk {
+            paths,
+            foreign,
+            beta_ids,
+            beta_tenant,
+            least,
+        } = *self;
+        let mut seen = 0;
+        for path in paths {
+            let page = b.get(path).await;
+            assert!(
+                matches!(
+                    page.status,
+                    StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+                ),
+                "{path}: {}",
+                page.status
+            );
+            seen += usize::from(page.status == StatusCode::OK);
+            // An id the URL itself names comes back in the filter field; nothing else may.
+            for id in beta_ids.iter().filter(|id| !path.contains(id.as_str())) {
+                assert!(!page.body.contains(id.as_str()), "{path} shows beta's {id}");
+            }
+            if !path.contains(beta_tenant) {
+                assert!(
+                    !page.body.contains(beta_tenant),
+                    "{path} names beta's tenant"
+                );
+            }
+        }
+        assert!(seen >= least, "pages that render ({seen})");
+        for path in foreign {
+            let page = b.get(path).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+            for id in beta_ids {
+                assert!(!page.body.contains(id.as_str()), "{path} shows beta's {id}");
+            }
+        }
     }
 }
 
@@ -605,4 +688,90 @@ async fn a_password_change_needs_the_old_one_and_ends_the_other_sessions() {
     );
     let notice = app.mail_file_to("root@example.id", "").await;
     assert!(!notice.contains(new), "the new password is never mailed");
+}
+
+#[tokio::test]
+async fn operations_pages_show_keys_backups_and_dead_jobs_and_retry_one() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let root = app.tokens("root@example.id").await.0;
+    let (_, _admin) = merchant(&app, &root, "ops").await;
+    let (ok, backup, err) = app.cli(&["backup", "create"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = app.cli(&["backup", "drill"]).await;
+    assert!(ok, "{err}");
+    let now = rampart_store::now_ms();
+    app.execute_sql(&format!(
+        "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, \
+         max_attempts, state, last_error, created_at, updated_at) VALUES \
+         ('job_console_dead', 'ops-test', 'partner.sync', '{{}}', 0, {now}, 5, 5, 'dead', \
+         'partner answered <b>503</b>', {now}, {now})"
+    ))
+    .await;
+
+    let mut b = Browser::new(&app);
+    b.sign_in("root@example.id").await;
+    let home = b.get("/console/").await;
+    assert!(
+        home.body.contains("href=\"/console/ops/keys\""),
+        "nav links operations"
+    );
+    let keys = b.get("/console/ops/keys").await;
+    assert_eq!(keys.status, StatusCode::OK);
+    assert!(keys.body.contains("access-token"), "{}", keys.body);
+    let backups = b.get("/console/ops/backups").await;
+    assert_eq!(backups.status, StatusCode::OK);
+    assert!(backups.body.contains(backup.trim()), "{}", backups.body);
+    assert!(
+        backups.body.contains("id=\"drill-rto\""),
+        "{}",
+        backups.body
+    );
+
+    let jobs = b.get("/console/ops/jobs").await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    assert!(
+        jobs.body.contains("job_console_dead"),
+        "dead letters by default"
+    );
+    assert!(
+        jobs.body
+            .contains("partner answered &lt;b&gt;503&lt;/b&gt;"),
+        "the error is text: {}",
+        jobs.body
+    );
+    let csrf = jobs.csrf();
+    let done = b
+        .post(
+            "/console/ops/jobs/job_console_dead/retry",
+            &[("_csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let after = b.get(done.location()).await;
+    assert!(!after.body.contains("job_console_dead"), "no longer dead");
+    let queued = b.get("/console/ops/jobs?state=queued&queue=ops-test").await;
+    assert!(queued.body.contains("job_console_dead"), "{}", queued.body);
+    // Retrying it again: the API's 404, shown on the page.
+    let again = b
+        .post(
+            "/console/ops/jobs/job_console_dead/retry",
+            &[("_csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert!(again.body.contains("no dead job"), "{}", again.body);
+
+    // A tenant admin has no operations: no link, and the pages refuse.
+    let mut t = Browser::new(&app);
+    t.sign_in("admin@ops.example").await;
+    let home = t.get("/console/").await;
+    assert!(!home.body.contains("/console/ops/"), "{}", home.body);
+    for path in [
+        "/console/ops/keys",
+        "/console/ops/backups",
+        "/console/ops/jobs",
+    ] {
+        assert_eq!(t.get(path).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
 }

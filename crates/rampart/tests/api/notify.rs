@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app_with, TestApp, STRONG_PASSWORD};
+use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp, STRONG_PASSWORD};
 
 const PUBLIC_URL: &str = "http://rampart.test";
 const NEW_PASSWORD: &str = "harbor violet engine quartz";
@@ -929,6 +929,37 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
     let failing = by_endpoint(&bad["id"]);
     assert_eq!(failing["status"], "pending");
     assert_eq!(failing["last_status_code"], 400);
+
+    // The log pages by `<created_at>.<id>` of the last delivery seen.
+    let page = |query: String| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.get(
+                &format!("/api/v1/webhooks/deliveries?{query}"),
+                Some(&admin),
+            )
+            .await
+        }
+    };
+    let first: Vec<Value> = page("limit=1".into()).await.json().await.unwrap();
+    assert_eq!(first.len(), 1);
+    let cursor = format!(
+        "{}.{}",
+        first[0]["created_at"],
+        first[0]["id"].as_str().unwrap()
+    );
+    let second: Vec<Value> = page(format!("limit=5&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0]["id"], first[0]["id"]);
+    let res = page("cursor=yesterday".into()).await;
+    assert_eq!(
+        crate::helpers::error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
     for r in &mut receivers {
         let _ = r.kill();
         let _ = r.wait();
@@ -1989,4 +2020,39 @@ async fn security_notices_on_api_keys_mfa_and_logins_from_new_devices() {
         text.contains("Firefox/140 (field tablet)") && text.contains("127.0.0.0/24"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_has_at_most_sixteen_webhook_endpoints() {
+    let app = spawn_app().await;
+    let (admin, _) = crate::payments::setup(&app).await;
+    let create = |n: usize| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.post(
+                "/api/v1/webhooks/endpoints",
+                Some(&admin),
+                &json!({"url": format!("https://hooks{n}.example/in"), "events": ["payment.captured"]}),
+            )
+            .await
+        }
+    };
+    for n in 0..16 {
+        assert_eq!(
+            create(n).await.status(),
+            StatusCode::CREATED,
+            "endpoint {n}"
+        );
+    }
+    assert_eq!(
+        crate::helpers::error_code(create(16).await, StatusCode::CONFLICT).await,
+        "too_many_endpoints"
+    );
+    let listed: Vec<Value> = app
+        .get("/api/v1/webhooks/endpoints", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 16);
 }

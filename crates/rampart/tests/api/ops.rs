@@ -1,7 +1,7 @@
 //! Health, readiness, metrics, OpenAPI.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, STRONG_PASSWORD};
 
@@ -123,4 +123,197 @@ async fn openapi_document_is_valid_and_documents_the_edge_answers() {
         }
     }
     assert!(operations > 50, "only {operations} operations");
+}
+
+/// A dead job staged in the database, on a queue no worker serves (so re-queueing it
+/// leaves it queued for the test to see).
+async fn stage_dead_job(app: &crate::helpers::TestApp, id: &str, created_at: i64) {
+    app.execute_sql(&format!(
+        "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, \
+         max_attempts, state, last_error, created_at, updated_at) VALUES \
+         ('{id}', 'ops-test', 'partner.sync', '{{\"partner\":\"p_1\"}}', 0, {created_at}, 5, 5, \
+         'dead', 'partner answered 503', {created_at}, {created_at})"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_platform_admins_only()
+{
+    use rampart_store::Role;
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Operated", "merchant").await;
+    app.create_user(&tenant, "boss@operated.example", Role::TenantAdmin)
+        .await;
+    let (boss, _) = app.tokens("boss@operated.example").await;
+
+    // Keys: the access-token key signed our tokens; it is due for rotation in 90 days.
+    let keys: Value = app
+        .get("/api/v1/ops/keys", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["signing_rotation_days"], 90, "{keys}");
+    let signer = keys["signing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "access-token")
+        .unwrap_or_else(|| panic!("{keys}"));
+    assert_eq!(signer["age_days"], 0);
+    assert_eq!(signer["held"], "sealed");
+    let (created, due) = (
+        signer["created_at"].as_str().unwrap(),
+        signer["rotation_due_at"].as_str().unwrap(),
+    );
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert_eq!((parse(due) - parse(created)).whole_days(), 90);
+
+    // Backups and the last drill, paged.
+    let none: Value = app
+        .get("/api/v1/ops/backups", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["items"], json!([]));
+    assert!(none["last_drill"].is_null());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (ok, out, err) = app.cli(&["backup", "create"]).await;
+        assert!(ok, "{err}");
+        ids.push(out.trim().to_string());
+    }
+    let (ok, _, err) = app.cli(&["backup", "drill"]).await;
+    assert!(ok, "{err}");
+    let first: Value = app
+        .get("/api/v1/ops/backups?limit=1", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"][0]["id"], ids[1].as_str(), "newest first");
+    assert_eq!(first["items"][0]["status"], "complete");
+    let drill = &first["last_drill"];
+    assert_eq!(drill["ok"], true, "{drill}");
+    assert_eq!(drill["backup_id"], ids[1].as_str());
+    assert!(drill["rto_ms"].as_i64().unwrap() > 0, "{drill}");
+    assert!(drill["rpo_ms"].as_i64().unwrap() >= 0, "{drill}");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second: Value = app
+        .get(
+            &format!("/api/v1/ops/backups?limit=1&cursor={cursor}"),
+            Some(&root),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["items"][0]["id"], ids[0].as_str());
+    assert!(second.get("next_cursor").is_none(), "{second}");
+
+    // Dead letters, paged, and re-queued (audited).
+    let now = rampart_store::now_ms();
+    stage_dead_job(&app, "job_dead_old", now - 2000).await;
+    stage_dead_job(&app, "job_dead_new", now - 1000).await;
+    let page: Value = app
+        .get(
+            "/api/v1/ops/jobs?state=dead&queue=ops-test&limit=1",
+            Some(&root),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"][0]["id"], "job_dead_new", "{page}");
+    assert_eq!(page["items"][0]["last_error"], "partner answered 503");
+    assert_eq!(page["items"][0]["payload"]["partner"], "p_1");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get(
+            &format!("/api/v1/ops/jobs?state=dead&queue=ops-test&cursor={cursor}"),
+            Some(&root),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["items"][0]["id"], "job_dead_old");
+
+    let res = app
+        .post(
+            "/api/v1/ops/jobs/job_dead_old/retry",
+            Some(&root),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(
+        (job["state"].as_str(), job["attempts"].as_i64()),
+        (Some("queued"), Some(0))
+    );
+    let res = app
+        .post(
+            "/api/v1/ops/jobs/job_dead_old/retry",
+            Some(&root),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::error_code(res, StatusCode::NOT_FOUND).await,
+        "not_found",
+        "a queued job is not dead"
+    );
+    let audit: Value = app
+        .get("/api/v1/audit-events?action=job.retry", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["target_id"], "job_dead_old", "{audit}");
+
+    // Filters are checked.
+    for bad in ["state=sleeping", "cursor=nonsense", "limit=0"] {
+        let res = app
+            .get(&format!("/api/v1/ops/jobs?{bad}"), Some(&root))
+            .await;
+        assert_eq!(
+            crate::helpers::error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "invalid_field",
+            "{bad}"
+        );
+    }
+
+    // Nobody else: not a tenant admin, not an API key (which cannot even be given it).
+    for path in [
+        "/api/v1/ops/keys",
+        "/api/v1/ops/backups",
+        "/api/v1/ops/jobs",
+    ] {
+        let res = app.get(path, Some(&boss)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let res = app
+        .post(
+            "/api/v1/ops/jobs/job_dead_new/retry",
+            Some(&boss),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app
+        .post(
+            "/api/v1/api-keys",
+            Some(&boss),
+            &json!({"name": "ops", "scopes": ["ops:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

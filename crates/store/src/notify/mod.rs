@@ -201,6 +201,9 @@ pub struct LogFilter {
     pub status: Option<String>,
     /// webhook: one endpoint.
     pub recipient: Option<String>,
+    /// Only rows created before this `(created_at, id)`: the last row of the previous
+    /// page.
+    pub before: Option<(i64, String)>,
 }
 
 impl Store {
@@ -281,12 +284,16 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM notifications WHERE tenant_id = $1 \
              AND ($2 = '' OR channel = $2) AND ($3 = '' OR status = $3) \
-             AND ($4 = '' OR recipient = $4) ORDER BY created_at DESC, id DESC LIMIT $5"
+             AND ($4 = '' OR recipient = $4) \
+             AND (created_at < $5 OR (created_at = $5 AND ($6 = '' OR id < $6))) \
+             ORDER BY created_at DESC, id DESC LIMIT $7"
         ))
         .bind(scope.tenant_id())
         .bind(filter.channel.as_deref().unwrap_or(""))
         .bind(filter.status.as_deref().unwrap_or(""))
         .bind(filter.recipient.as_deref().unwrap_or(""))
+        .bind(filter.before.as_ref().map_or(i64::MAX, |b| b.0))
+        .bind(filter.before.as_ref().map_or("", |b| b.1.as_str()))
         .bind(limit)
         .fetch_all(tx.conn())
         .await?;

@@ -47,6 +47,13 @@ pub struct EndpointChange {
     pub suspend: Option<Option<String>>,
 }
 
+/// Endpoints a tenant may have (Stripe allows 16): enough for every consumer of its
+/// events, few enough that the endpoint list is always one page.
+pub const MAX_ENDPOINTS_PER_TENANT: i64 = 16;
+
+/// The `Conflict` constraint name a creation past [`MAX_ENDPOINTS_PER_TENANT`] fails with.
+pub const ENDPOINT_LIMIT: &str = "webhook_endpoints_per_tenant";
+
 /// A webhook notification as the webhooks API has always shown it: `pending` (queued or
 /// failed, more attempts to come), `delivered` or `failed` (dead).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -181,6 +188,19 @@ impl Store {
         mut audit: crate::NewAuditEvent,
     ) -> Result<Endpoint, StoreError> {
         let mut tx = self.tenant_write(scope).await?;
+        // Counted in the writing transaction; on PostgreSQL two creations racing past the
+        // count can overshoot by one, which the limit tolerates (it keeps lists short, it
+        // is not a quota).
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $1")
+            .bind(scope.tenant_id())
+            .fetch_one(tx.conn())
+            .await?
+            .try_get(0)?;
+        if count >= MAX_ENDPOINTS_PER_TENANT {
+            return Err(StoreError::Conflict {
+                constraint: ENDPOINT_LIMIT.into(),
+            });
+        }
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, tenant_id, url, events, sealed_secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -344,12 +364,14 @@ impl Store {
         &self,
         scope: &TenantScope,
         endpoint_id: Option<&str>,
+        before: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let filter = super::LogFilter {
             channel: Some("webhook".into()),
             status: None,
             recipient: endpoint_id.map(str::to_string),
+            before,
         };
         Ok(self
             .notifications(scope, &filter, limit)
