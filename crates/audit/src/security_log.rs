@@ -57,11 +57,22 @@ enum Message {
     Sync(mpsc::Sender<()>),
 }
 
+/// Where else an event goes as it is recorded (the database, for the cluster): called on
+/// the recording thread with the event and its time in ms, so it must not block; true
+/// when it took the event (its consumer then calls [`SecurityLog::sink_done`]).
+pub type Sink = std::sync::Arc<dyn Fn(&SecurityEvent, i64) -> bool + Send + Sync>;
+
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct SecurityLog {
     dir: PathBuf,
     tx: mpsc::Sender<Message>,
+    /// Shared by every clone, so a sink attached after the log was handed out still
+    /// sees every event from then on.
+    sink: std::sync::Arc<std::sync::OnceLock<Sink>>,
+    /// Events the sink took, and those its consumer has finished with.
+    sunk: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stored: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SecurityLog {
@@ -76,12 +87,44 @@ impl SecurityLog {
         Ok(SecurityLog {
             dir: dir.to_path_buf(),
             tx,
+            sink: Default::default(),
+            sunk: Default::default(),
+            stored: Default::default(),
         })
+    }
+
+    /// The sink's consumer has finished with `n` more events (stored them, or failed).
+    pub fn sink_done(&self, n: u64) {
+        self.stored
+            .fetch_add(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Waits (up to `timeout`, blocking the thread) until the sink's consumer has finished
+    /// with every event recorded so far: a reader of the database then sees them.
+    pub fn wait_sink(&self, timeout: Duration) {
+        use std::sync::atomic::Ordering;
+        let target = self.sunk.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + timeout;
+        while self.stored.load(Ordering::Acquire) < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Sends every event recorded from now on to `sink` too; false when one is attached
+    /// already.
+    pub fn attach(&self, sink: Sink) -> bool {
+        self.sink.set(sink).is_ok()
     }
 
     /// Queues an event; also emits it as a tracing event for the process log.
     pub fn record(&self, event: SecurityEvent) {
-        let time = OffsetDateTime::now_utc()
+        let now = OffsetDateTime::now_utc();
+        if let Some(sink) = self.sink.get() {
+            if sink(&event, (now.unix_timestamp_nanos() / 1_000_000) as i64) {
+                self.sunk.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        let time = now
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);

@@ -47,8 +47,26 @@ fn valid_bucket_name(name: &str) -> bool {
 
 /// Top-level sections; `RAMPART_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
-    "http", "database", "redis", "auth", "log", "crypto", "audit", "vault", "edge", "waf", "tls",
-    "jobs", "payments", "backup", "objects", "notify", "mail", "sms", "console",
+    "http",
+    "database",
+    "redis",
+    "auth",
+    "log",
+    "crypto",
+    "audit",
+    "vault",
+    "edge",
+    "waf",
+    "tls",
+    "jobs",
+    "payments",
+    "backup",
+    "objects",
+    "notify",
+    "mail",
+    "sms",
+    "console",
+    "detection",
 ];
 /// Top-level scalar keys; `RAMPART_DATA_DIR` maps to `data_dir`.
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
@@ -81,6 +99,30 @@ pub struct Config {
     pub mail: MailConfig,
     pub sms: SmsConfig,
     pub console: ConsoleConfig,
+    pub detection: DetectionConfig,
+}
+
+/// Detection: Sigma rules over the security events, raising alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Off: no node evaluates rules (events are still stored).
+    pub enabled: bool,
+    /// The rules compiled into the binary (`crates/detection/rules/`).
+    pub builtin_rules: bool,
+    /// A directory of `*.yml` Sigma rules added to (or, with `builtin_rules = false`,
+    /// instead of) the built-in set. A rule that does not parse stops start-up.
+    pub rules_dir: String,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            enabled: true,
+            builtin_rules: true,
+            rules_dir: String::new(),
+        }
+    }
 }
 
 /// The web console at `/console/` (server-rendered pages over the same API).
@@ -798,6 +840,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             sms: SmsConfig::default(),
             console: ConsoleConfig::default(),
+            detection: DetectionConfig::default(),
         }
     }
 }

@@ -281,6 +281,11 @@ const TEXT: &[(&str, &str, &str)] = &[
     ("updated", "Updated", "Diperbarui"),
     ("last_error", "Last error", "Galat terakhir"),
     ("retry", "Retry", "Coba lagi"),
+    ("alerts", "Alerts", "Peringatan"),
+    ("alert", "Alert", "Peringatan"),
+    ("group", "Group", "Kelompok"),
+    ("acknowledge", "Acknowledge", "Tangani"),
+    ("resolve", "Resolve", "Selesaikan"),
     ("requeued", "Job re-queued with a fresh set of attempts.", "Pekerjaan diantrekan ulang dengan jatah percobaan baru."),
 ];
 

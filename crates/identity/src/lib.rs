@@ -74,9 +74,20 @@ pub fn page_limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, Ide
 }
 
 /// A list cursor `<created_at ms>.<id>` (the last row of the previous page), as lists
-/// ordered by creation time and id hand out.
+/// ordered by creation time and id hand out: thirteen digits starting with 1 (every
+/// millisecond time from 2001 to 2286), a dot, and an id (1 to 64 of `A-Za-z0-9_-`: a
+/// UUID, `txn_…`, `alr_…`). Nothing else parses, so the documented pattern is exact, and
+/// the time can never read as a card number, which the edge refuses in any URL (no card
+/// number starts with 1).
 pub fn parse_time_id_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('.')?;
+    let id_ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if at.len() != 13 || !at.starts_with('1') || !id_ok {
+        return None;
+    }
     Some((digits_i64(at)?, id.to_string()))
 }
 
@@ -107,4 +118,30 @@ pub fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cursors_parse_only_in_the_shape_lists_hand_out() {
+        let id = "0190a4c1-7b2e-7c3d-9e1f-0123456789ab";
+        let c = super::time_id_cursor(1_733_150_000_000, &format!("txn_{id}"));
+        assert_eq!(
+            super::parse_time_id_cursor(&c),
+            Some((1_733_150_000_000, format!("txn_{id}")))
+        );
+        assert!(super::parse_time_id_cursor(&format!("1733150000000.{id}")).is_some());
+        assert!(super::parse_time_id_cursor("1733150000000.txn_AbC-d_0123456789xyzAB").is_some());
+        for bad in [
+            format!("5172706097229.{id}"), // not a time of ours, and Luhn-valid
+            format!("173315000000.{id}"),
+            format!("1733150000000.txn {id}"),
+            format!("1733150000000.{id}.{id}"),
+            format!("1733150000000.{}", "a".repeat(65)),
+            "1733150000000".to_string(),
+            "1733150000000.".to_string(),
+        ] {
+            assert_eq!(super::parse_time_id_cursor(&bad), None, "{bad}");
+        }
+    }
 }

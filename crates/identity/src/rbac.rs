@@ -27,6 +27,11 @@ pub const SECURITY_EVENTS_READ: &str = "security_events:read";
 pub const OPS_READ: &str = "ops:read";
 /// Re-queue dead jobs.
 pub const OPS_WRITE: &str = "ops:write";
+/// Read the alerts the detection rules raised (granted where the alerts API is
+/// registered).
+pub const ALERTS_READ: &str = "alerts:read";
+/// Acknowledge and resolve alerts.
+pub const ALERTS_WRITE: &str = "alerts:write";
 
 /// Permissions that act across tenants: only platform admins hold them, and no API key
 /// (keys belong to one tenant) may carry them.

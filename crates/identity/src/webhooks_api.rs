@@ -363,7 +363,7 @@ pub struct DeliveryQuery {
     endpoint_id: Option<String>,
     /// `<created_at>.<id>` of the last delivery of the previous page (its `created_at`
     /// and `id` fields): the deliveries before it.
-    #[param(pattern = r"^[0-9]{1,18}\..*$")]
+    #[param(pattern = r"^1[0-9]{12}\.[A-Za-z0-9_-]{1,64}$")]
     cursor: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -1118,7 +1118,7 @@ pub struct ListQuery {
     #[param(format = DateTime)]
     to: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[0-9]{1,18}\..*$")]
+    #[param(pattern = r"^1[0-9]{12}\.[A-Za-z0-9_-]{1,64}$")]
     cursor: Option<String>,
     /// 1 to 100 (default 25).
     #[param(minimum = 1, maximum = 100)]

@@ -85,6 +85,7 @@ pub fn rbac() -> rampart_identity::rbac::Rbac {
     rampart_identity::webhooks_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
+    crate::alerts_api::register_permissions(&mut builder);
     builder.build()
 }
 
@@ -479,6 +480,8 @@ pub fn jobs(
     shared_rate: Option<Arc<dyn rampart_jobs::SharedRate>>,
 ) -> anyhow::Result<rampart_jobs::Jobs> {
     let retention_ms = i64::from(config.jobs.retention_days) * 24 * 3600 * 1000;
+    let security_retention_ms =
+        i64::from(config.audit.security_log_retention_days) * 24 * 3600 * 1000;
     let purge_store = store.clone();
     let reconciling = payments.clone();
     let (deliver, legacy) = (notify.clone(), notify.clone());
@@ -539,10 +542,16 @@ pub fn jobs(
                     .purge_console_sessions()
                     .await
                     .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
+                // Security events in the database keep as long as the node's files.
+                let events = store
+                    .purge_security_events(rampart_store::now_ms() - security_retention_ms)
+                    .await
+                    .map_err(|e| rampart_jobs::JobError::Retryable(e.to_string()))?;
                 tracing::info!(
                     jobs = purged,
                     console_sessions = sessions,
-                    "purged done jobs and ended console sessions"
+                    security_events = events,
+                    "purged done jobs, ended console sessions and old security events"
                 );
                 Ok(())
             }
@@ -757,6 +766,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(payments_api);
     let (ops_admin_routes, ops_admin_api) = crate::ops_api::router().split_for_parts();
     openapi.merge(ops_admin_api);
+    let (alert_routes, alerts_api) = crate::alerts_api::router().split_for_parts();
+    openapi.merge(alerts_api);
     crate::openapi::document_edge_responses(&mut openapi);
 
     let ops_state = OpsState {
@@ -771,6 +782,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
         .merge(payment_routes.with_state(payments))
+        .merge(alert_routes.with_state(identity.clone()))
         .merge(ops_admin_routes.with_state(crate::ops_api::OpsAdmin {
             identity: identity.clone(),
             signing: crypto.signing.clone(),
@@ -801,11 +813,28 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let routes = handler_layers(api_routes.merge(console));
     let router = edge_layers(routes, waf, edge, http_metrics);
 
-    let background = vec![tokio::spawn(audit_checkpoints(
-        store.clone(),
-        identity.clone(),
-        config.audit.clone(),
-    ))];
+    let mut background = vec![
+        tokio::spawn(audit_checkpoints(
+            store.clone(),
+            identity.clone(),
+            config.audit.clone(),
+        )),
+        crate::detect::store_security_events(&security_log, store.clone()),
+    ];
+    if config.detection.enabled {
+        // Loaded here once so a rule that does not parse stops start-up, file and line
+        // named; the detector loads them again whenever it takes the lease.
+        let rules = crate::detect::load_rules(&config.detection)
+            .map_err(|e| anyhow::anyhow!("detection rules: {e}"))?;
+        tracing::info!(rules = rules.rules().count(), "detection rules loaded");
+        if config.jobs.enabled {
+            background.push(tokio::spawn(crate::detect::run_detector(
+                store.clone(),
+                config.detection.clone(),
+                Duration::from_millis(config.jobs.poll_interval_ms),
+            )));
+        }
+    }
     let worker = if config.jobs.enabled {
         Some(jobs.start().await.context("cannot start the job worker")?)
     } else {

@@ -4,9 +4,11 @@
 //! router; `main` and the test suite both call it, so tests exercise what ships.
 #![forbid(unsafe_code)]
 
+mod alerts_api;
 pub mod app;
 pub mod backup;
 pub mod cli;
+pub mod detect;
 mod keyring_backend;
 pub mod listener;
 mod openapi;

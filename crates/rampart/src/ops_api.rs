@@ -180,7 +180,7 @@ pub async fn keys(
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[0-9]{1,18}\..*$")]
+    #[param(pattern = r"^1[0-9]{12}\.[A-Za-z0-9_-]{1,64}$")]
     pub cursor: Option<String>,
     /// 1 to 100 (default 25).
     #[param(minimum = 1, maximum = 100)]
@@ -367,7 +367,7 @@ pub struct JobParams {
     /// e.g. `notify`, `backup`, `maintenance`.
     pub queue: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[0-9]{1,18}\..*$")]
+    #[param(pattern = r"^1[0-9]{12}\.[A-Za-z0-9_-]{1,64}$")]
     pub cursor: Option<String>,
     /// 1 to 100 (default 25).
     #[param(minimum = 1, maximum = 100)]
@@ -441,8 +441,8 @@ pub async fn jobs(
     params(("job_id" = String, Path)),
     responses(
         (status = 200, description = "Re-queued with a fresh set of attempts (audited)", body = JobView),
-        (status = 403, description = "Missing ops:write (platform admins only)", body = ErrorBody),
-        (status = 404, description = "No dead job with this id", body = ErrorBody),
+        (status = 403, description = "A platform admin who has not passed MFA while it is required", body = ErrorBody),
+        (status = 404, description = "No dead job with this id (every id, for callers without ops:write)", body = ErrorBody),
         (status = 409, description = "A live job of the same kind holds its unique key", body = ErrorBody),
     )
 )]
@@ -452,6 +452,12 @@ pub async fn retry_job(
     info: RequestInfo,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
+    // Jobs are the platform's: to anyone else none exists (404, as another tenant's
+    // resources), though the refusal is still recorded as a permission denial.
+    if !principal.can(OPS_WRITE) {
+        let _ = principal.require(OPS_WRITE);
+        return Err(ApiError::not_found("no dead job with this id"));
+    }
     principal.require(OPS_WRITE)?;
     let audit =
         rampart_audit::event(principal.actor(), "job.retry", "job", request_meta(&info)).build();

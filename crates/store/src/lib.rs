@@ -25,6 +25,7 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod backups;
 pub mod console;
+pub mod detection;
 pub mod jobs;
 pub mod keyring;
 pub mod mfa;

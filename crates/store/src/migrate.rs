@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_console_sessions.sql"),
         postgres: include_str!("../migrations/postgres/0014_console_sessions.sql"),
     },
+    Migration {
+        version: 15,
+        name: "detection",
+        sqlite: include_str!("../migrations/sqlite/0015_detection.sql"),
+        postgres: include_str!("../migrations/postgres/0015_detection.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

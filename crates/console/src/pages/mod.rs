@@ -2,6 +2,7 @@
 //! what it answers; nothing here decides who may see what.
 
 mod account;
+mod alerts;
 mod audit;
 mod home;
 mod keys;
@@ -29,6 +30,7 @@ pub(crate) const PAGE_PATHS: &[&str] = &[
     "/console/audit",
     "/console/audit/chain",
     "/console/security",
+    "/console/alerts",
     "/console/account",
     "/console/webhooks",
     "/console/ops/keys",
@@ -45,7 +47,8 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
         .merge(audit::routes())
         .merge(account::routes())
         .merge(webhooks::routes())
-        .merge(ops::routes());
+        .merge(ops::routes())
+        .merge(alerts::routes());
     let nav = vec![
         NavItem {
             href: "/console/",
@@ -76,6 +79,11 @@ pub(crate) fn platform() -> (Router<Console>, Vec<NavItem>) {
             href: "/console/webhooks",
             label: "webhooks",
             permission: Some(rampart_identity::webhooks_api::WEBHOOKS_WRITE),
+        },
+        NavItem {
+            href: "/console/alerts",
+            label: "alerts",
+            permission: Some(rampart_identity::rbac::ALERTS_READ),
         },
         NavItem {
             href: "/console/security",
@@ -200,6 +208,7 @@ mod tests {
             include_str!("account.rs"),
             include_str!("webhooks.rs"),
             include_str!("ops.rs"),
+            include_str!("alerts.rs"),
             include_str!("../session.rs"),
             include_str!("../layout.rs"),
         ];

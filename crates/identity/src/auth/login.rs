@@ -149,7 +149,9 @@ async fn attempt(
         })
         .await?;
 
-    let named_user = candidate.as_ref().map(|c| c.user.id.clone());
+    let named_user = candidate
+        .as_ref()
+        .map(|c| (c.user.id.clone(), c.user.tenant_id.clone()));
     // Said only to whoever knows the password: an unverified sign-up is not a secret
     // from its own owner.
     if matches
@@ -160,9 +162,10 @@ async fn attempt(
         return Err(IdentityError::EmailNotVerified);
     }
     let Some(candidate) = candidate.filter(|c| matches && c.user.is_active()) else {
-        // The user id when the e-mail names one, never the password or the e-mail.
+        // The user and their tenant when the e-mail names one (so detections group by
+        // tenant), never the password or the e-mail.
         let mut event = SecurityEvent::new("login_failure", "warning");
-        event.user_id = named_user;
+        (event.user_id, event.tenant_id) = named_user.unzip();
         identity.security_event(event, info, None);
         return Err(IdentityError::InvalidCredentials);
     };

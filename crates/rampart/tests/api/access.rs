@@ -408,7 +408,42 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .await
         .unwrap();
     let b_delivery = deliveries[0]["id"].as_str().unwrap().to_string();
+    // An alert about B, and a job (jobs are the platform's: no tenant's admin reaches one).
+    let (b_alert, _) = app
+        .store
+        .record_alert(
+            &rampart_store::detection::NewAlert {
+                rule_id: "rampart-sweep".into(),
+                title: "sweep".into(),
+                level: "high".into(),
+                tenant_id: Some(w.tenants[1].clone()),
+                group_key: "{}".into(),
+                techniques: vec![],
+                event_count: 1,
+                event_ids: vec![],
+                first_event_at: 1,
+                last_event_at: 1,
+                merge_within_ms: 0,
+            },
+            rampart_audit::event(
+                rampart_store::Actor::System,
+                "alert.raise",
+                "alert",
+                Default::default(),
+            )
+            .build(),
+        )
+        .await
+        .unwrap();
+    let b_alert = b_alert.id;
+    app.execute_sql(
+        "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, max_attempts, \
+         state, created_at, updated_at) VALUES ('job_sweep', 'ops-test', 'sweep', '{}', 0, 1, 1, \
+         1, 'dead', 1, 1)",
+    )
+    .await;
     let b_ids = [
+        &b_alert,
         &b_endpoint,
         &b_delivery,
         &w.tenants[1],
@@ -445,6 +480,8 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{endpoint_id}", &b_endpoint),
                 ("{delivery_id}", &b_delivery),
                 ("{notification_id}", &b_delivery),
+                ("{alert_id}", &b_alert),
+                ("{job_id}", &"job_sweep".to_string()),
             ] {
                 concrete = concrete.replace(param, value);
             }

@@ -775,3 +775,69 @@ async fn operations_pages_show_keys_backups_and_dead_jobs_and_retry_one() {
         assert_eq!(t.get(path).await.status, StatusCode::FORBIDDEN, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_alerts_page_lists_the_tenants_alerts_and_acknowledges_one() {
+    let app = spawn_app().await;
+    app.create_platform_admin("root@example.id").await;
+    let root = app.tokens("root@example.id").await.0;
+    let (tenant, _admin) = merchant(&app, &root, "alerted").await;
+    let (other, _) = merchant(&app, &root, "quiet").await;
+    for (t, rule) in [
+        (&tenant, "rampart-password-spraying"),
+        (&other, "rampart-other"),
+    ] {
+        app.store
+            .record_alert(
+                &rampart_store::detection::NewAlert {
+                    rule_id: rule.into(),
+                    title: "Password <b>spraying</b> from one address".into(),
+                    level: "high".into(),
+                    tenant_id: Some(t.clone()),
+                    group_key: r#"{"source_ip":"203.0.113.9"}"#.into(),
+                    techniques: vec!["T1110.003".into()],
+                    event_count: 5,
+                    event_ids: vec![],
+                    first_event_at: rampart_store::now_ms() - 60_000,
+                    last_event_at: rampart_store::now_ms(),
+                    merge_within_ms: 0,
+                },
+                rampart_audit::event(
+                    rampart_store::Actor::System,
+                    "alert.raise",
+                    "alert",
+                    Default::default(),
+                )
+                .build(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut b = Browser::new(&app);
+    b.sign_in("admin@alerted.example").await;
+    let page = b.get("/console/alerts").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("rampart-password-spraying"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("203.0.113.9"));
+    assert!(page.body.contains("&lt;b&gt;spraying"), "the title is text");
+    assert!(
+        !page.body.contains("rampart-other"),
+        "another tenant's alert"
+    );
+    let at = page.body.find("/acknowledge").expect("an acknowledge form");
+    let action_start = page.body[..at].rfind("action=\"").unwrap() + "action=\"".len();
+    let action = page.body[action_start..at + "/acknowledge".len()].to_string();
+    let done = b.post(&action, &[("_csrf", page.csrf().as_str())]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let open = b.get("/console/alerts").await;
+    assert!(
+        !open.body.contains("rampart-password-spraying"),
+        "no longer open"
+    );
+    let acked = b.get("/console/alerts?status=acknowledged").await;
+    assert!(acked.body.contains("rampart-password-spraying"));
+}

@@ -9,6 +9,7 @@ mod cancellation;
 mod cli;
 mod cluster;
 mod console;
+mod detection;
 mod edge;
 mod errors;
 mod hardening;

@@ -125,6 +125,10 @@ async fn openapi_document_is_valid_and_documents_the_edge_answers() {
     assert!(operations > 50, "only {operations} operations");
 }
 
+/// Two job ids, in creation order (ids are UUIDs, as `new_id` makes them).
+const OLD: &str = "0190a4c1-7b2e-7c3d-9e1f-00000000000a";
+const NEW: &str = "0190a4c1-7b2e-7c3d-9e1f-00000000000b";
+
 /// A dead job staged in the database, on a queue no worker serves (so re-queueing it
 /// leaves it queued for the test to see).
 async fn stage_dead_job(app: &crate::helpers::TestApp, id: &str, created_at: i64) {
@@ -219,8 +223,8 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
 
     // Dead letters, paged, and re-queued (audited).
     let now = rampart_store::now_ms();
-    stage_dead_job(&app, "job_dead_old", now - 2000).await;
-    stage_dead_job(&app, "job_dead_new", now - 1000).await;
+    stage_dead_job(&app, OLD, now - 2000).await;
+    stage_dead_job(&app, NEW, now - 1000).await;
     let page: Value = app
         .get(
             "/api/v1/ops/jobs?state=dead&queue=ops-test&limit=1",
@@ -230,7 +234,7 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
         .json()
         .await
         .unwrap();
-    assert_eq!(page["items"][0]["id"], "job_dead_new", "{page}");
+    assert_eq!(page["items"][0]["id"], NEW, "{page}");
     assert_eq!(page["items"][0]["last_error"], "partner answered 503");
     assert_eq!(page["items"][0]["payload"]["partner"], "p_1");
     let cursor = page["next_cursor"].as_str().unwrap();
@@ -244,11 +248,11 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
         .await
         .unwrap();
     assert_eq!(rest["items"].as_array().unwrap().len(), 1, "{rest}");
-    assert_eq!(rest["items"][0]["id"], "job_dead_old");
+    assert_eq!(rest["items"][0]["id"], OLD);
 
     let res = app
         .post(
-            "/api/v1/ops/jobs/job_dead_old/retry",
+            &format!("/api/v1/ops/jobs/{OLD}/retry"),
             Some(&root),
             &json!({}),
         )
@@ -261,7 +265,7 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
     );
     let res = app
         .post(
-            "/api/v1/ops/jobs/job_dead_old/retry",
+            &format!("/api/v1/ops/jobs/{OLD}/retry"),
             Some(&root),
             &json!({}),
         )
@@ -277,7 +281,7 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
         .json()
         .await
         .unwrap();
-    assert_eq!(audit["items"][0]["target_id"], "job_dead_old", "{audit}");
+    assert_eq!(audit["items"][0]["target_id"], OLD, "{audit}");
 
     // Filters are checked.
     for bad in ["state=sleeping", "cursor=nonsense", "limit=0"] {
@@ -302,12 +306,16 @@ async fn operations_api_shows_keys_backups_drills_and_requeues_dead_jobs_for_pla
     }
     let res = app
         .post(
-            "/api/v1/ops/jobs/job_dead_new/retry",
+            &format!("/api/v1/ops/jobs/{NEW}/retry"),
             Some(&boss),
             &json!({}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "no job exists for a tenant"
+    );
     let res = app
         .post(
             "/api/v1/api-keys",

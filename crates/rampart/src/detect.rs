@@ -1,0 +1,298 @@
+//! Security events into the database, and the detector that turns them into alerts.
+//!
+//! - [`store_security_events`]: every event the security log records is also queued
+//!   (bounded, never blocking the request) to a task that writes them in batches to
+//!   `security_events`, so the whole cluster's events are in one place.
+//! - [`run_detector`]: on nodes that run jobs, a loop that holds the detector's lease
+//!   (one node at a time, `detection_state`), reads events after its cursor, evaluates
+//!   them at their own time with the Sigma rules (`rampart-detection`), and stores the
+//!   alerts. A node that takes the lease over (the holder died or stopped) first replays
+//!   the last hour before the cursor, so the correlation windows are whole again; alerts
+//!   that replay raises again merge into the stored ones (`Store::record_alert`), so a
+//!   take-over neither loses nor doubles an alert.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_audit::security_log::{SecurityEvent, SecurityLog};
+
+use rampart_detection::{Alert, Detector, RuleError};
+use rampart_store::detection::{NewAlert, NewSecurityEvent, SecurityEventRow};
+use rampart_store::{Actor, RequestMeta, Store};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// Events waiting for the database at most; past it an event is kept only in the node's
+/// file (and counted), so a slow database never holds a request.
+const QUEUE: usize = 10_000;
+/// Events written per transaction.
+const BATCH: usize = 500;
+/// How far back a node replays when it takes the lease: the longest window of the
+/// built-in rules (mass export: 1 h).
+pub const REPLAY_MS: i64 = 3_600_000;
+/// A later alert of the same rule and group within this long of the last is the same
+/// alert (one alert for an attack that goes on, with its count).
+pub const MERGE_WITHIN_MS: i64 = 3_600_000;
+/// The lease a detector holds; a node that dies is replaced after this long.
+const LEASE_MS: i64 = 15_000;
+/// Events evaluated per read.
+const READ: i64 = 1_000;
+
+/// Security events the queue was too full to take (they are in the node's file); every
+/// thousandth is logged.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Attaches the database sink to `log` and starts the task that writes batches.
+pub fn store_security_events(log: &SecurityLog, store: Store) -> tokio::task::JoinHandle<()> {
+    let (tx, mut rx) = mpsc::channel::<NewSecurityEvent>(QUEUE);
+    let sink: rampart_audit::security_log::Sink = Arc::new(move |event: &SecurityEvent, at_ms| {
+        let row = NewSecurityEvent {
+            occurred_at: at_ms,
+            event: event.event.clone(),
+            severity: event.severity.to_string(),
+            tenant_id: event.tenant_id.clone(),
+            user_id: event.user_id.clone(),
+            api_key_id: event.api_key_id.clone(),
+            source_ip: event.source_ip.clone(),
+            request_id: event.request_id.clone(),
+            detail: event.detail.to_string(),
+        };
+        if tx.try_send(row).is_ok() {
+            return true;
+        }
+        if DROPPED.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
+            tracing::warn!("security events queue full: events kept only in the node's log file");
+        }
+        false
+    });
+    if !log.attach(sink) {
+        tracing::warn!("the security log already has a sink");
+    }
+    let log = log.clone();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            if let Err(e) = store.insert_security_events(&batch).await {
+                tracing::error!(error = %e, events = batch.len(), "cannot store security events; they are in the node's log file");
+            }
+            log.sink_done(batch.len() as u64);
+            batch.clear();
+        }
+    })
+}
+
+/// Loads the configured rules: the built-in set and `rules_dir`. Start-up calls it once
+/// so a rule that does not parse stops the node with its file, line and reason.
+pub fn load_rules(config: &rampart_config::DetectionConfig) -> Result<Detector, RuleError> {
+    let dir = (!config.rules_dir.is_empty()).then(|| Path::new(&config.rules_dir));
+    Detector::load(config.builtin_rules, dir)
+}
+
+/// The JSON the rules read, from a stored event.
+fn event_json(e: &SecurityEventRow) -> Value {
+    json!({
+        "id": e.id,
+        "event": e.event,
+        "severity": e.severity,
+        "tenant_id": e.tenant_id,
+        "user_id": e.user_id,
+        "api_key_id": e.api_key_id,
+        "source_ip": e.source_ip,
+        "request_id": e.request_id,
+        "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+    })
+}
+
+/// The alert to store: its tenant is the group's `tenant_id` when the rule groups by
+/// tenant, else that of the events it counted, else none (a platform alert).
+fn new_alert(alert: &Alert, event_tenant: Option<&str>) -> NewAlert {
+    let tenant_id = alert
+        .group
+        .get("tenant_id")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .or_else(|| event_tenant.map(str::to_string));
+    NewAlert {
+        rule_id: alert.rule_id.clone(),
+        title: alert.title.clone(),
+        level: alert.level.as_str().to_string(),
+        tenant_id,
+        group_key: serde_json::to_string(&alert.group).unwrap_or_default(),
+        techniques: alert.techniques.clone(),
+        event_count: alert.count as i64,
+        event_ids: alert.event_ids.clone(),
+        first_event_at: alert.first_seen_ms,
+        last_event_at: alert.last_seen_ms,
+        merge_within_ms: MERGE_WITHIN_MS,
+    }
+}
+
+/// Counts of one evaluation step, for the log and the tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub events: usize,
+    pub new_alerts: usize,
+}
+
+/// One detector: the rules' state and the cursor it has evaluated to.
+pub struct Evaluator {
+    detector: Detector,
+    store: Store,
+    cursor: i64,
+}
+
+impl Evaluator {
+    /// A detector that has replayed the `REPLAY_MS` before `cursor` (whose alerts merge
+    /// into those stored), ready to evaluate what comes after it.
+    pub async fn resume(
+        detector: Detector,
+        store: Store,
+        cursor: i64,
+    ) -> Result<Evaluator, rampart_store::StoreError> {
+        let mut ev = Evaluator {
+            detector,
+            store,
+            cursor: 0,
+        };
+        let newest = ev
+            .store
+            .security_events_after(cursor.saturating_sub(1), 1)
+            .await?;
+        let replay_from = match newest.first() {
+            Some(e) if e.seq == cursor => ev
+                .store
+                .security_event_seq_at(e.occurred_at - REPLAY_MS)
+                .await?
+                .map(|s| s - 1),
+            _ => None,
+        };
+        // The previous holder stored the alerts of every event up to the cursor before it
+        // moved the cursor, so the replay only rebuilds the windows: its alerts are
+        // dropped (an operator's resolved alert is not raised again).
+        ev.cursor = replay_from.unwrap_or(cursor).min(cursor);
+        while ev.cursor < cursor {
+            if ev.evaluate(cursor, false).await?.events == 0 {
+                break;
+            }
+        }
+        ev.cursor = cursor;
+        Ok(ev)
+    }
+
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// Evaluates the next events (up to [`READ`]).
+    pub async fn step(&mut self) -> Result<Step, rampart_store::StoreError> {
+        self.evaluate(i64::MAX, true).await
+    }
+
+    /// Evaluates the events after the cursor up to `last`; stores the alerts when
+    /// `record`.
+    async fn evaluate(
+        &mut self,
+        last: i64,
+        record: bool,
+    ) -> Result<Step, rampart_store::StoreError> {
+        let events = self.store.security_events_after(self.cursor, READ).await?;
+        let mut step = Step::default();
+        for e in events.iter().take_while(|e| e.seq <= last) {
+            step.events += 1;
+            let alerts = self.detector.observe(&event_json(e), e.occurred_at);
+            if !record {
+                self.cursor = e.seq;
+                continue;
+            }
+            for alert in alerts {
+                let new = new_alert(&alert, e.tenant_id.as_deref());
+                let audit = rampart_audit::event(
+                    Actor::System,
+                    "alert.raise",
+                    "alert",
+                    RequestMeta::default(),
+                )
+                .changes(
+                    json!({ "rule_id": new.rule_id, "level": new.level, "group": alert.group }),
+                )
+                .build();
+                let (stored, recorded) = self.store.record_alert(&new, audit).await?;
+                if recorded == rampart_store::detection::Recorded::New {
+                    step.new_alerts += 1;
+                    tracing::warn!(
+                        target: "rampart::security",
+                        alert = %stored.id,
+                        rule = %stored.rule_id,
+                        level = %stored.level,
+                        "alert raised"
+                    );
+                }
+            }
+            self.cursor = e.seq;
+        }
+        Ok(step)
+    }
+}
+
+/// The detector loop of a node that runs jobs: holds the lease when it can and evaluates
+/// what arrived every `poll`.
+pub async fn run_detector(store: Store, config: rampart_config::DetectionConfig, poll: Duration) {
+    let holder = format!("node_{}", rampart_store::new_id());
+    let mut current: Option<Evaluator> = None;
+    loop {
+        match store
+            .take_detector_lease(&holder, rampart_store::now_ms() + LEASE_MS)
+            .await
+        {
+            Ok(Some(cursor)) => {
+                if current.is_none() {
+                    match load_rules(&config) {
+                        Ok(detector) => {
+                            match Evaluator::resume(detector, store.clone(), cursor).await {
+                                Ok(ev) => {
+                                    tracing::info!(cursor, "detector lease taken; evaluating");
+                                    current = Some(ev);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "detector cannot replay"),
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "detection rules no longer load"),
+                    }
+                }
+                if let Some(ev) = current.as_mut() {
+                    loop {
+                        match ev.step().await {
+                            Ok(step) if step.events > 0 => {
+                                match store.advance_detector(&holder, ev.cursor()).await {
+                                    Ok(true) => {}
+                                    Ok(false) => {
+                                        current = None;
+                                        break;
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "cannot move the detector's cursor");
+                                        break;
+                                    }
+                                }
+                                if (step.events as i64) < READ {
+                                    break;
+                                }
+                            }
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "detector cannot read events");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(None) => current = None,
+            Err(e) => tracing::warn!(error = %e, "cannot take the detector lease"),
+        }
+        // Stopped by abort at shutdown: the lease then lapses and another node takes over.
+        tokio::time::sleep(poll).await;
+    }
+}

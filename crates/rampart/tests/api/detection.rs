@@ -1,0 +1,189 @@
+//! Detection wired into the server: security events stored in the database, the detector
+//! raising alerts from them, the alerts API, and a take-over that replays the window.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, spawn_app_with, TestApp};
+use rampart_store::detection::NewSecurityEvent;
+use rampart_store::Role;
+
+async fn alerts(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!("/api/v1/alerts{query}"), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Polls until `rule` has raised an alert (ten seconds at most).
+async fn alert_of(app: &TestApp, token: &str, rule: &str) -> Vec<Value> {
+    for _ in 0..100 {
+        let found = alerts(app, token, &format!("?rule={rule}")).await;
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {rule} alert");
+}
+
+#[tokio::test]
+async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve() {
+    let app = spawn_app_with(|c| c.jobs.poll_interval_ms = 100).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Sprayed", "merchant").await;
+    app.create_user(&tenant, "boss@sprayed.example", Role::TenantAdmin)
+        .await;
+    let (boss, _) = app.tokens("boss@sprayed.example").await;
+    for n in 0..7 {
+        app.create_user(&tenant, &format!("staff{n}@sprayed.example"), Role::Member)
+            .await;
+    }
+    // One wrong guess at each of six accounts from one address: under every per-account
+    // and per-address threshold, over the spraying one (five accounts in ten minutes).
+    for n in 0..6 {
+        let res = app
+            .login(&format!("staff{n}@sprayed.example"), "Summer2026!x")
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let raised = alert_of(&app, &root, "rampart-password-spraying").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let alert = &raised[0];
+    assert_eq!(alert["level"], "high");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["techniques"], json!(["T1110.003"]));
+    assert_eq!(alert["group"]["source_ip"], "127.0.0.1");
+    assert_eq!(alert["tenant_id"], tenant.as_str());
+    assert!(alert["event_count"].as_i64().unwrap() >= 5, "{alert}");
+
+    // The spray goes on: still one alert (the rule is quiet for its window once fired).
+    let res = app.login("staff6@sprayed.example", "Summer2026!x").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = alerts(&app, &root, "?rule=rampart-password-spraying").await;
+    assert_eq!(now.len(), 1, "{now:?}");
+
+    // The tenant's admin sees it too, and acknowledges it; the change is audited.
+    let id = alert["id"].as_str().unwrap();
+    assert_eq!(alerts(&app, &boss, "?status=open").await.len(), 1);
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            Some(&boss),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "acknowledged");
+    let audit: Value = app
+        .get("/api/v1/audit-events?action=alert.acknowledge", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["target_id"], id, "{audit}");
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{id}/resolve"),
+            Some(&root),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "resolved");
+
+    // Another tenant's admin sees none of it and cannot touch it.
+    let other = app.create_tenant(&root, "Elsewhere", "merchant").await;
+    app.create_user(&other, "boss@elsewhere.example", Role::TenantAdmin)
+        .await;
+    let (stranger, _) = app.tokens("boss@elsewhere.example").await;
+    assert!(alerts(&app, &stranger, "").await.is_empty());
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            Some(&stranger),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(error_code(res, StatusCode::NOT_FOUND).await, "not_found");
+    let res = app.get("/api/v1/alerts?level=severe", Some(&root)).await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+
+    // The failed logins are in the database, with their tenant, for the whole cluster.
+    let events: Vec<Value> = app
+        .get("/api/v1/security-events?event=login_failure", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 7, "{events:?}");
+    assert!(events.iter().all(|e| e["tenant_id"] == tenant.as_str()));
+    assert!(!events[0].to_string().contains("Summer2026"), "no password");
+}
+
+fn failure(tenant: &str, user: &str, at: i64) -> NewSecurityEvent {
+    NewSecurityEvent {
+        occurred_at: at,
+        event: "login_failure".into(),
+        severity: "warning".into(),
+        tenant_id: Some(tenant.into()),
+        user_id: Some(user.into()),
+        api_key_id: None,
+        source_ip: Some("203.0.113.9".into()),
+        request_id: None,
+        detail: "null".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_node_taking_the_detector_over_replays_the_window_and_raises_nothing_twice() {
+    use rampart::detect::{load_rules, Evaluator};
+    let app = spawn_app_with(|c| c.detection.enabled = false).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let t = app.create_tenant(&root, "Taken over", "merchant").await;
+    let store = app.store.clone();
+    let now = rampart_store::now_ms();
+    let rules = || load_rules(&rampart_config::DetectionConfig::default()).unwrap();
+    // Four accounts tried: under the spraying threshold.
+    let first: Vec<_> = (0..4)
+        .map(|n| failure(&t, &format!("u{n}"), now - 60_000 + n))
+        .collect();
+    store.insert_security_events(&first).await.unwrap();
+    let mut a = Evaluator::resume(rules(), store.clone(), 0).await.unwrap();
+    assert_eq!(a.step().await.unwrap().new_alerts, 0);
+    let cursor = a.cursor();
+    drop(a); // the node dies
+
+    // The fifth account arrives; a new node resumes from the cursor. Without the replay it
+    // would have seen one account; with it, five.
+    store
+        .insert_security_events(&[failure(&t, "u4", now - 30_000)])
+        .await
+        .unwrap();
+    let mut b = Evaluator::resume(rules(), store.clone(), cursor)
+        .await
+        .unwrap();
+    let step = b.step().await.unwrap();
+    assert_eq!(step.events, 1);
+    assert_eq!(step.new_alerts, 1);
+
+    // A third node resuming after it replays everything and raises nothing more.
+    let mut c = Evaluator::resume(rules(), store.clone(), b.cursor())
+        .await
+        .unwrap();
+    assert_eq!(c.step().await.unwrap().events, 0);
+    let rows: Vec<(i64,)> = app
+        .query_rows("SELECT COUNT(*) FROM alerts WHERE rule_id = 'rampart-password-spraying'")
+        .await;
+    assert_eq!(rows[0].0, 1);
+}

@@ -1,0 +1,442 @@
+//! Detection's tables: `security_events` (every node's security events, in one place),
+//! `alerts` (what the rules raised) and `detection_state` (the detector's cursor and
+//! lease). The engine is `crates/detection`; the loop that feeds it is the `rampart`
+//! crate's `detect` module; this module owns only the SQL.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{new_id, now_ms, NewAuditEvent, Store, StoreError, TenantScope, PLATFORM_TENANT_ID};
+
+/// A security event to store (the security log's JSON, split into columns).
+#[derive(Debug, Clone)]
+pub struct NewSecurityEvent {
+    pub occurred_at: i64,
+    pub event: String,
+    pub severity: String,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    /// JSON.
+    pub detail: String,
+}
+
+/// A stored security event.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecurityEventRow {
+    pub seq: i64,
+    pub id: String,
+    pub occurred_at: i64,
+    pub event: String,
+    pub severity: String,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: String,
+}
+
+const EVENT_COLUMNS: &str = "seq, id, occurred_at, event, severity, tenant_id, user_id, \
+                             api_key_id, source_ip, request_id, detail";
+
+fn event_row(r: &AnyRow) -> Result<SecurityEventRow, StoreError> {
+    Ok(SecurityEventRow {
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        occurred_at: r.try_get("occurred_at")?,
+        event: r.try_get("event")?,
+        severity: r.try_get("severity")?,
+        tenant_id: r.try_get("tenant_id")?,
+        user_id: r.try_get("user_id")?,
+        api_key_id: r.try_get("api_key_id")?,
+        source_ip: r.try_get("source_ip")?,
+        request_id: r.try_get("request_id")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+/// An alert as the detector raised it, before it is stored or merged.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub rule_id: String,
+    pub title: String,
+    pub level: String,
+    pub tenant_id: Option<String>,
+    /// The group-by values as JSON (stable key order).
+    pub group_key: String,
+    pub techniques: Vec<String>,
+    pub event_count: i64,
+    pub event_ids: Vec<String>,
+    pub first_event_at: i64,
+    pub last_event_at: i64,
+    /// A later alert of the same rule and group whose events began within this long of the
+    /// stored one's last event is the same alert (the rule's window).
+    pub merge_within_ms: i64,
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertRow {
+    pub id: String,
+    pub rule_id: String,
+    pub title: String,
+    pub level: String,
+    pub tenant_id: Option<String>,
+    pub group_key: String,
+    pub techniques: String,
+    pub event_count: i64,
+    pub event_ids: String,
+    pub first_event_at: i64,
+    pub last_event_at: i64,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ALERT_COLUMNS: &str = "id, rule_id, title, level, tenant_id, group_key, techniques, \
+                             event_count, event_ids, first_event_at, last_event_at, status, \
+                             created_at, updated_at";
+
+fn alert_row(r: &AnyRow) -> Result<AlertRow, StoreError> {
+    Ok(AlertRow {
+        id: r.try_get("id")?,
+        rule_id: r.try_get("rule_id")?,
+        title: r.try_get("title")?,
+        level: r.try_get("level")?,
+        tenant_id: r.try_get("tenant_id")?,
+        group_key: r.try_get("group_key")?,
+        techniques: r.try_get("techniques")?,
+        event_count: r.try_get("event_count")?,
+        event_ids: r.try_get("event_ids")?,
+        first_event_at: r.try_get("first_event_at")?,
+        last_event_at: r.try_get("last_event_at")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Whether [`Store::record_alert`] made a new alert or added to an open one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    Merged,
+}
+
+/// Filters of the alert list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub status: Option<String>,
+    pub level: Option<String>,
+    pub rule_id: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// `(created_at, id)` of the last alert of the previous page.
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// The alert statuses.
+pub const ALERT_STATUSES: &[&str] = &["open", "acknowledged", "resolved"];
+
+impl Store {
+    /// Appends security events in one transaction (the security log's writer batches
+    /// them).
+    pub async fn insert_security_events(
+        &self,
+        events: &[NewSecurityEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.system_write().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO security_events (id, occurred_at, event, severity, tenant_id, \
+                 user_id, api_key_id, source_ip, request_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(new_id())
+            .bind(e.occurred_at)
+            .bind(&e.event)
+            .bind(&e.severity)
+            .bind(&e.tenant_id)
+            .bind(&e.user_id)
+            .bind(&e.api_key_id)
+            .bind(&e.source_ip)
+            .bind(&e.request_id)
+            .bind(&e.detail)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Events after `seq`, in `seq` order: the detector's feed.
+    pub async fn security_events_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<SecurityEventRow>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM security_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// The first event at or after `at_ms` (a replay's start), if any.
+    pub async fn security_event_seq_at(&self, at_ms: i64) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row =
+            sqlx::query("SELECT MIN(seq) AS seq FROM security_events WHERE occurred_at >= $1")
+                .bind(at_ms)
+                .fetch_one(tx.conn())
+                .await?;
+        tx.commit().await?;
+        Ok(row.try_get("seq")?)
+    }
+
+    /// Events of `[from_ms, to_ms)`, newest first, optionally of one type: what
+    /// `GET /api/v1/security-events` shows, for the whole cluster.
+    pub async fn list_security_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        event: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SecurityEventRow>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM security_events \
+             WHERE occurred_at >= $1 AND occurred_at < $2 AND ($3 = '' OR event = $3) \
+             ORDER BY seq DESC LIMIT $4"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(event.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// Deletes security events recorded before `before_ms` (retention).
+    pub async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.system_write().await?;
+        let n = sqlx::query("DELETE FROM security_events WHERE occurred_at < $1")
+            .bind(before_ms)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Takes or renews the detector's lease for `holder` until `until_ms`; returns the
+    /// cursor (the last event evaluated) when this node holds it, `None` when another
+    /// node's lease is still running.
+    pub async fn take_detector_lease(
+        &self,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.system_write().await?;
+        let row = sqlx::query(
+            "UPDATE detection_state SET holder = $1, lease_until = $2, updated_at = $3 \
+             WHERE name = 'detector' AND (holder = $1 OR lease_until < $3) RETURNING last_seq",
+        )
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms())
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        row.map(|r| r.try_get("last_seq"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Moves the cursor, if `holder` still holds the lease; false when it lost it.
+    pub async fn advance_detector(&self, holder: &str, last_seq: i64) -> Result<bool, StoreError> {
+        let mut tx = self.system_write().await?;
+        let n = sqlx::query(
+            "UPDATE detection_state SET last_seq = $1, updated_at = $2 \
+             WHERE name = 'detector' AND holder = $3",
+        )
+        .bind(last_seq)
+        .bind(now_ms())
+        .bind(holder)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Stores an alert, or adds to the open or acknowledged alert of the same rule and
+    /// group whose last event is within `merge_within_ms` of this one's first (so an
+    /// attack that goes on, or a replay after a take-over, stays one alert). A new alert
+    /// is audited in its tenant's chain (the platform's for platform alerts).
+    pub async fn record_alert(
+        &self,
+        alert: &NewAlert,
+        mut audit: NewAuditEvent,
+    ) -> Result<(AlertRow, Recorded), StoreError> {
+        let mut tx = self.system_write().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE rule_id = $1 AND group_key = $2 \
+             AND status <> 'resolved' AND last_event_at >= $3 \
+             ORDER BY last_event_at DESC LIMIT 1"
+        ))
+        .bind(&alert.rule_id)
+        .bind(&alert.group_key)
+        .bind(alert.first_event_at - alert.merge_within_ms)
+        .fetch_optional(tx.conn())
+        .await?;
+        let now = now_ms();
+        let event_ids = serde_json::to_string(&alert.event_ids).unwrap_or_else(|_| "[]".into());
+        if let Some(row) = existing {
+            let id: String = row.try_get("id")?;
+            let row = sqlx::query(&format!(
+                "UPDATE alerts SET event_count = CASE WHEN event_count > $1 THEN event_count \
+                 ELSE $1 END, last_event_at = CASE WHEN last_event_at > $2 THEN last_event_at \
+                 ELSE $2 END, event_ids = $3, updated_at = $4 WHERE id = $5 \
+                 RETURNING {ALERT_COLUMNS}"
+            ))
+            .bind(alert.event_count)
+            .bind(alert.last_event_at)
+            .bind(&event_ids)
+            .bind(now)
+            .bind(&id)
+            .fetch_one(tx.conn())
+            .await?;
+            let stored = alert_row(&row)?;
+            tx.commit().await?;
+            return Ok((stored, Recorded::Merged));
+        }
+        let id = format!("alr_{}", new_id());
+        let row = sqlx::query(&format!(
+            "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $12) \
+             RETURNING {ALERT_COLUMNS}"
+        ))
+        .bind(&id)
+        .bind(&alert.rule_id)
+        .bind(&alert.title)
+        .bind(&alert.level)
+        .bind(&alert.tenant_id)
+        .bind(&alert.group_key)
+        .bind(alert.techniques.join(","))
+        .bind(alert.event_count)
+        .bind(&event_ids)
+        .bind(alert.first_event_at)
+        .bind(alert.last_event_at)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+        let stored = alert_row(&row)?;
+        audit.target_id = Some(id);
+        let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
+        tx.audit(chain, &audit).await?;
+        tx.commit().await?;
+        Ok((stored, Recorded::New))
+    }
+
+    /// Alerts newest first: a tenant's (`Some(scope)`) or every one (`None`: platform
+    /// admins).
+    pub async fn list_alerts(
+        &self,
+        scope: Option<&TenantScope>,
+        q: &AlertQuery,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let (before_at, before_id) = q.before.clone().unwrap_or((i64::MAX, String::new()));
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1 = '' OR tenant_id = $1) \
+             AND ($2 = '' OR status = $2) AND ($3 = '' OR level = $3) \
+             AND ($4 = '' OR rule_id = $4) AND created_at >= $5 AND created_at < $6 \
+             AND (created_at < $7 OR (created_at = $7 AND ($8 = '' OR id < $8))) \
+             ORDER BY created_at DESC, id DESC LIMIT $9"
+        );
+        let query = sqlx::query(&sql)
+            .bind(scope.map(|s| s.tenant_id().to_string()).unwrap_or_default())
+            .bind(q.status.clone().unwrap_or_default())
+            .bind(q.level.clone().unwrap_or_default())
+            .bind(q.rule_id.clone().unwrap_or_default())
+            .bind(q.from_ms.unwrap_or(0))
+            .bind(q.to_ms.unwrap_or(i64::MAX))
+            .bind(before_at)
+            .bind(before_id)
+            .bind(q.limit);
+        let rows = match scope {
+            Some(s) => {
+                let mut tx = self.tenant_read(s).await?;
+                let rows = query.fetch_all(tx.conn()).await?;
+                tx.commit().await?;
+                rows
+            }
+            None => {
+                let mut tx = self.system_read().await?;
+                let rows = query.fetch_all(tx.conn()).await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        rows.iter().map(alert_row).collect()
+    }
+
+    /// One alert; `NotFound` when it is not the scope's (`None`: any).
+    pub async fn get_alert(
+        &self,
+        scope: Option<&TenantScope>,
+        id: &str,
+    ) -> Result<AlertRow, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        tx.commit().await?;
+        let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
+        match scope {
+            Some(s) if alert.tenant_id.as_deref() != Some(s.tenant_id()) => {
+                Err(StoreError::NotFound)
+            }
+            _ => Ok(alert),
+        }
+    }
+
+    /// Moves an alert to `status`, recording `audit` in the alert's tenant's chain (the
+    /// platform's for a platform alert).
+    pub async fn set_alert_status(
+        &self,
+        id: &str,
+        status: &str,
+        mut audit: NewAuditEvent,
+    ) -> Result<AlertRow, StoreError> {
+        let mut tx = self.system_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {ALERT_COLUMNS}"
+        ))
+        .bind(status)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
+        audit.target_id = Some(alert.id.clone());
+        let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
+        tx.audit(chain, &audit).await?;
+        tx.commit().await?;
+        Ok(alert)
+    }
+}
