@@ -212,9 +212,17 @@ pub struct LoadedKey {
     private: Option<PrivateKey>,
     /// For access tokens: whether it is still published and accepted.
     published: bool,
-    /// The verifier `jsonwebtoken` needs, built once at load for keys that verify access
-    /// tokens (every authenticated request uses it).
-    pub(crate) decoding: Option<jsonwebtoken::DecodingKey>,
+    /// How it checks access-token signatures, built once at load for keys that verify
+    /// access tokens (every authenticated request uses it).
+    pub(crate) token_verifier: Option<TokenVerifier>,
+}
+
+/// An access-token key's verifier.
+pub(crate) enum TokenVerifier {
+    /// ES256 with ring (see `jwt::verify_es256` for why): the uncompressed P-256 point.
+    Es256(ring::signature::UnparsedPublicKey<Vec<u8>>),
+    /// EdDSA and PS256 through `jsonwebtoken`.
+    Jwt(jsonwebtoken::DecodingKey),
 }
 
 impl fmt::Debug for LoadedKey {
@@ -466,9 +474,9 @@ impl SigningKeys {
             (None, None) => return Err(unusable("no public key".into())),
         };
         let public = public_from_jwk(&jwk).map_err(unusable)?;
-        let decoding = match purpose {
+        let token_verifier = match purpose {
             Purpose::AccessToken | Purpose::Legacy => {
-                Some(decoding_key(&jwk, alg).map_err(unusable)?)
+                Some(token_verifier(&jwk, alg).map_err(unusable)?)
             }
             Purpose::AuditCheckpoint => None,
         };
@@ -486,7 +494,7 @@ impl SigningKeys {
             public,
             private: if with_private { private } else { None },
             published,
-            decoding,
+            token_verifier,
         })
     }
 
@@ -779,17 +787,25 @@ fn member<'a>(jwk: &'a serde_json::Value, name: &str) -> Result<&'a str, String>
         .ok_or_else(|| format!("JWK has no {name:?}"))
 }
 
+fn member_bytes(jwk: &serde_json::Value, name: &str) -> Result<Vec<u8>, String> {
+    URL_SAFE_NO_PAD
+        .decode(member(jwk, name)?)
+        .map_err(|e| format!("JWK {name:?}: {e}"))
+}
+
+/// An EC JWK's public key as an uncompressed SEC1 point (`04 || x || y`).
+fn ec_point(jwk: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let mut point = vec![4u8];
+    point.extend(member_bytes(jwk, "x")?);
+    point.extend(member_bytes(jwk, "y")?);
+    Ok(point)
+}
+
 fn public_from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, String> {
-    let decode = |name: &str| {
-        URL_SAFE_NO_PAD
-            .decode(member(jwk, name)?)
-            .map_err(|e| format!("JWK {name:?}: {e}"))
-    };
+    let decode = |name: &str| member_bytes(jwk, name);
     match member(jwk, "kty")? {
         "EC" => {
-            let mut point = vec![4u8];
-            point.extend(decode("x")?);
-            point.extend(decode("y")?);
+            let point = ec_point(jwk)?;
             p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
                 .map(PublicKey::P256)
                 .map_err(|e| e.to_string())
@@ -813,20 +829,22 @@ fn public_from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, String> {
     }
 }
 
-fn decoding_key(
-    jwk: &serde_json::Value,
-    alg: Algorithm,
-) -> Result<jsonwebtoken::DecodingKey, String> {
+fn token_verifier(jwk: &serde_json::Value, alg: Algorithm) -> Result<TokenVerifier, String> {
     use jsonwebtoken::DecodingKey;
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
     let text = |e: jsonwebtoken::errors::Error| e.to_string();
     match alg {
-        Algorithm::Es256 => {
-            DecodingKey::from_ec_components(member(jwk, "x")?, member(jwk, "y")?).map_err(text)
-        }
-        Algorithm::EdDsa => DecodingKey::from_ed_components(member(jwk, "x")?).map_err(text),
-        Algorithm::Ps256 => {
-            DecodingKey::from_rsa_components(member(jwk, "n")?, member(jwk, "e")?).map_err(text)
-        }
+        // ring parses the point at each verification and refuses one off the curve.
+        Algorithm::Es256 => Ok(TokenVerifier::Es256(UnparsedPublicKey::new(
+            &ECDSA_P256_SHA256_FIXED,
+            ec_point(jwk)?,
+        ))),
+        Algorithm::EdDsa => DecodingKey::from_ed_components(member(jwk, "x")?)
+            .map(TokenVerifier::Jwt)
+            .map_err(text),
+        Algorithm::Ps256 => DecodingKey::from_rsa_components(member(jwk, "n")?, member(jwk, "e")?)
+            .map(TokenVerifier::Jwt)
+            .map_err(text),
     }
 }
 
