@@ -378,12 +378,16 @@ pub async fn notify(
     crypto: &Crypto,
 ) -> anyhow::Result<rampart_notify::Notify> {
     let mut templates = rampart_notify::Templates::default();
-    for t in rampart_identity::account::templates() {
+    for t in rampart_identity::account::templates()
+        .into_iter()
+        .chain(crate::detect::templates())
+    {
         templates.register(t);
     }
     // Webhook event types, by app: what endpoints may subscribe to.
     let mut events = rampart_notify::webhook::EventTypes::default();
     rampart_payments::webhooks::register_events(&mut events);
+    crate::detect::register_events(&mut events);
     let limiter = if config.redis.url.is_empty() {
         RateLimiter::memory()
     } else {
@@ -830,6 +834,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         if config.jobs.enabled {
             background.push(tokio::spawn(crate::detect::run_detector(
                 store.clone(),
+                notify.clone(),
                 config.detection.clone(),
                 Duration::from_millis(config.jobs.poll_interval_ms),
             )));

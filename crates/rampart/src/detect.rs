@@ -19,8 +19,10 @@ use std::time::Duration;
 use rampart_audit::security_log::{SecurityEvent, SecurityLog};
 
 use rampart_detection::{Alert, Detector, RuleError};
-use rampart_store::detection::{NewAlert, NewSecurityEvent, SecurityEventRow};
-use rampart_store::{Actor, RequestMeta, Store};
+use rampart_notify::{Locale, Notify, Template, Text};
+use rampart_store::detection::{AlertDelivery, NewAlert, NewSecurityEvent, SecurityEventRow};
+use rampart_store::notify::webhooks::OutboxEvent;
+use rampart_store::{Actor, RequestMeta, Store, PLATFORM_TENANT_ID};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -90,6 +92,114 @@ pub fn load_rules(config: &rampart_config::DetectionConfig) -> Result<Detector, 
     Detector::load(config.builtin_rules, dir)
 }
 
+/// The mail a new high or critical alert sends to its tenant's admins (the platform
+/// admins for a platform alert).
+pub const ALERT_TEMPLATE: &str = "security.alert";
+/// The webhook event a new alert publishes to its tenant's subscribed endpoints.
+pub const ALERT_EVENT: &str = "alert.raised";
+
+/// Detection's webhook event types.
+pub fn register_events(registry: &mut rampart_notify::webhook::EventTypes) {
+    registry.register(
+        "detection",
+        &[(
+            ALERT_EVENT,
+            "A detection rule raised an alert about the tenant (its level, rule, ATT&CK techniques and group).",
+        )],
+    );
+}
+
+/// Detection's mail.
+pub fn templates() -> Vec<Template> {
+    vec![Template {
+        kind: ALERT_TEMPLATE,
+        id: Text {
+            subject: "[{{level}}] {{title}}",
+            text: "Aturan deteksi {{rule_id}} memunculkan peringatan {{level}}: {{title}}.\n\n\
+                   Kelompok: {{group}}\nPeristiwa terhitung: {{count}}\nTeknik ATT&CK: {{techniques}}\n\n\
+                   Tinjau dan tangani di {{link}}\n",
+            html: "<p>Aturan deteksi <code>{{rule_id}}</code> memunculkan peringatan \
+                   <strong>{{level}}</strong>: {{title}}.</p><p>Kelompok: <code>{{group}}</code><br>\
+                   Peristiwa terhitung: {{count}}<br>Teknik ATT&amp;CK: {{techniques}}</p>\
+                   <p><a href=\"{{link}}\">Tinjau dan tangani</a></p>",
+        },
+        en: Text {
+            subject: "[{{level}}] {{title}}",
+            text: "The detection rule {{rule_id}} raised a {{level}} alert: {{title}}.\n\n\
+                   Group: {{group}}\nEvents counted: {{count}}\nATT&CK techniques: {{techniques}}\n\n\
+                   Review and handle it at {{link}}\n",
+            html: "<p>The detection rule <code>{{rule_id}}</code> raised a \
+                   <strong>{{level}}</strong> alert: {{title}}.</p><p>Group: <code>{{group}}</code><br>\
+                   Events counted: {{count}}<br>ATT&amp;CK techniques: {{techniques}}</p>\
+                   <p><a href=\"{{link}}\">Review and handle it</a></p>",
+        },
+        security: true,
+    }]
+}
+
+/// The mails and the webhook event a new alert sends: high and critical alerts mail
+/// their recipients at once (lower levels are in the console and the API only); every
+/// tenant alert goes to the tenant's endpoints that subscribed to `alert.raised`.
+async fn delivery(
+    notify: Option<&Notify>,
+    store: &Store,
+    alert: &NewAlert,
+    techniques: &[String],
+) -> Result<AlertDelivery, String> {
+    let Some(notify) = notify else {
+        return Ok(AlertDelivery::default());
+    };
+    let mut out = AlertDelivery::default();
+    let data = json!({
+        "id": alert.id,
+        "rule_id": alert.rule_id,
+        "title": alert.title,
+        "level": alert.level,
+        "tenant_id": alert.tenant_id,
+        "group": alert.group_key,
+        "count": alert.event_count,
+        "techniques": techniques.join(", "),
+        "link": notify.link("/console/alerts"),
+    });
+    if matches!(alert.level.as_str(), "high" | "critical") {
+        let recipients = store
+            .alert_recipients(alert.tenant_id.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        for (user_id, email, locale) in recipients {
+            let n = rampart_notify::Notification {
+                tenant: alert
+                    .tenant_id
+                    .clone()
+                    .unwrap_or_else(|| PLATFORM_TENANT_ID.to_string()),
+                channel: rampart_notify::Channel::Email,
+                to: email,
+                template: ALERT_TEMPLATE.into(),
+                locale: Locale::parse(&locale).unwrap_or(Locale::En),
+                data: data.clone(),
+                dedupe_key: Some(format!("alert:{}:{user_id}", alert.id)),
+                subject_id: Some(alert.id.clone()),
+            };
+            out.notifications
+                .push(notify.prepare(n).await.map_err(|e| e.to_string())?);
+        }
+    }
+    if alert.tenant_id.is_some() {
+        let body = json!({
+            "id": format!("evt_{}", rampart_store::new_id()),
+            "type": ALERT_EVENT,
+            "created": rampart_store::now_ms() / 1000,
+            "data": data,
+        });
+        out.webhook = Some(OutboxEvent {
+            event: ALERT_EVENT,
+            payment_id: alert.id.clone(),
+            body: body.to_string(),
+        });
+    }
+    Ok(out)
+}
+
 /// The JSON the rules read, from a stored event.
 fn event_json(e: &SecurityEventRow) -> Value {
     json!({
@@ -115,6 +225,7 @@ fn new_alert(alert: &Alert, event_tenant: Option<&str>) -> NewAlert {
         .cloned()
         .or_else(|| event_tenant.map(str::to_string));
     NewAlert {
+        id: format!("alr_{}", rampart_store::new_id()),
         rule_id: alert.rule_id.clone(),
         title: alert.title.clone(),
         level: alert.level.as_str().to_string(),
@@ -140,6 +251,8 @@ pub struct Step {
 pub struct Evaluator {
     detector: Detector,
     store: Store,
+    /// Where new alerts are announced (none: stored only).
+    notify: Option<Notify>,
     cursor: i64,
 }
 
@@ -149,11 +262,13 @@ impl Evaluator {
     pub async fn resume(
         detector: Detector,
         store: Store,
+        notify: Option<Notify>,
         cursor: i64,
     ) -> Result<Evaluator, rampart_store::StoreError> {
         let mut ev = Evaluator {
             detector,
             store,
+            notify,
             cursor: 0,
         };
         let newest = ev
@@ -218,9 +333,20 @@ impl Evaluator {
                     json!({ "rule_id": new.rule_id, "level": new.level, "group": alert.group }),
                 )
                 .build();
-                let (stored, recorded) = self.store.record_alert(&new, audit).await?;
+                // A mail that cannot be prepared (no recipient address is ours to fix)
+                // must not lose the alert: it is stored, and the failure logged.
+                let send = delivery(self.notify.as_ref(), &self.store, &new, &alert.techniques)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, rule = %new.rule_id, "cannot prepare the alert's notifications");
+                        AlertDelivery::default()
+                    });
+                let (stored, recorded) = self.store.record_alert(&new, audit, &send).await?;
                 if recorded == rampart_store::detection::Recorded::New {
                     step.new_alerts += 1;
+                    if let Some(n) = &self.notify {
+                        n.wake();
+                    }
                     tracing::warn!(
                         target: "rampart::security",
                         alert = %stored.id,
@@ -238,7 +364,12 @@ impl Evaluator {
 
 /// The detector loop of a node that runs jobs: holds the lease when it can and evaluates
 /// what arrived every `poll`.
-pub async fn run_detector(store: Store, config: rampart_config::DetectionConfig, poll: Duration) {
+pub async fn run_detector(
+    store: Store,
+    notify: Notify,
+    config: rampart_config::DetectionConfig,
+    poll: Duration,
+) {
     let holder = format!("node_{}", rampart_store::new_id());
     let mut current: Option<Evaluator> = None;
     loop {
@@ -250,7 +381,14 @@ pub async fn run_detector(store: Store, config: rampart_config::DetectionConfig,
                 if current.is_none() {
                     match load_rules(&config) {
                         Ok(detector) => {
-                            match Evaluator::resume(detector, store.clone(), cursor).await {
+                            match Evaluator::resume(
+                                detector,
+                                store.clone(),
+                                Some(notify.clone()),
+                                cursor,
+                            )
+                            .await
+                            {
                                 Ok(ev) => {
                                     tracing::info!(cursor, "detector lease taken; evaluating");
                                     current = Some(ev);

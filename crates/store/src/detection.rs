@@ -61,6 +61,9 @@ fn event_row(r: &AnyRow) -> Result<SecurityEventRow, StoreError> {
 /// An alert as the detector raised it, before it is stored or merged.
 #[derive(Debug, Clone)]
 pub struct NewAlert {
+    /// The id it gets if it is new (`alr_…`; the caller makes it, so the notifications
+    /// it prepares can name it).
+    pub id: String,
     pub rule_id: String,
     pub title: String,
     pub level: String,
@@ -117,6 +120,16 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow, StoreError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// What a new alert sends, written in the transaction that stores it (nothing when the
+/// alert merges into an open one: that one was announced).
+#[derive(Debug, Default)]
+pub struct AlertDelivery {
+    /// Mails, prepared by the notification service.
+    pub notifications: Vec<crate::notify::NewNotification>,
+    /// The webhook event for the alert's tenant's subscribed endpoints.
+    pub webhook: Option<crate::notify::webhooks::OutboxEvent>,
 }
 
 /// Whether [`Store::record_alert`] made a new alert or added to an open one.
@@ -291,6 +304,7 @@ impl Store {
         &self,
         alert: &NewAlert,
         mut audit: NewAuditEvent,
+        delivery: &AlertDelivery,
     ) -> Result<(AlertRow, Recorded), StoreError> {
         let mut tx = self.system_write().await?;
         let existing = sqlx::query(&format!(
@@ -324,7 +338,7 @@ impl Store {
             tx.commit().await?;
             return Ok((stored, Recorded::Merged));
         }
-        let id = format!("alr_{}", new_id());
+        let id = alert.id.clone();
         let row = sqlx::query(&format!(
             "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $12) \
@@ -348,8 +362,40 @@ impl Store {
         audit.target_id = Some(id);
         let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
         tx.audit(chain, &audit).await?;
+        for n in &delivery.notifications {
+            tx.insert_notification(n).await?;
+        }
+        if let (Some(event), Some(tenant)) = (&delivery.webhook, &alert.tenant_id) {
+            tx.publish_webhook_events(tenant, std::slice::from_ref(event))
+                .await?;
+        }
         tx.commit().await?;
         Ok((stored, Recorded::New))
+    }
+
+    /// Who is told of an alert: the active admins of its tenant, or the platform admins
+    /// for a platform alert; `(user id, e-mail, locale)`.
+    pub async fn alert_recipients(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let (tenant, role) = match tenant_id {
+            Some(t) => (t, "tenant_admin"),
+            None => (PLATFORM_TENANT_ID, "platform_admin"),
+        };
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(
+            "SELECT id, email, locale FROM users WHERE tenant_id = $1 AND role = $2 \
+             AND status = 'active' ORDER BY id LIMIT 50",
+        )
+        .bind(tenant)
+        .bind(role)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("email")?, r.try_get("locale")?)))
+            .collect()
     }
 
     /// Alerts newest first: a tenant's (`Some(scope)`) or every one (`None`: platform

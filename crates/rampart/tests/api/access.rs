@@ -413,6 +413,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .store
         .record_alert(
             &rampart_store::detection::NewAlert {
+                id: format!("alr_{}", rampart_store::new_id()),
                 rule_id: "rampart-sweep".into(),
                 title: "sweep".into(),
                 level: "high".into(),
@@ -432,6 +433,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 Default::default(),
             )
             .build(),
+            &Default::default(),
         )
         .await
         .unwrap();

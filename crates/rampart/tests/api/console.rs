@@ -790,6 +790,7 @@ async fn the_alerts_page_lists_the_tenants_alerts_and_acknowledges_one() {
         app.store
             .record_alert(
                 &rampart_store::detection::NewAlert {
+                    id: format!("alr_{}", rampart_store::new_id()),
                     rule_id: rule.into(),
                     title: "Password <b>spraying</b> from one address".into(),
                     level: "high".into(),
@@ -809,6 +810,7 @@ async fn the_alerts_page_lists_the_tenants_alerts_and_acknowledges_one() {
                     Default::default(),
                 )
                 .build(),
+                &Default::default(),
             )
             .await
             .unwrap();

@@ -45,6 +45,14 @@ async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve()
         app.create_user(&tenant, &format!("staff{n}@sprayed.example"), Role::Member)
             .await;
     }
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&boss),
+            &json!({"url": "https://hooks.sprayed.example/in", "events": ["alert.raised"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
     // One wrong guess at each of six accounts from one address: under every per-account
     // and per-address threshold, over the spraying one (five accounts in ten minutes).
     for n in 0..6 {
@@ -69,6 +77,35 @@ async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve()
     tokio::time::sleep(Duration::from_millis(500)).await;
     let now = alerts(&app, &root, "?rule=rampart-password-spraying").await;
     assert_eq!(now.len(), 1, "{now:?}");
+
+    // One mail to the tenant's admin (a high alert), none per failed login; one webhook
+    // delivery of `alert.raised` to the endpoint that subscribed.
+    let mail = app
+        .mail_file_to("boss@sprayed.example", "rampart-password-spraying")
+        .await;
+    assert!(mail.contains("Subject: [high] Password spraying"), "{mail}");
+    assert!(mail.contains("/console/alerts"), "{mail}");
+    let mails = std::fs::read_dir(app.dir.path().join("mail"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|t| t.contains("rampart-password-spraying"))
+        .count();
+    assert_eq!(mails, 1, "one mail for the attack");
+    let deliveries: Vec<Value> = app
+        .get("/api/v1/webhooks/deliveries", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let announced: Vec<&Value> = deliveries
+        .iter()
+        .filter(|d| d["event"] == "alert.raised")
+        .collect();
+    assert_eq!(announced.len(), 1, "{deliveries:?}");
+    assert!(announced[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains(alert["id"].as_str().unwrap()));
 
     // The tenant's admin sees it too, and acknowledges it; the change is audited.
     let id = alert["id"].as_str().unwrap();
@@ -159,7 +196,9 @@ async fn a_node_taking_the_detector_over_replays_the_window_and_raises_nothing_t
         .map(|n| failure(&t, &format!("u{n}"), now - 60_000 + n))
         .collect();
     store.insert_security_events(&first).await.unwrap();
-    let mut a = Evaluator::resume(rules(), store.clone(), 0).await.unwrap();
+    let mut a = Evaluator::resume(rules(), store.clone(), None, 0)
+        .await
+        .unwrap();
     assert_eq!(a.step().await.unwrap().new_alerts, 0);
     let cursor = a.cursor();
     drop(a); // the node dies
@@ -170,7 +209,7 @@ async fn a_node_taking_the_detector_over_replays_the_window_and_raises_nothing_t
         .insert_security_events(&[failure(&t, "u4", now - 30_000)])
         .await
         .unwrap();
-    let mut b = Evaluator::resume(rules(), store.clone(), cursor)
+    let mut b = Evaluator::resume(rules(), store.clone(), None, cursor)
         .await
         .unwrap();
     let step = b.step().await.unwrap();
@@ -178,7 +217,7 @@ async fn a_node_taking_the_detector_over_replays_the_window_and_raises_nothing_t
     assert_eq!(step.new_alerts, 1);
 
     // A third node resuming after it replays everything and raises nothing more.
-    let mut c = Evaluator::resume(rules(), store.clone(), b.cursor())
+    let mut c = Evaluator::resume(rules(), store.clone(), None, b.cursor())
         .await
         .unwrap();
     assert_eq!(c.step().await.unwrap().events, 0);
