@@ -351,6 +351,7 @@ test("axe-core reports no accessibility violation on any page", async () => {
       "/console/audit/chain",
       "/console/security",
       "/console/account",
+      "/console/alerts",
       "/console/ops/keys",
       "/console/ops/backups",
       "/console/ops/jobs",

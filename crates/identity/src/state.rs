@@ -189,12 +189,24 @@ impl Identity {
 
     pub fn security_event(
         &self,
-        mut event: SecurityEvent,
+        event: SecurityEvent,
         info: &RequestInfo,
         principal: Option<&Principal>,
     ) {
+        self.security_event_from(event, info, principal, None)
+    }
+
+    /// [`Identity::security_event`] with the address the event is about when it is not
+    /// the caller's (a shopper's, which a merchant's server passes on).
+    pub fn security_event_from(
+        &self,
+        mut event: SecurityEvent,
+        info: &RequestInfo,
+        principal: Option<&Principal>,
+        source_ip: Option<String>,
+    ) {
         event.request_id = Some(info.request_id.clone());
-        event.source_ip = info.client_ip.map(|ip| ip.to_string());
+        event.source_ip = source_ip.or_else(|| info.client_ip.map(|ip| ip.to_string()));
         if let Some(p) = principal {
             event.tenant_id = Some(p.scope.tenant_id().to_string());
             match &p.caller {

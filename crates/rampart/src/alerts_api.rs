@@ -89,12 +89,22 @@ impl From<AlertRow> for AlertView {
     }
 }
 
+fn status_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(ALERT_STATUSES)
+}
+
+fn level_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(LEVELS)
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AlertParams {
     /// `open`, `acknowledged` or `resolved`.
+    #[param(schema_with = status_schema, required = false)]
     pub status: Option<String>,
     /// `informational`, `low`, `medium`, `high` or `critical`.
+    #[param(schema_with = level_schema, required = false)]
     pub level: Option<String>,
     /// A rule id.
     pub rule: Option<String>,

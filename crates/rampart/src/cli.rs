@@ -89,6 +89,25 @@ pub enum Command {
     /// Outgoing mail.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Detection rules over the stored security events.
+    #[command(subcommand)]
+    Detect(DetectCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DetectCommand {
+    /// Run the configured rules (`[detection]`, so a rule in `detection.rules_dir` can be
+    /// tried before it goes live) over the security events stored in [--from, --to), each
+    /// at its own time, and print the alerts they raise as JSON lines, then a count on
+    /// stderr. Stores and sends nothing.
+    Replay {
+        /// RFC 3339, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -546,6 +565,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let crypto = app::crypto(&config, &store).await?;
             keys_command(&store, &crypto, command).await
+        }
+        Command::Detect(DetectCommand::Replay { from, to }) => {
+            let at = |field: &str, t: &str| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "--{field} must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"
+                        )
+                    })
+            };
+            let from_ms = at("from", &from)?;
+            let to_ms = match &to {
+                Some(t) => at("to", t)?,
+                None => rampart_store::now_ms(),
+            };
+            let detector = crate::detect::load_rules(&config.detection)
+                .map_err(|e| anyhow::anyhow!("detection rules: {e}"))?;
+            let store = open_store(&config).await?;
+            let mut alerts = 0usize;
+            let events = crate::detect::replay(&store, detector, from_ms, to_ms, |alert| {
+                alerts += 1;
+                println!("{}", serde_json::to_string(alert).unwrap_or_default());
+            })
+            .await?;
+            eprintln!("{events} events evaluated, {alerts} alerts");
+            Ok(())
         }
         Command::Audit(command) => {
             let store = open_store(&config).await?;

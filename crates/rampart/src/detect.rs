@@ -240,6 +240,39 @@ fn new_alert(alert: &Alert, event_tenant: Option<&str>) -> NewAlert {
     }
 }
 
+/// Runs `detector` over the events stored in `[from_ms, to_ms)`, each at its own time,
+/// handing every alert to `out`; stores nothing. Returns the events evaluated.
+pub async fn replay(
+    store: &Store,
+    mut detector: Detector,
+    from_ms: i64,
+    to_ms: i64,
+    mut out: impl FnMut(&Alert),
+) -> Result<usize, rampart_store::StoreError> {
+    let Some(first) = store.security_event_seq_at(from_ms).await? else {
+        return Ok(0);
+    };
+    let (mut cursor, mut evaluated) = (first - 1, 0);
+    loop {
+        let events = store.security_events_after(cursor, READ).await?;
+        let Some(last) = events.last() else { break };
+        cursor = last.seq;
+        for e in events
+            .iter()
+            .filter(|e| (from_ms..to_ms).contains(&e.occurred_at))
+        {
+            evaluated += 1;
+            for alert in detector.observe(&event_json(e), e.occurred_at) {
+                out(&alert);
+            }
+        }
+        if (events.len() as i64) < READ {
+            break;
+        }
+    }
+    Ok(evaluated)
+}
+
 /// Counts of one evaluation step, for the log and the tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Step {

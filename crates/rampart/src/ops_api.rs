@@ -359,10 +359,15 @@ impl From<JobRow> for JobView {
     }
 }
 
+fn state_schema() -> utoipa::openapi::Object {
+    rampart_edge::string_enum_schema(JOB_STATES)
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobParams {
     /// `queued`, `running`, `done` or `dead`.
+    #[param(schema_with = state_schema, required = false)]
     pub state: Option<String>,
     /// e.g. `notify`, `backup`, `maintenance`.
     pub queue: Option<String>,
@@ -401,7 +406,7 @@ pub async fn jobs(
     Query(q): Query<JobParams>,
 ) -> Result<Json<JobsPage>, ApiError> {
     principal.require(OPS_READ)?;
-    let state = q.state.as_deref().filter(|s| !s.is_empty());
+    let state = q.state.as_deref();
     if let Some(s) = state {
         if !JOB_STATES.contains(&s) {
             return Err(

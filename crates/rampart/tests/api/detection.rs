@@ -225,4 +225,93 @@ async fn a_node_taking_the_detector_over_replays_the_window_and_raises_nothing_t
         .query_rows("SELECT COUNT(*) FROM alerts WHERE rule_id = 'rampart-password-spraying'")
         .await;
     assert_eq!(rows[0].0, 1);
+
+    // `rampart detect replay` runs the rules over the stored events of a time range and
+    // prints what they raise, storing nothing.
+    let from = time::OffsetDateTime::from_unix_timestamp((now - 120_000) / 1000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (ok, out, err) = app.cli(&["detect", "replay", "--from", &from]).await;
+    assert!(ok, "{err}");
+    let printed: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 1, "{out}");
+    assert_eq!(printed[0]["rule_id"], "rampart-password-spraying");
+    assert_eq!(printed[0]["count"], 5);
+    // The five failures and the admin's sign-in.
+    assert!(err.contains("6 events evaluated, 1 alerts"), "{err}");
+    let rows: Vec<(i64,)> = app.query_rows("SELECT COUNT(*) FROM alerts").await;
+    assert_eq!(rows[0].0, 1, "the replay stored nothing");
+    let (ok, _, err) = app.cli(&["detect", "replay", "--from", "yesterday"]).await;
+    assert!(
+        !ok && err.contains("--from must be an RFC 3339 time"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn ten_small_declines_for_one_shopper_address_raise_a_card_testing_alert() {
+    let app = spawn_app_with(|c| c.jobs.poll_interval_ms = 100).await;
+    let (admin, key) = crate::payments::setup(&app).await;
+    let (root, _) = app.tokens("root@example.id").await;
+    // The merchant's own fraud rules would hold or decline these first; this test is
+    // about the platform noticing the processor's declines.
+    let res = app
+        .client
+        .put(app.url("/api/v1/fraud/rules"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "card_velocity": {"max": 1000}, "ip_velocity": {"max": 1000},
+            "email_velocity": {"max": 1000}, "cards_per_ip": {"max": 1000},
+            "card_testing": {"enabled": false},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    // Under the threshold from another address, and large declines: neither counts.
+    for (ip, amount) in [("198.51.100.20", 400), ("198.51.100.21", 90_000)] {
+        let body = crate::payments::card_payment("4000000000000002", amount, ip);
+        let res = crate::payments::pay(&app, &key, None, &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    for n in 0..10 {
+        let body = crate::payments::card_payment("4000000000000002", 100 + n, "203.0.113.77");
+        let res = crate::payments::pay(&app, &key, None, &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let paid: Value = res.json().await.unwrap();
+        assert_eq!(paid["status"], "declined");
+    }
+    let raised = alert_of(&app, &root, "rampart-card-testing").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["group"]["source_ip"], "203.0.113.77");
+    assert_eq!(raised[0]["level"], "high");
+    // The merchant's admin sees it: the alert is about their tenant.
+    assert_eq!(
+        alerts(&app, &admin, "?rule=rampart-card-testing")
+            .await
+            .len(),
+        1
+    );
+    let events: Vec<Value> = app
+        .get(
+            "/api/v1/security-events?event=payment_declined",
+            Some(&root),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 12);
+    assert!(!events
+        .iter()
+        .any(|e| e.to_string().contains("4000000000000002")));
 }
