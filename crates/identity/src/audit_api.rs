@@ -94,19 +94,6 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<i64>, IdentityError> {
-    value
-        .map(|v| {
-            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|_| IdentityError::Invalid {
-                    field,
-                    reason: "must be an RFC 3339 time, e.g. 2026-11-23T00:00:00Z".into(),
-                })
-        })
-        .transpose()
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/audit-events",
@@ -146,8 +133,8 @@ pub async fn audit_events(
         action: params.action,
         target_type: params.target_type,
         target_id: params.target_id,
-        from_ms: parse_time("from", params.from.as_deref())?,
-        to_ms: parse_time("to", params.to.as_deref())?,
+        from_ms: crate::time_param("from", params.from.as_deref())?,
+        to_ms: crate::time_param("to", params.to.as_deref())?,
         limit,
     };
     let rows = identity

@@ -91,6 +91,21 @@ pub fn parse_time_id_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((digits_i64(at)?, id.to_string()))
 }
 
+/// A time query parameter (`from`, `to`) in milliseconds: a 422 naming the field when
+/// it is not RFC 3339.
+pub fn time_param(field: &'static str, value: Option<&str>) -> Result<Option<i64>, IdentityError> {
+    value
+        .map(|v| {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| IdentityError::Invalid {
+                    field,
+                    reason: "must be an RFC 3339 time, e.g. 2026-11-23T00:00:00Z".into(),
+                })
+        })
+        .transpose()
+}
+
 /// A `cursor` query parameter of a list ordered by creation time and id: a 422 naming
 /// the field when it is not one.
 pub fn parse_cursor_param(cursor: Option<&str>) -> Result<Option<(i64, String)>, IdentityError> {

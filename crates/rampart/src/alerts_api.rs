@@ -138,15 +138,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
     }
 }
 
-fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<i64>, IdentityError> {
-    v.map(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .map_err(|_| invalid(field, "must be an RFC 3339 time"))
-    })
-    .transpose()
-}
-
 fn one_of(field: &'static str, v: &Option<String>, allowed: &[&str]) -> Result<(), IdentityError> {
     match v {
         Some(s) if !allowed.contains(&s.as_str()) => Err(invalid(
@@ -181,8 +172,8 @@ pub async fn list_alerts(
         status: q.status,
         level: q.level,
         rule_id: q.rule,
-        from_ms: time_param("from", q.from.as_deref())?,
-        to_ms: time_param("to", q.to.as_deref())?,
+        from_ms: rampart_identity::time_param("from", q.from.as_deref())?,
+        to_ms: rampart_identity::time_param("to", q.to.as_deref())?,
         before: parse_cursor_param(q.cursor.as_deref())?,
         limit: limit + 1,
     };

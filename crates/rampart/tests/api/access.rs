@@ -409,35 +409,9 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         .unwrap();
     let b_delivery = deliveries[0]["id"].as_str().unwrap().to_string();
     // An alert about B, and a job (jobs are the platform's: no tenant's admin reaches one).
-    let (b_alert, _) = app
-        .store
-        .record_alert(
-            &rampart_store::detection::NewAlert {
-                id: format!("alr_{}", rampart_store::new_id()),
-                rule_id: "rampart-sweep".into(),
-                title: "sweep".into(),
-                level: "high".into(),
-                tenant_id: Some(w.tenants[1].clone()),
-                group_key: "{}".into(),
-                techniques: vec![],
-                event_count: 1,
-                event_ids: vec![],
-                first_event_at: 1,
-                last_event_at: 1,
-                merge_within_ms: 0,
-            },
-            rampart_audit::event(
-                rampart_store::Actor::System,
-                "alert.raise",
-                "alert",
-                Default::default(),
-            )
-            .build(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    let b_alert = b_alert.id;
+    let b_alert = app
+        .stage_alert(&w.tenants[1], "rampart-sweep", "sweep")
+        .await;
     app.execute_sql(
         "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, max_attempts, \
          state, created_at, updated_at) VALUES ('job_sweep', 'ops-test', 'sweep', '{}', 0, 1, 1, \

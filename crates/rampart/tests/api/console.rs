@@ -787,33 +787,8 @@ async fn the_alerts_page_lists_the_tenants_alerts_and_acknowledges_one() {
         (&tenant, "rampart-password-spraying"),
         (&other, "rampart-other"),
     ] {
-        app.store
-            .record_alert(
-                &rampart_store::detection::NewAlert {
-                    id: format!("alr_{}", rampart_store::new_id()),
-                    rule_id: rule.into(),
-                    title: "Password <b>spraying</b> from one address".into(),
-                    level: "high".into(),
-                    tenant_id: Some(t.clone()),
-                    group_key: r#"{"source_ip":"203.0.113.9"}"#.into(),
-                    techniques: vec!["T1110.003".into()],
-                    event_count: 5,
-                    event_ids: vec![],
-                    first_event_at: rampart_store::now_ms() - 60_000,
-                    last_event_at: rampart_store::now_ms(),
-                    merge_within_ms: 0,
-                },
-                rampart_audit::event(
-                    rampart_store::Actor::System,
-                    "alert.raise",
-                    "alert",
-                    Default::default(),
-                )
-                .build(),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
+        app.stage_alert(t, rule, "Password <b>spraying</b> from one address")
+            .await;
     }
     let mut b = Browser::new(&app);
     b.sign_in("admin@alerted.example").await;

@@ -455,6 +455,41 @@ impl TestApp {
         }
     }
 
+    /// An open high alert of `rule` about `tenant`, stored as the detector stores one
+    /// (for pages and routes that list alerts); its id.
+    pub async fn stage_alert(&self, tenant: &str, rule: &str, title: &str) -> String {
+        let now = rampart_store::now_ms();
+        let (alert, _) = self
+            .store
+            .record_alert(
+                &rampart_store::detection::NewAlert {
+                    id: format!("alr_{}", rampart_store::new_id()),
+                    rule_id: rule.into(),
+                    title: title.into(),
+                    level: "high".into(),
+                    tenant_id: Some(tenant.into()),
+                    group_key: r#"{"source_ip":"203.0.113.9"}"#.into(),
+                    techniques: vec!["T1110.003".into()],
+                    event_count: 5,
+                    event_ids: vec![],
+                    first_event_at: now - 60_000,
+                    last_event_at: now,
+                    merge_within_ms: 0,
+                },
+                rampart_audit::event(
+                    Actor::System,
+                    "alert.raise",
+                    "alert",
+                    RequestMeta::default(),
+                )
+                .build(),
+                &Default::default(),
+            )
+            .await
+            .expect("the alert is stored");
+        alert.id
+    }
+
     /// Creates a user directly through the same path the CLI uses.
     pub async fn create_user(&self, tenant_id: &str, email: &str, role: Role) -> String {
         rampart_identity::users::create_user(
