@@ -159,12 +159,32 @@ where
         let token = bearer_token(parts).ok_or(IdentityError::MissingToken)?;
         if token.starts_with(API_KEY_PREFIX) {
             let digest = rampart_crypto::secret_digest(token);
-            let (scope, key) = identity
+            let Some((scope, key)) = identity
                 .store()
                 .authenticate_api_key(&digest)
                 .await
                 .map_err(IdentityError::from)?
-                .ok_or(IdentityError::BadApiKey)?;
+            else {
+                // A revoked or expired key still presented is worth an alert (a leaked
+                // copy in use); an unknown secret is noted without an id.
+                let rejected = identity
+                    .store()
+                    .rejected_api_key(&digest)
+                    .await
+                    .map_err(IdentityError::from)?;
+                let mut event = SecurityEvent::new("api_key_rejected", "warning");
+                let reason = match rejected {
+                    Some((key_id, tenant_id, reason)) => {
+                        event.api_key_id = Some(key_id);
+                        event.tenant_id = Some(tenant_id);
+                        reason
+                    }
+                    None => "unknown",
+                };
+                event.detail = serde_json::json!({ "reason": reason });
+                identity.security_event(event, &info, None);
+                return Err(IdentityError::BadApiKey.into());
+            };
             identity
                 .check_rate_limits(scope.tenant_id(), Some(&key.id))
                 .await?;

@@ -740,6 +740,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     .await
     .context("cannot start identity")?;
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
+    let detection_metrics = crate::detect::DetectionMetrics::register(&mut registry);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
     let payments = rampart_payments::api::Payments::new(
         identity.clone(),
@@ -836,6 +837,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 store.clone(),
                 notify.clone(),
                 config.detection.clone(),
+                detection_metrics,
                 Duration::from_millis(config.jobs.poll_interval_ms),
             )));
         }

@@ -18,6 +18,10 @@ use std::time::Duration;
 
 use rampart_audit::security_log::{SecurityEvent, SecurityLog};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rampart_detection::{Alert, Detector, RuleError};
 use rampart_notify::{Locale, Notify, Template, Text};
 use rampart_store::detection::{AlertDelivery, NewAlert, NewSecurityEvent, SecurityEventRow};
@@ -41,6 +45,48 @@ pub const MERGE_WITHIN_MS: i64 = 3_600_000;
 const LEASE_MS: i64 = 15_000;
 /// Events evaluated per read.
 const READ: i64 = 1_000;
+/// How long the detector keeps re-reading behind its cursor. On PostgreSQL an event's
+/// `seq` is taken at insert and seen at commit, so it can become visible after a later one
+/// the detector has passed; each node's batch commits within milliseconds, and two seconds
+/// covers a slow one. Events already evaluated are skipped by `seq`.
+const OVERLAP: Duration = Duration::from_secs(2);
+
+/// The detector's metrics.
+#[derive(Clone, Default)]
+pub struct DetectionMetrics {
+    alerts: Family<AlertLabels, Counter>,
+    events: Counter,
+    /// Now minus the time of the newest event evaluated, in seconds.
+    lag_seconds: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    rule: String,
+    level: String,
+}
+
+impl DetectionMetrics {
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> DetectionMetrics {
+        let m = DetectionMetrics::default();
+        registry.register(
+            "rampart_alerts",
+            "New alerts raised, by rule and level",
+            m.alerts.clone(),
+        );
+        registry.register(
+            "rampart_detection_events",
+            "Security events the detector evaluated on this node",
+            m.events.clone(),
+        );
+        registry.register(
+            "rampart_detection_lag_seconds",
+            "Now minus the time of the newest event this node's detector evaluated",
+            m.lag_seconds.clone(),
+        );
+        m
+    }
+}
 
 /// Security events the queue was too full to take (they are in the node's file); every
 /// thousandth is logged.
@@ -286,7 +332,11 @@ pub struct Evaluator {
     store: Store,
     /// Where new alerts are announced (none: stored only).
     notify: Option<Notify>,
+    metrics: DetectionMetrics,
     cursor: i64,
+    /// Events evaluated within the last [`OVERLAP`]: re-read past, not evaluated twice.
+    recent: std::collections::VecDeque<(i64, std::time::Instant)>,
+    seen: std::collections::HashSet<i64>,
 }
 
 impl Evaluator {
@@ -302,7 +352,10 @@ impl Evaluator {
             detector,
             store,
             notify,
+            metrics: DetectionMetrics::default(),
             cursor: 0,
+            recent: Default::default(),
+            seen: Default::default(),
         };
         let newest = ev
             .store
@@ -325,12 +378,21 @@ impl Evaluator {
                 break;
             }
         }
+        // The replay's events are behind the cursor for good: not re-read.
         ev.cursor = cursor;
+        ev.recent.clear();
+        ev.seen.clear();
         Ok(ev)
     }
 
     pub fn cursor(&self) -> i64 {
         self.cursor
+    }
+
+    /// Counts into `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: DetectionMetrics) -> Evaluator {
+        self.metrics = metrics;
+        self
     }
 
     /// Evaluates the next events (up to [`READ`]).
@@ -345,15 +407,64 @@ impl Evaluator {
         last: i64,
         record: bool,
     ) -> Result<Step, rampart_store::StoreError> {
-        let events = self.store.security_events_after(self.cursor, READ).await?;
+        let now = std::time::Instant::now();
+        while let Some(&(seq, at)) = self.recent.front() {
+            if now.duration_since(at) <= OVERLAP {
+                break;
+            }
+            self.seen.remove(&seq);
+            self.recent.pop_front();
+        }
+        // From just before the lowest event evaluated within the overlap.
+        let mut from = self
+            .recent
+            .iter()
+            .map(|(seq, _)| seq - 1)
+            .min()
+            .unwrap_or(self.cursor)
+            .min(self.cursor);
         let mut step = Step::default();
-        for e in events.iter().take_while(|e| e.seq <= last) {
-            step.events += 1;
-            let alerts = self.detector.observe(&event_json(e), e.occurred_at);
-            if !record {
-                self.cursor = e.seq;
+        loop {
+            let events = self.store.security_events_after(from, READ).await?;
+            let Some(tail) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let before = step.events;
+            for e in events.iter().take_while(|e| e.seq <= last) {
+                if !self.seen.insert(e.seq) {
+                    continue;
+                }
+                self.recent.push_back((e.seq, std::time::Instant::now()));
+                self.cursor = self.cursor.max(e.seq);
+                step.events += 1;
+                self.observe(e, record, &mut step).await?;
+            }
+            // A full page of events evaluated already: read on past it.
+            if step.events == before && events.len() as i64 == READ && tail <= last {
+                from = tail;
                 continue;
             }
+            break;
+        }
+        Ok(step)
+    }
+
+    /// Evaluates one event; stores its alerts when `record`.
+    async fn observe(
+        &mut self,
+        e: &SecurityEventRow,
+        record: bool,
+        step: &mut Step,
+    ) -> Result<(), rampart_store::StoreError> {
+        {
+            let alerts = self.detector.observe(&event_json(e), e.occurred_at);
+            if !record {
+                return Ok(());
+            }
+            self.metrics.events.inc();
+            self.metrics
+                .lag_seconds
+                .set((rampart_store::now_ms() - e.occurred_at).max(0) / 1000);
             for alert in alerts {
                 let new = new_alert(&alert, e.tenant_id.as_deref());
                 let audit = rampart_audit::event(
@@ -377,6 +488,13 @@ impl Evaluator {
                 let (stored, recorded) = self.store.record_alert(&new, audit, &send).await?;
                 if recorded == rampart_store::detection::Recorded::New {
                     step.new_alerts += 1;
+                    self.metrics
+                        .alerts
+                        .get_or_create(&AlertLabels {
+                            rule: stored.rule_id.clone(),
+                            level: stored.level.clone(),
+                        })
+                        .inc();
                     if let Some(n) = &self.notify {
                         n.wake();
                     }
@@ -389,9 +507,8 @@ impl Evaluator {
                     );
                 }
             }
-            self.cursor = e.seq;
         }
-        Ok(step)
+        Ok(())
     }
 }
 
@@ -401,6 +518,7 @@ pub async fn run_detector(
     store: Store,
     notify: Notify,
     config: rampart_config::DetectionConfig,
+    metrics: DetectionMetrics,
     poll: Duration,
 ) {
     let holder = format!("node_{}", rampart_store::new_id());
@@ -424,7 +542,7 @@ pub async fn run_detector(
                             {
                                 Ok(ev) => {
                                     tracing::info!(cursor, "detector lease taken; evaluating");
-                                    current = Some(ev);
+                                    current = Some(ev.with_metrics(metrics.clone()));
                                 }
                                 Err(e) => tracing::warn!(error = %e, "detector cannot replay"),
                             }

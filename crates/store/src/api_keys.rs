@@ -190,6 +190,31 @@ impl Store {
         }
         Ok(Some((TenantScope::mint(key.tenant_id.clone()), key)))
     }
+
+    /// Why a key secret was refused, for its security event: `(key id, tenant id,
+    /// "revoked" | "expired")`, or `None` for a secret that names no key.
+    pub async fn rejected_api_key(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<(String, String, &'static str)>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row =
+            sqlx::query("SELECT id, tenant_id, revoked_at FROM api_keys WHERE secret_hash = $1")
+                .bind(secret_hash)
+                .fetch_optional(tx.conn())
+                .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            let revoked: Option<i64> = r.try_get("revoked_at")?;
+            let reason = if revoked.is_some() {
+                "revoked"
+            } else {
+                "expired"
+            };
+            Ok((r.try_get("id")?, r.try_get("tenant_id")?, reason))
+        })
+        .transpose()
+    }
 }
 
 async fn insert<S>(

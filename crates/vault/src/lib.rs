@@ -407,6 +407,12 @@ pub async fn detokenize(
         .audit_in_tenant(&principal.scope, audit)
         .await
         .map_err(IdentityError::from)?;
+    // For the mass-detokenization rule: who did it, not what (the audit event names the
+    // token; nothing here does).
+    let event = rampart_audit::security_log::SecurityEvent::new("token_detokenized", "info");
+    vault
+        .identity
+        .security_event(event, &info, Some(&principal));
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(Detokenized {

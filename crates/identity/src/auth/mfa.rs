@@ -329,11 +329,10 @@ pub async fn disable(
         .disable_factor(user, &notices, audit)
         .await
         .map_err(IdentityError::from)?;
-    identity.security_event(
-        SecurityEvent::new("mfa_disabled", "warning"),
-        &info,
-        Some(&principal),
-    );
+    // The role, so removing an admin's second factor can be told apart (T1098).
+    let mut event = SecurityEvent::new("mfa_disabled", "warning");
+    event.detail = serde_json::json!({ "role": user.role.as_str() });
+    identity.security_event(event, &info, Some(&principal));
     Ok(StatusCode::NO_CONTENT)
 }
 

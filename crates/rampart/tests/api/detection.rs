@@ -71,6 +71,15 @@ async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve()
     assert_eq!(alert["tenant_id"], tenant.as_str());
     assert!(alert["event_count"].as_i64().unwrap() >= 5, "{alert}");
 
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics
+            .contains("rampart_alerts_total{rule=\"rampart-password-spraying\",level=\"high\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rampart_detection_events_total"));
+    assert!(metrics.contains("rampart_detection_lag_seconds"));
+
     // The spray goes on: still one alert (the rule is quiet for its window once fired).
     let res = app.login("staff6@sprayed.example", "Summer2026!x").await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -321,4 +330,99 @@ async fn ten_small_declines_for_one_shopper_address_raise_a_card_testing_alert()
     assert!(!events
         .iter()
         .any(|e| e.to_string().contains("4000000000000002")));
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_still_presented_raises_an_alert_and_unknown_keys_are_noted() {
+    let app = spawn_app_with(|c| c.jobs.poll_interval_ms = 100).await;
+    let (admin, key) = crate::payments::setup(&app).await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let listed: Vec<Value> = app
+        .get("/api/v1/api-keys", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for _ in 0..3 {
+        let res = app.get("/api/v1/payments", Some(&key)).await;
+        assert_eq!(
+            error_code(res, StatusCode::UNAUTHORIZED).await,
+            "invalid_api_key"
+        );
+    }
+    let res = app.get("/api/v1/payments", Some("rk_no_such_key")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let raised = alert_of(&app, &root, "rampart-api-key-revoked-in-use").await;
+    assert_eq!(
+        raised.len(),
+        1,
+        "one alert per key, not per use: {raised:?}"
+    );
+    assert_eq!(raised[0]["group"]["api_key_id"], id.as_str());
+    assert_eq!(raised[0]["level"], "high");
+    let events: Vec<Value> = app
+        .get(
+            "/api/v1/security-events?event=api_key_rejected",
+            Some(&root),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events[..3]
+        .iter()
+        .all(|e| e["detail"]["reason"] == "revoked" && e["api_key_id"] == id.as_str()));
+    assert_eq!(events[3]["detail"]["reason"], "unknown");
+    assert!(events[3].get("api_key_id").is_none());
+    assert!(
+        !events.iter().any(|e| e.to_string().contains(&key)),
+        "no secret"
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_commits_after_a_later_one_is_still_evaluated() {
+    use rampart::detect::{load_rules, Evaluator};
+    let app = spawn_app_with(|c| c.detection.enabled = false).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let t = app.create_tenant(&root, "Late", "merchant").await;
+    let rules = load_rules(&rampart_config::DetectionConfig::default()).unwrap();
+    let mut ev = Evaluator::resume(rules, app.store.clone(), None, 0)
+        .await
+        .unwrap();
+    let now = rampart_store::now_ms();
+    let stage = |seq: i64| {
+        format!(
+            "INSERT INTO security_events (seq, id, occurred_at, event, severity, tenant_id, \
+             user_id, source_ip, detail) VALUES ({seq}, 'late-{seq}', {now}, 'login_failure', \
+             'warning', '{t}', 'u{seq}', '203.0.113.5', 'null')"
+        )
+    };
+    // Four accounts, with a hole at 1003: on PostgreSQL a sequence number is taken at
+    // insert, so 1003's transaction can commit after 1004's.
+    for seq in [1000, 1001, 1002, 1004] {
+        app.execute_sql(&stage(seq)).await;
+    }
+    let first = ev.step().await.unwrap();
+    // The four, and what came before them (the admin's sign-in; with the CRS in front,
+    // its detections).
+    assert!(first.events >= 4, "{first:?}");
+    assert_eq!(first.new_alerts, 0);
+    app.execute_sql(&stage(1003)).await;
+    let late = ev.step().await.unwrap();
+    assert_eq!(late.events, 1, "the late event is read behind the cursor");
+    assert_eq!(late.new_alerts, 1, "and it is the fifth account");
+    assert_eq!(ev.step().await.unwrap().events, 0, "nothing twice");
 }

@@ -179,6 +179,37 @@ async fn admins_enrol_then_log_in_with_single_use_codes() {
         .await
         .unwrap();
     assert!(!events.as_array().unwrap().is_empty());
+
+    // An admin's second factor removed is an alert (T1098): the event names the role.
+    let disabled: Value = app
+        .get("/api/v1/security-events?event=mfa_disabled", Some(access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled[0]["detail"]["role"], "platform_admin",
+        "{disabled}"
+    );
+    let mut raised = Vec::new();
+    for _ in 0..100 {
+        let page: Value = app
+            .get(
+                "/api/v1/alerts?rule=rampart-admin-mfa-removed",
+                Some(access),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        raised = page["items"].as_array().unwrap().clone();
+        if !raised.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["level"], "high");
 }
 
 #[tokio::test]
