@@ -55,6 +55,10 @@ impl FromRef<Payments> for Identity {
 }
 
 impl Payments {
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     pub(crate) fn store(&self) -> &rampart_store::Store {
         self.identity.store()
     }

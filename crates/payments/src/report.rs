@@ -107,6 +107,7 @@ pub fn totals(payments: &[Payment]) -> Vec<Total> {
 pub async fn transactions(
     State(p): State<Payments>,
     principal: Principal,
+    info: rampart_edge::RequestInfo,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(PAYMENTS_READ)?;
@@ -166,6 +167,15 @@ pub async fn transactions(
             break;
         }
     }
+    // Every report is an export of the tenant's payments: the mass-export rule counts them
+    // per principal.
+    let mut event = rampart_audit::security_log::SecurityEvent::new("data_exported", "info");
+    event.detail = serde_json::json!({
+        "report": "transactions",
+        "format": if csv { "csv" } else { "json" },
+        "rows": rows.len(),
+    });
+    p.identity().security_event(event, &info, Some(&principal));
     let totals = totals(&rows);
     let rows: Vec<Row> = rows
         .iter()

@@ -426,3 +426,34 @@ async fn an_event_that_commits_after_a_later_one_is_still_evaluated() {
     assert_eq!(late.new_alerts, 1, "and it is the fifth account");
     assert_eq!(ev.step().await.unwrap().events, 0, "nothing twice");
 }
+
+#[tokio::test]
+async fn five_exports_by_one_principal_within_an_hour_raise_a_mass_export_alert() {
+    let app = spawn_app_with(|c| c.jobs.poll_interval_ms = 100).await;
+    let (admin, key) = crate::payments::setup(&app).await;
+    let (root, _) = app.tokens("root@example.id").await;
+    for format in ["csv", "json", "csv", "csv"] {
+        let res = app
+            .get(
+                &format!("/api/v1/reports/transactions?format={format}"),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Another principal's export does not add to the admin's count.
+    let res = app.get("/api/v1/reports/transactions", Some(&key)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alerts(&app, &root, "?rule=rampart-mass-export")
+        .await
+        .is_empty());
+    let res = app
+        .get("/api/v1/reports/transactions?format=csv", Some(&admin))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let raised = alert_of(&app, &root, "rampart-mass-export").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["event_count"], 5);
+    assert!(raised[0]["group"]["user_id"].is_string(), "{raised:?}");
+}
