@@ -162,6 +162,9 @@ pub struct SecurityParams {
     /// The newest this many; 1 to 1000, 200 by default.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// The `seq` of the first (oldest) event of the previous page: the events before it.
+    #[param(pattern = r"^[0-9]{1,12}$")]
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -207,6 +210,18 @@ pub async fn security_events(
             from,
             from + 86_400_000,
             params.event.as_deref(),
+            params
+                .cursor
+                .as_deref()
+                .map(|c| {
+                    crate::digits_i64(c)
+                        .filter(|_| c.len() <= 12)
+                        .ok_or_else(|| IdentityError::Invalid {
+                            field: "cursor",
+                            reason: "is not a cursor this API returned".into(),
+                        })
+                })
+                .transpose()?,
             limit as i64,
         )
         .await
@@ -219,6 +234,7 @@ pub async fn security_events(
 /// event's fields; absent fields left out).
 fn security_event_json(e: &rampart_store::detection::SecurityEventRow) -> serde_json::Value {
     let mut v = serde_json::json!({
+        "seq": e.seq,
         "id": e.id,
         "time": rfc3339(e.occurred_at),
         "event": e.event,

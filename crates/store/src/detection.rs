@@ -218,24 +218,27 @@ impl Store {
         Ok(row.try_get("seq")?)
     }
 
-    /// Events of `[from_ms, to_ms)`, newest first, optionally of one type: what
-    /// `GET /api/v1/security-events` shows, for the whole cluster.
+    /// Events of `[from_ms, to_ms)` before `before_seq` (the previous page's cursor),
+    /// newest first, optionally of one type: what `GET /api/v1/security-events` shows,
+    /// for the whole cluster.
     pub async fn list_security_events(
         &self,
         from_ms: i64,
         to_ms: i64,
         event: Option<&str>,
+        before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<SecurityEventRow>, StoreError> {
         let mut tx = self.system_read().await?;
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM security_events \
              WHERE occurred_at >= $1 AND occurred_at < $2 AND ($3 = '' OR event = $3) \
-             ORDER BY seq DESC LIMIT $4"
+             AND seq < $4 ORDER BY seq DESC LIMIT $5"
         ))
         .bind(from_ms)
         .bind(to_ms)
         .bind(event.unwrap_or(""))
+        .bind(before_seq.unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(tx.conn())
         .await?;

@@ -163,19 +163,38 @@ struct SecurityFilter {
     date: String,
     #[serde(default)]
     event: String,
+    #[serde(default)]
+    cursor: String,
 }
+
+/// Security events per page.
+const SECURITY_PAGE: usize = 200;
 
 async fn security(user: SignedIn, Query(f): Query<SecurityFilter>) -> Response {
     let lang = user.lang();
     let answer = user
         .get(&format!(
             "/api/v1/security-events{}",
-            query(&[("date", &f.date), ("event", &f.event), ("limit", "200")])
+            query(&[
+                ("date", &f.date),
+                ("event", &f.event),
+                ("cursor", &f.cursor),
+                ("limit", &SECURITY_PAGE.to_string()),
+            ])
         ))
         .await;
     let Some(mut events) = answer.json::<Vec<Value>>() else {
         return super::failed(&user, "/console/security", &answer);
     };
+    // A full page has older events behind it: before its first (oldest) one.
+    let next = (events.len() == SECURITY_PAGE)
+        .then(|| {
+            events
+                .first()
+                .and_then(|e| e.get("seq"))
+                .map(Value::to_string)
+        })
+        .flatten();
     // Newest first on screen; the API answers oldest first.
     events.reverse();
     let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -204,6 +223,7 @@ async fn security(user: SignedIn, Query(f): Query<SecurityFilter>) -> Response {
                 }
             } }
         }
+        (super::pager(&user, "/console/security", &query(&[("date", &f.date), ("event", &f.event)]), "cursor", next.as_deref(), !f.cursor.is_empty()))
     };
     super::respond(
         axum::http::StatusCode::OK,

@@ -174,6 +174,26 @@ async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve()
     assert_eq!(events.len(), 7, "{events:?}");
     assert!(events.iter().all(|e| e["tenant_id"] == tenant.as_str()));
     assert!(!events[0].to_string().contains("Summer2026"), "no password");
+    // Paged: the newest four, then those before the first (oldest) of them.
+    let page = |query: String| {
+        let (app, root) = (&app, root.clone());
+        async move {
+            app.get(
+                &format!("/api/v1/security-events?event=login_failure&{query}"),
+                Some(&root),
+            )
+            .await
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+        }
+    };
+    let newest = page("limit=4".into()).await;
+    assert_eq!(newest.len(), 4);
+    let cursor = newest[0]["seq"].as_i64().unwrap();
+    let older = page(format!("cursor={cursor}")).await;
+    assert_eq!(older.len(), 3);
+    assert!(older.iter().all(|e| e["seq"].as_i64().unwrap() < cursor));
 }
 
 fn failure(tenant: &str, user: &str, at: i64) -> NewSecurityEvent {
