@@ -94,6 +94,22 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// A `cursor` that is a sequence number (the audit log's and the security events'): at
+/// most twelve digits, since a longer run could read as a card number, which the edge
+/// refuses in any URL.
+fn seq_cursor(cursor: Option<&str>) -> Result<Option<i64>, IdentityError> {
+    cursor
+        .map(|c| {
+            crate::digits_i64(c)
+                .filter(|_| c.len() <= 12)
+                .ok_or_else(|| IdentityError::Invalid {
+                    field: "cursor",
+                    reason: "is not a cursor this API returned".into(),
+                })
+        })
+        .transpose()
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/audit-events",
@@ -113,20 +129,7 @@ pub async fn audit_events(
 ) -> Result<Json<AuditPage>, ApiError> {
     principal.require(rbac::AUDIT_READ)?;
     let limit = crate::page_limit(params.limit, 100, 500)?;
-    let before_seq = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            // At most twelve digits: a longer run could read as a card number, which the
-            // edge refuses in any URL.
-            crate::digits_i64(c)
-                .filter(|_| c.len() <= 12)
-                .ok_or_else(|| IdentityError::Invalid {
-                    field: "cursor",
-                    reason: "is not a cursor this API returned".into(),
-                })
-        })
-        .transpose()?;
+    let before_seq = seq_cursor(params.cursor.as_deref())?;
     let query = AuditQuery {
         before_seq,
         actor_id: params.actor,
@@ -210,18 +213,7 @@ pub async fn security_events(
             from,
             from + 86_400_000,
             params.event.as_deref(),
-            params
-                .cursor
-                .as_deref()
-                .map(|c| {
-                    crate::digits_i64(c)
-                        .filter(|_| c.len() <= 12)
-                        .ok_or_else(|| IdentityError::Invalid {
-                            field: "cursor",
-                            reason: "is not a cursor this API returned".into(),
-                        })
-                })
-                .transpose()?,
+            seq_cursor(params.cursor.as_deref())?,
             limit as i64,
         )
         .await
