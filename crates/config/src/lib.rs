@@ -113,6 +113,16 @@ pub struct DetectionConfig {
     /// A directory of `*.yml` Sigma rules added to (or, with `builtin_rules = false`,
     /// instead of) the built-in set. A rule that does not parse stops start-up.
     pub rules_dir: String,
+    /// Alert mails sent at once per tenant (and for the platform's own alerts) in any
+    /// hour; a high or critical alert past it waits for the next digest, so an attack
+    /// wave sends one mail with a count, not a thousand.
+    pub mail_per_hour: u32,
+    /// `alert.raised` webhook events per tenant in any hour; past it, alerts go out in
+    /// the next `alert.digest` event.
+    pub webhook_per_hour: u32,
+    /// Medium and low alerts (and those past a rate limit) are sent as one digest per
+    /// tenant this long after the oldest one waiting.
+    pub digest_interval_secs: u64,
 }
 
 impl Default for DetectionConfig {
@@ -121,6 +131,9 @@ impl Default for DetectionConfig {
             enabled: true,
             builtin_rules: true,
             rules_dir: String::new(),
+            mail_per_hour: 10,
+            webhook_per_hour: 100,
+            digest_interval_secs: 3600,
         }
     }
 }
@@ -1001,6 +1014,13 @@ impl Config {
                 "payments.idempotency_lease_secs",
                 self.payments.idempotency_lease_secs,
                 "1 to 3600 seconds",
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.detection.digest_interval_secs) {
+            return Err(invalid(
+                "detection.digest_interval_secs",
+                self.detection.digest_interval_secs,
+                "1 second to 7 days",
             ));
         }
         if !(1..=24 * 60).contains(&self.console.idle_timeout_mins) {

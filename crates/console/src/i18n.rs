@@ -286,6 +286,16 @@ const TEXT: &[(&str, &str, &str)] = &[
     ("group", "Group", "Kelompok"),
     ("acknowledge", "Acknowledge", "Tangani"),
     ("resolve", "Resolve", "Selesaikan"),
+    ("snooze", "Snooze", "Tunda"),
+    ("hours", "Hours", "Jam"),
+    ("suppress", "Suppress matches…", "Redam kecocokan…"),
+    ("suppress_hint", "New matches of this rule for this group raise nothing until then; the reason is audited.", "Kecocokan baru aturan ini untuk kelompok ini tidak memunculkan apa pun sampai saat itu; alasannya diaudit."),
+    ("reason", "Reason", "Alasan"),
+    ("suppressions", "Suppressions in force", "Peredaman yang berlaku"),
+    ("rule", "Rule", "Aturan"),
+    ("expires", "Expires", "Berakhir"),
+    ("suppressed", "Kept quiet", "Diredam"),
+    ("lift", "Lift", "Cabut"),
     ("requeued", "Job re-queued with a fresh set of attempts.", "Pekerjaan diantrekan ulang dengan jatah percobaan baru."),
 ];
 

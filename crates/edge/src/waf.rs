@@ -129,6 +129,35 @@ pub struct WafEvent {
     pub outbound_anomaly_score: i64,
     /// The phase the verdict came from: `request` or `response`.
     pub phase: &'static str,
+    /// The request's bearer credential, if it had one: only so the sink can find the
+    /// caller's tenant (a refused request reaches no handler that would). Never logged.
+    pub credential: Option<Credential>,
+}
+
+/// A bearer token or API key carried to the WAF's sink. Its `Debug` hides it, so no log
+/// line or panic message can print it.
+#[derive(Clone)]
+pub struct Credential(String);
+
+impl Credential {
+    /// The `Bearer` value of an `Authorization` header.
+    pub fn of(headers: &http::HeaderMap) -> Option<Credential> {
+        let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 4096)
+            .then(|| Credential(token.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential([redacted])")
+    }
 }
 
 /// Where [`WafEvent`]s go (the security log, in the server).
@@ -360,6 +389,7 @@ pub async fn waf_guard(State(waf): State<Arc<Waf>>, req: Request, next: Next) ->
             .unwrap_or_default(),
         client_ip: req.extensions().get::<ClientIp>().and_then(|c| c.0),
         method: req.method().to_string(),
+        credential: Credential::of(req.headers()),
     };
     let mut tx = waf.rules.transaction();
     let (parts, body) = req.into_parts();
@@ -462,6 +492,7 @@ struct Meta {
     request_id: String,
     client_ip: Option<std::net::IpAddr>,
     method: String,
+    credential: Option<Credential>,
 }
 
 fn protocol(v: Version) -> &'static [u8] {
@@ -578,6 +609,7 @@ impl Waf {
             inbound_anomaly_score: tx.inbound_anomaly_score(),
             outbound_anomaly_score: tx.outbound_anomaly_score(),
             phase,
+            credential: meta.credential.clone(),
         });
     }
 }

@@ -409,6 +409,21 @@ impl Identity {
         })
     }
 
+    /// The tenant a bearer credential (an access token or an API key) belongs to, if it
+    /// is valid now: for events about requests refused before any handler ran (the WAF's),
+    /// so per-tenant rules see them. An invalid credential names no tenant, so a client
+    /// cannot pin its noise on a tenant it does not hold a credential of.
+    pub async fn tenant_of_credential(&self, credential: &str) -> Option<String> {
+        if credential.starts_with(crate::principal::API_KEY_PREFIX) {
+            let digest = rampart_crypto::secret_digest(credential);
+            return match self.store().authenticate_api_key(&digest).await {
+                Ok(Some((scope, _))) => Some(scope.tenant_id().to_string()),
+                _ => None,
+            };
+        }
+        self.verify(credential).await.ok().map(|c| c.tenant)
+    }
+
     pub(crate) async fn verify(&self, token: &str) -> Result<AccessClaims, IdentityError> {
         let bad = |e: String| IdentityError::BadToken(e);
         let kid = AccessTokens::kid_of(token).map_err(|e| bad(e.to_string()))?;

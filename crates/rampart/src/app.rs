@@ -234,6 +234,7 @@ pub fn waf(
     http_policy: HttpPolicy,
     registry: &mut Registry,
     security_log: rampart_audit::security_log::SecurityLog,
+    tenants: Arc<std::sync::OnceLock<Identity>>,
 ) -> anyhow::Result<Option<Arc<Waf>>> {
     let w = &config.waf;
     let mut settings = WafSettings {
@@ -275,7 +276,23 @@ pub fn waf(
             "inbound_anomaly_score": e.inbound_anomaly_score,
             "outbound_anomaly_score": e.outbound_anomaly_score,
         });
-        security_log.record(event);
+        // A refused request with a valid credential is about that credential's tenant
+        // (so the per-tenant rules see it); finding it takes the identity's check, off
+        // the request. Without a credential, or an invalid one, the event has no tenant.
+        match (
+            e.credential,
+            tenants.get(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (Some(credential), Some(identity), Ok(runtime)) => {
+                let (identity, log) = (identity.clone(), security_log.clone());
+                runtime.spawn(async move {
+                    event.tenant_id = identity.tenant_of_credential(credential.expose()).await;
+                    log.record(event);
+                });
+            }
+            _ => security_log.record(event),
+        }
     });
     let found = match w.crs_dir.as_str() {
         "" => rampart_edge::waf::find_crs(&rampart_edge::waf::crs_locations(&config.data_dir)),
@@ -694,11 +711,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     let security_log = security_log(&config)?;
+    // The WAF runs before identity; it finds the tenant of a refused request's credential
+    // through the identity built below.
+    let waf_tenants = Arc::new(std::sync::OnceLock::new());
     let waf = waf(
         &config,
         HttpPolicy::RampartApi,
         &mut registry,
         security_log.clone(),
+        waf_tenants.clone(),
     )?;
     let rbac = rbac();
     let keyring = crypto.keyring.clone();
@@ -739,6 +760,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     )
     .await
     .context("cannot start identity")?;
+    let _ = waf_tenants.set(identity.clone());
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
     let detection_metrics = crate::detect::DetectionMetrics::register(&mut registry);
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);

@@ -451,6 +451,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 rampart_edge::waf::HttpPolicy::RampartApi,
                 &mut registry,
                 app::security_log(&config)?,
+                Default::default(),
             )? {
                 Some(waf) => {
                     // First line as before ("N rules loaded"): scripts read it.

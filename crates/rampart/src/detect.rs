@@ -55,9 +55,16 @@ const OVERLAP: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct DetectionMetrics {
     alerts: Family<AlertLabels, Counter>,
+    suppressed: Family<RuleLabel, Counter>,
+    digests: Counter,
     events: Counter,
     /// Now minus the time of the newest event evaluated, in seconds.
     lag_seconds: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +80,16 @@ impl DetectionMetrics {
             "rampart_alerts",
             "New alerts raised, by rule and level",
             m.alerts.clone(),
+        );
+        registry.register(
+            "rampart_alerts_suppressed",
+            "Rule matches a suppression kept quiet, by rule",
+            m.suppressed.clone(),
+        );
+        registry.register(
+            "rampart_alert_digests",
+            "Alert digests sent (one per tenant and interval, by mail and webhook)",
+            m.digests.clone(),
         );
         registry.register(
             "rampart_detection_events",
@@ -143,15 +160,52 @@ pub fn load_rules(config: &rampart_config::DetectionConfig) -> Result<Detector, 
 pub const ALERT_TEMPLATE: &str = "security.alert";
 /// The webhook event a new alert publishes to its tenant's subscribed endpoints.
 pub const ALERT_EVENT: &str = "alert.raised";
+/// The mail that gathers a tenant's lower-level alerts, and those past the hourly limit.
+pub const DIGEST_TEMPLATE: &str = "security.alert_digest";
+/// The webhook event that does the same for endpoints.
+pub const DIGEST_EVENT: &str = "alert.digest";
+
+/// How alerts go out: the hourly limits per tenant and channel, and the digest's pace.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertLimits {
+    pub mail_per_hour: i64,
+    pub webhook_per_hour: i64,
+    pub digest_interval_ms: i64,
+}
+
+impl AlertLimits {
+    pub fn from_config(c: &rampart_config::DetectionConfig) -> AlertLimits {
+        AlertLimits {
+            mail_per_hour: i64::from(c.mail_per_hour),
+            webhook_per_hour: i64::from(c.webhook_per_hour),
+            digest_interval_ms: i64::try_from(c.digest_interval_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        }
+    }
+}
+
+impl Default for AlertLimits {
+    fn default() -> AlertLimits {
+        AlertLimits::from_config(&rampart_config::DetectionConfig::default())
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// Detection's webhook event types.
 pub fn register_events(registry: &mut rampart_notify::webhook::EventTypes) {
     registry.register(
         "detection",
-        &[(
-            ALERT_EVENT,
-            "A detection rule raised an alert about the tenant (its level, rule, ATT&CK techniques and group).",
-        )],
+        &[
+            (
+                ALERT_EVENT,
+                "A detection rule raised an alert about the tenant (its level, rule, ATT&CK techniques and group).",
+            ),
+            (
+                DIGEST_EVENT,
+                "Alerts not sent one by one (past the hourly limit of alert.raised events) gathered in one event: their count and each alert.",
+            ),
+        ],
     );
 }
 
@@ -180,12 +234,73 @@ pub fn templates() -> Vec<Template> {
                    <p><a href=\"{{link}}\">Review and handle it</a></p>",
         },
         security: true,
+    },
+    Template {
+        kind: DIGEST_TEMPLATE,
+        id: Text {
+            subject: "[Rampart] {{count}} peringatan keamanan",
+            text: "{{count}} peringatan sejak ringkasan terakhir (tingkat menengah dan rendah, \
+                   dan yang melewati batas surel per jam):\n\n{{summary}}\n\
+                   Tinjau dan tangani di {{link}}\n",
+            html: "<p>{{count}} peringatan sejak ringkasan terakhir (tingkat menengah dan rendah, \
+                   dan yang melewati batas surel per jam):</p><pre>{{summary}}</pre>\
+                   <p><a href=\"{{link}}\">Tinjau dan tangani</a></p>",
+        },
+        en: Text {
+            subject: "[Rampart] {{count}} security alerts",
+            text: "{{count}} alerts since the last digest (medium and low levels, and those \
+                   past the hourly mail limit):\n\n{{summary}}\n\
+                   Review and handle them at {{link}}\n",
+            html: "<p>{{count}} alerts since the last digest (medium and low levels, and those \
+                   past the hourly mail limit):</p><pre>{{summary}}</pre>\
+                   <p><a href=\"{{link}}\">Review and handle them</a></p>",
+        },
+        security: true,
     }]
 }
 
-/// The mails and the webhook event a new alert sends: high and critical alerts mail
-/// their recipients at once (lower levels are in the console and the API only); every
-/// tenant alert goes to the tenant's endpoints that subscribed to `alert.raised`.
+/// How a new alert goes out on each channel. Mail: high and critical at once while the
+/// tenant's hourly limit allows, else (and for medium and low) in the digest;
+/// informational alerts are in the console and the API only. Webhook (tenant alerts; the
+/// platform has no endpoints): at once while the hourly limit allows, else in the digest.
+async fn delivery_modes(
+    store: &Store,
+    limits: &AlertLimits,
+    alert: &NewAlert,
+    now_ms: i64,
+) -> Result<(&'static str, &'static str), rampart_store::StoreError> {
+    use rampart_store::detection::{Channel, DELIVERY_DIGEST, DELIVERY_IMMEDIATE, DELIVERY_NONE};
+    let tenant = alert.tenant_id.as_deref();
+    let mail = match alert.level.as_str() {
+        "high" | "critical" => {
+            let sent = store
+                .alerts_sent_since(tenant, Channel::Mail, now_ms - HOUR_MS)
+                .await?;
+            if sent < limits.mail_per_hour {
+                DELIVERY_IMMEDIATE
+            } else {
+                DELIVERY_DIGEST
+            }
+        }
+        "medium" | "low" => DELIVERY_DIGEST,
+        _ => DELIVERY_NONE,
+    };
+    let webhook = if tenant.is_none() {
+        DELIVERY_NONE
+    } else if store
+        .alerts_sent_since(tenant, Channel::Webhook, now_ms - HOUR_MS)
+        .await?
+        < limits.webhook_per_hour
+    {
+        DELIVERY_IMMEDIATE
+    } else {
+        DELIVERY_DIGEST
+    };
+    Ok((mail, webhook))
+}
+
+/// The mails and the webhook event a new alert sends at once, as
+/// [`delivery_modes`] decided.
 async fn delivery(
     notify: Option<&Notify>,
     store: &Store,
@@ -207,7 +322,7 @@ async fn delivery(
         "techniques": techniques.join(", "),
         "link": notify.link("/console/alerts"),
     });
-    if matches!(alert.level.as_str(), "high" | "critical") {
+    if alert.mail_delivery == rampart_store::detection::DELIVERY_IMMEDIATE {
         let recipients = store
             .alert_recipients(alert.tenant_id.as_deref())
             .await
@@ -230,7 +345,9 @@ async fn delivery(
                 .push(notify.prepare(n).await.map_err(|e| e.to_string())?);
         }
     }
-    if alert.tenant_id.is_some() {
+    if alert.tenant_id.is_some()
+        && alert.webhook_delivery == rampart_store::detection::DELIVERY_IMMEDIATE
+    {
         let body = json!({
             "id": format!("evt_{}", rampart_store::new_id()),
             "type": ALERT_EVENT,
@@ -283,6 +400,8 @@ fn new_alert(alert: &Alert, event_tenant: Option<&str>) -> NewAlert {
         first_event_at: alert.first_seen_ms,
         last_event_at: alert.last_seen_ms,
         merge_within_ms: MERGE_WITHIN_MS,
+        mail_delivery: rampart_store::detection::DELIVERY_NONE,
+        webhook_delivery: rampart_store::detection::DELIVERY_NONE,
     }
 }
 
@@ -333,6 +452,7 @@ pub struct Evaluator {
     /// Where new alerts are announced (none: stored only).
     notify: Option<Notify>,
     metrics: DetectionMetrics,
+    limits: AlertLimits,
     cursor: i64,
     /// Events evaluated within the last [`OVERLAP`]: re-read past, not evaluated twice.
     recent: std::collections::VecDeque<(i64, std::time::Instant)>,
@@ -353,6 +473,7 @@ impl Evaluator {
             store,
             notify,
             metrics: DetectionMetrics::default(),
+            limits: AlertLimits::default(),
             cursor: 0,
             recent: Default::default(),
             seen: Default::default(),
@@ -387,6 +508,12 @@ impl Evaluator {
 
     pub fn cursor(&self) -> i64 {
         self.cursor
+    }
+
+    /// Sends alerts within `limits` from now on.
+    pub fn with_limits(mut self, limits: AlertLimits) -> Evaluator {
+        self.limits = limits;
+        self
     }
 
     /// Counts into `metrics` from now on.
@@ -466,7 +593,32 @@ impl Evaluator {
                 .lag_seconds
                 .set((rampart_store::now_ms() - e.occurred_at).max(0) / 1000);
             for alert in alerts {
-                let new = new_alert(&alert, e.tenant_id.as_deref());
+                let mut new = new_alert(&alert, e.tenant_id.as_deref());
+                // A suppression of this rule and group keeps the match quiet (and counts
+                // it); nothing is stored or sent.
+                if self
+                    .store
+                    .suppress_match(
+                        new.tenant_id.as_deref(),
+                        &new.rule_id,
+                        &new.group_key,
+                        e.occurred_at,
+                    )
+                    .await?
+                {
+                    self.metrics
+                        .suppressed
+                        .get_or_create(&RuleLabel {
+                            rule: new.rule_id.clone(),
+                        })
+                        .inc();
+                    continue;
+                }
+                if self.notify.is_some() {
+                    (new.mail_delivery, new.webhook_delivery) =
+                        delivery_modes(&self.store, &self.limits, &new, rampart_store::now_ms())
+                            .await?;
+                }
                 let audit = rampart_audit::event(
                     Actor::System,
                     "alert.raise",
@@ -512,6 +664,114 @@ impl Evaluator {
     }
 }
 
+impl Evaluator {
+    /// Sends the digests that are due: for each tenant (and the platform) whose oldest
+    /// alert waiting has waited the digest interval, one mail to each recipient listing
+    /// every waiting alert, and one `alert.digest` webhook event; returns how many
+    /// tenants got one.
+    pub async fn send_digests(&self) -> Result<usize, rampart_store::StoreError> {
+        use rampart_store::detection::DELIVERY_DIGEST;
+        let Some(notify) = &self.notify else {
+            return Ok(0);
+        };
+        let now = rampart_store::now_ms();
+        let mut sent = 0;
+        for tenant in self
+            .store
+            .digests_due(now - self.limits.digest_interval_ms)
+            .await?
+        {
+            let pending = self.store.digest_pending(tenant.as_deref()).await?;
+            let mailed: Vec<&rampart_store::detection::AlertRow> = pending
+                .iter()
+                .filter(|a| a.mail_delivery == DELIVERY_DIGEST)
+                .collect();
+            let hooked: Vec<&rampart_store::detection::AlertRow> = pending
+                .iter()
+                .filter(|a| a.webhook_delivery == DELIVERY_DIGEST)
+                .collect();
+            let mut out = AlertDelivery::default();
+            if let Some(first) = mailed.first() {
+                let summary: String = mailed
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "[{}] {} ({}): {} events, {}\n",
+                            a.level, a.title, a.rule_id, a.event_count, a.group_key
+                        )
+                    })
+                    .collect();
+                let data = json!({
+                    "count": mailed.len(),
+                    "summary": summary,
+                    "link": notify.link("/console/alerts"),
+                });
+                let recipients = self.store.alert_recipients(tenant.as_deref()).await?;
+                for (user_id, email, locale) in recipients {
+                    let n = rampart_notify::Notification {
+                        tenant: tenant
+                            .clone()
+                            .unwrap_or_else(|| PLATFORM_TENANT_ID.to_string()),
+                        channel: rampart_notify::Channel::Email,
+                        to: email,
+                        template: DIGEST_TEMPLATE.into(),
+                        locale: Locale::parse(&locale).unwrap_or(Locale::En),
+                        data: data.clone(),
+                        // The first alert of a digest is in no other: a retry after a
+                        // failed commit sends the same digest once.
+                        dedupe_key: Some(format!("alert-digest:{}:{user_id}", first.id)),
+                        subject_id: Some(first.id.clone()),
+                    };
+                    match notify.prepare(n).await {
+                        Ok(n) => out.notifications.push(n),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot prepare an alert digest mail")
+                        }
+                    }
+                }
+            }
+            if let Some(first) = hooked.first() {
+                let items: Vec<Value> = hooked
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "id": a.id,
+                            "rule_id": a.rule_id,
+                            "title": a.title,
+                            "level": a.level,
+                            "group": serde_json::from_str::<Value>(&a.group_key).unwrap_or_default(),
+                            "count": a.event_count,
+                        })
+                    })
+                    .collect();
+                let body = json!({
+                    "id": format!("evt_{}", rampart_store::new_id()),
+                    "type": DIGEST_EVENT,
+                    "created": now / 1000,
+                    "data": { "count": items.len(), "alerts": items },
+                });
+                out.webhook = Some(OutboxEvent {
+                    event: DIGEST_EVENT,
+                    payment_id: first.id.clone(),
+                    body: body.to_string(),
+                });
+            }
+            let ids = |v: &[&rampart_store::detection::AlertRow]| -> Vec<String> {
+                v.iter().map(|a| a.id.clone()).collect()
+            };
+            self.store
+                .record_digest(tenant.as_deref(), &ids(&mailed), &ids(&hooked), &out)
+                .await?;
+            self.metrics.digests.inc();
+            sent += 1;
+        }
+        if sent > 0 {
+            notify.wake();
+        }
+        Ok(sent)
+    }
+}
+
 /// The detector loop of a node that runs jobs: holds the lease when it can and evaluates
 /// what arrived every `poll`.
 pub async fn run_detector(
@@ -521,7 +781,9 @@ pub async fn run_detector(
     metrics: DetectionMetrics,
     poll: Duration,
 ) {
-    let holder = format!("node_{}", rampart_store::new_id());
+    // The process id in the holder says which process holds the lease, for an operator
+    // (and the cluster test, which kills it).
+    let holder = format!("node_{}_{}", std::process::id(), rampart_store::new_id());
     let mut current: Option<Evaluator> = None;
     loop {
         match store
@@ -542,7 +804,10 @@ pub async fn run_detector(
                             {
                                 Ok(ev) => {
                                     tracing::info!(cursor, "detector lease taken; evaluating");
-                                    current = Some(ev.with_metrics(metrics.clone()));
+                                    current = Some(
+                                        ev.with_metrics(metrics.clone())
+                                            .with_limits(AlertLimits::from_config(&config)),
+                                    );
                                 }
                                 Err(e) => tracing::warn!(error = %e, "detector cannot replay"),
                             }
@@ -575,6 +840,11 @@ pub async fn run_detector(
                                 break;
                             }
                         }
+                    }
+                }
+                if let Some(ev) = current.as_ref() {
+                    if let Err(e) = ev.send_digests().await {
+                        tracing::warn!(error = %e, "cannot send alert digests");
                     }
                 }
             }

@@ -178,6 +178,8 @@ pub async fn build(config: &Config, upstream: Upstream) -> anyhow::Result<Router
         rampart_edge::waf::HttpPolicy::CrsDefaults,
         &mut registry,
         app::security_log(config)?,
+        // The proxy in front of another app has no tenants.
+        Default::default(),
     )?;
     let mut edge = app::edge_policy(config).await?;
     edge.api_defaults = false;

@@ -78,7 +78,21 @@ pub struct NewAlert {
     /// A later alert of the same rule and group whose events began within this long of the
     /// stored one's last event is the same alert (the rule's window).
     pub merge_within_ms: i64,
+    /// How its mail goes out: [`DELIVERY_NONE`], [`DELIVERY_IMMEDIATE`] (the prepared
+    /// mails are written with it) or [`DELIVERY_DIGEST`].
+    pub mail_delivery: &'static str,
+    /// The same for its `alert.raised` webhook event.
+    pub webhook_delivery: &'static str,
 }
+
+/// Nothing to send on that channel.
+pub const DELIVERY_NONE: &str = "none";
+/// Sent with the alert, in the transaction that stores it.
+pub const DELIVERY_IMMEDIATE: &str = "immediate";
+/// Waiting for the tenant's next digest.
+pub const DELIVERY_DIGEST: &str = "digest";
+/// Sent in a digest.
+pub const DELIVERY_DIGESTED: &str = "digested";
 
 /// A stored alert.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,11 +111,26 @@ pub struct AlertRow {
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Hidden from the open list until then (ms), if snoozed.
+    pub snoozed_until: Option<i64>,
+    pub mail_delivery: String,
+    pub webhook_delivery: String,
+}
+
+impl AlertRow {
+    /// The status a reader sees: `snoozed` while a snooze runs on an unresolved alert.
+    pub fn shown_status(&self, now_ms: i64) -> &str {
+        match self.snoozed_until {
+            Some(until) if until > now_ms && self.status != "resolved" => "snoozed",
+            _ => &self.status,
+        }
+    }
 }
 
 const ALERT_COLUMNS: &str = "id, rule_id, title, level, tenant_id, group_key, techniques, \
                              event_count, event_ids, first_event_at, last_event_at, status, \
-                             created_at, updated_at";
+                             created_at, updated_at, snoozed_until, mail_delivery, \
+                             webhook_delivery";
 
 fn alert_row(r: &AnyRow) -> Result<AlertRow, StoreError> {
     Ok(AlertRow {
@@ -119,6 +148,58 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow, StoreError> {
         status: r.try_get("status")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        snoozed_until: r.try_get("snoozed_until")?,
+        mail_delivery: r.try_get("mail_delivery")?,
+        webhook_delivery: r.try_get("webhook_delivery")?,
+    })
+}
+
+/// A suppression: new matches of `rule_id` for `group_key` (in `tenant_id`; none: the
+/// platform's alerts) raise nothing until `expires_at`, unless lifted first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SuppressionRow {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub rule_id: String,
+    pub group_key: String,
+    pub reason: String,
+    /// The actor who made it (`user:…`).
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub lifted_at: Option<i64>,
+    pub suppressed_count: i64,
+    pub last_suppressed_at: Option<i64>,
+}
+
+/// A suppression to make.
+#[derive(Debug, Clone)]
+pub struct NewSuppression {
+    pub tenant_id: Option<String>,
+    pub rule_id: String,
+    pub group_key: String,
+    pub reason: String,
+    pub created_by: String,
+    pub expires_at: i64,
+}
+
+const SUPPRESSION_COLUMNS: &str = "id, tenant_id, rule_id, group_key, reason, created_by, \
+                                   created_at, expires_at, lifted_at, suppressed_count, \
+                                   last_suppressed_at";
+
+fn suppression_row(r: &AnyRow) -> Result<SuppressionRow, StoreError> {
+    Ok(SuppressionRow {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        rule_id: r.try_get("rule_id")?,
+        group_key: r.try_get("group_key")?,
+        reason: r.try_get("reason")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        lifted_at: r.try_get("lifted_at")?,
+        suppressed_count: r.try_get("suppressed_count")?,
+        last_suppressed_at: r.try_get("last_suppressed_at")?,
     })
 }
 
@@ -152,8 +233,9 @@ pub struct AlertQuery {
     pub limit: i64,
 }
 
-/// The alert statuses.
-pub const ALERT_STATUSES: &[&str] = &["open", "acknowledged", "resolved"];
+/// The alert statuses a reader sees and filters by (`snoozed` is an unresolved alert
+/// whose snooze runs; stored, it is still open or acknowledged).
+pub const ALERT_STATUSES: &[&str] = &["open", "acknowledged", "snoozed", "resolved"];
 
 impl Store {
     /// Appends security events in one transaction (the security log's writer batches
@@ -344,7 +426,7 @@ impl Store {
         let id = alert.id.clone();
         let row = sqlx::query(&format!(
             "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $12) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $12, NULL, $13, $14) \
              RETURNING {ALERT_COLUMNS}"
         ))
         .bind(&id)
@@ -359,6 +441,8 @@ impl Store {
         .bind(alert.first_event_at)
         .bind(alert.last_event_at)
         .bind(now)
+        .bind(alert.mail_delivery)
+        .bind(alert.webhook_delivery)
         .fetch_one(tx.conn())
         .await?;
         let stored = alert_row(&row)?;
@@ -411,7 +495,11 @@ impl Store {
         let (before_at, before_id) = q.before.clone().unwrap_or((i64::MAX, String::new()));
         let sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1 = '' OR tenant_id = $1) \
-             AND ($2 = '' OR status = $2) AND ($3 = '' OR level = $3) \
+             AND ($2 = '' \
+                  OR ($2 = 'snoozed' AND status <> 'resolved' AND snoozed_until > $10) \
+                  OR ($2 <> 'snoozed' AND status = $2 AND ($2 = 'resolved' \
+                      OR snoozed_until IS NULL OR snoozed_until <= $10))) \
+             AND ($3 = '' OR level = $3) \
              AND ($4 = '' OR rule_id = $4) AND created_at >= $5 AND created_at < $6 \
              AND (created_at < $7 OR (created_at = $7 AND ($8 = '' OR id < $8))) \
              ORDER BY created_at DESC, id DESC LIMIT $9"
@@ -425,7 +513,8 @@ impl Store {
             .bind(q.to_ms.unwrap_or(i64::MAX))
             .bind(before_at)
             .bind(before_id)
-            .bind(q.limit);
+            .bind(q.limit)
+            .bind(now_ms());
         let rows = match scope {
             Some(s) => {
                 let mut tx = self.tenant_read(s).await?;
@@ -474,7 +563,8 @@ impl Store {
     ) -> Result<AlertRow, StoreError> {
         let mut tx = self.system_write().await?;
         let row = sqlx::query(&format!(
-            "UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {ALERT_COLUMNS}"
+            "UPDATE alerts SET status = $1, updated_at = $2, snoozed_until = NULL \
+             WHERE id = $3 RETURNING {ALERT_COLUMNS}"
         ))
         .bind(status)
         .bind(now_ms())
@@ -487,5 +577,275 @@ impl Store {
         tx.audit(chain, &audit).await?;
         tx.commit().await?;
         Ok(alert)
+    }
+
+    /// Snoozes an alert until `until_ms` (it keeps its status; readers see `snoozed`),
+    /// recording `audit` in its tenant's chain.
+    pub async fn snooze_alert(
+        &self,
+        id: &str,
+        until_ms: i64,
+        mut audit: NewAuditEvent,
+    ) -> Result<AlertRow, StoreError> {
+        let mut tx = self.system_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE alerts SET snoozed_until = $1, updated_at = $2 WHERE id = $3 \
+             RETURNING {ALERT_COLUMNS}"
+        ))
+        .bind(until_ms)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
+        audit.target_id = Some(alert.id.clone());
+        let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
+        tx.audit(chain, &audit).await?;
+        tx.commit().await?;
+        Ok(alert)
+    }
+
+    /// Whether a suppression covers a match of `rule_id` for `group_key` in `tenant_id`
+    /// at `at_ms`; when one does, it counts the match (so a suppression never hides that
+    /// the rule still fires).
+    pub async fn suppress_match(
+        &self,
+        tenant_id: Option<&str>,
+        rule_id: &str,
+        group_key: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.system_write().await?;
+        let n = sqlx::query(
+            "UPDATE alert_suppressions SET suppressed_count = suppressed_count + 1, \
+             last_suppressed_at = $1 WHERE id = (SELECT id FROM alert_suppressions \
+             WHERE rule_id = $2 AND group_key = $3 AND COALESCE(tenant_id, '') = $4 \
+             AND lifted_at IS NULL AND expires_at > $1 \
+             ORDER BY expires_at DESC LIMIT 1)",
+        )
+        .bind(at_ms)
+        .bind(rule_id)
+        .bind(group_key)
+        .bind(tenant_id.unwrap_or(""))
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Makes a suppression, audited in its tenant's chain (the platform's for platform
+    /// alerts).
+    pub async fn create_suppression(
+        &self,
+        s: &NewSuppression,
+        mut audit: NewAuditEvent,
+    ) -> Result<SuppressionRow, StoreError> {
+        let mut tx = self.system_write().await?;
+        let id = format!("sup_{}", new_id());
+        let row = sqlx::query(&format!(
+            "INSERT INTO alert_suppressions (id, tenant_id, rule_id, group_key, reason, \
+             created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING {SUPPRESSION_COLUMNS}"
+        ))
+        .bind(&id)
+        .bind(&s.tenant_id)
+        .bind(&s.rule_id)
+        .bind(&s.group_key)
+        .bind(&s.reason)
+        .bind(&s.created_by)
+        .bind(now_ms())
+        .bind(s.expires_at)
+        .fetch_one(tx.conn())
+        .await?;
+        let stored = suppression_row(&row)?;
+        audit.target_id = Some(id);
+        tx.audit(s.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID), &audit)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Suppressions newest first: a tenant's (`Some`) or every one; only those in force
+    /// unless `all`.
+    pub async fn list_suppressions(
+        &self,
+        scope: Option<&TenantScope>,
+        all: bool,
+        limit: i64,
+    ) -> Result<Vec<SuppressionRow>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SUPPRESSION_COLUMNS} FROM alert_suppressions \
+             WHERE ($1 = '' OR tenant_id = $1) \
+             AND ($2 = 1 OR (lifted_at IS NULL AND expires_at > $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(scope.map(|s| s.tenant_id().to_string()).unwrap_or_default())
+        .bind(i64::from(all))
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(suppression_row).collect()
+    }
+
+    /// One suppression; `NotFound` when it is not the scope's (`None`: any).
+    pub async fn get_suppression(
+        &self,
+        scope: Option<&TenantScope>,
+        id: &str,
+    ) -> Result<SuppressionRow, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SUPPRESSION_COLUMNS} FROM alert_suppressions WHERE id = $1 \
+             AND ($2 = '' OR tenant_id = $2)"
+        ))
+        .bind(id)
+        .bind(scope.map(|s| s.tenant_id().to_string()).unwrap_or_default())
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        suppression_row(&row.ok_or(StoreError::NotFound)?)
+    }
+
+    /// Lifts a suppression in force (`NotFound` when it is not the scope's, or already
+    /// lifted or expired), audited in its tenant's chain.
+    pub async fn lift_suppression(
+        &self,
+        scope: Option<&TenantScope>,
+        id: &str,
+        mut audit: NewAuditEvent,
+    ) -> Result<SuppressionRow, StoreError> {
+        let mut tx = self.system_write().await?;
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE alert_suppressions SET lifted_at = $1 WHERE id = $2 \
+             AND ($3 = '' OR tenant_id = $3) AND lifted_at IS NULL AND expires_at > $1 \
+             RETURNING {SUPPRESSION_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(id)
+        .bind(scope.map(|s| s.tenant_id().to_string()).unwrap_or_default())
+        .fetch_optional(tx.conn())
+        .await?;
+        let lifted = suppression_row(&row.ok_or(StoreError::NotFound)?)?;
+        audit.target_id = Some(lifted.id.clone());
+        tx.audit(
+            lifted.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID),
+            &audit,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(lifted)
+    }
+
+    /// Alerts of `tenant_id` (none: the platform's) sent at once on `channel` (`mail` or
+    /// `webhook`) since `since_ms`: what the hourly limit counts.
+    pub async fn alerts_sent_since(
+        &self,
+        tenant_id: Option<&str>,
+        channel: Channel,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.system_read().await?;
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM alerts WHERE {} = 'immediate' AND created_at >= $1 \
+             AND COALESCE(tenant_id, '') = $2",
+            channel.column()
+        ))
+        .bind(since_ms)
+        .bind(tenant_id.unwrap_or(""))
+        .fetch_one(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The tenants (none: the platform) with an alert waiting for a digest since at least
+    /// `created_before_ms`.
+    pub async fn digests_due(
+        &self,
+        created_before_ms: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT tenant_id FROM alerts WHERE created_at <= $1 \
+             AND (mail_delivery = 'digest' OR webhook_delivery = 'digest')",
+        )
+        .bind(created_before_ms)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| r.try_get("tenant_id").map_err(Into::into))
+            .collect()
+    }
+
+    /// The alerts of `tenant_id` (none: the platform's) waiting for a digest, oldest
+    /// first (at most 1,000: the rest go in the next).
+    pub async fn digest_pending(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let mut tx = self.system_read().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE COALESCE(tenant_id, '') = $1 \
+             AND (mail_delivery = 'digest' OR webhook_delivery = 'digest') \
+             ORDER BY created_at, id LIMIT 1000"
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    /// Writes a digest's mails and webhook event and marks its alerts sent, in one
+    /// transaction.
+    pub async fn record_digest(
+        &self,
+        tenant_id: Option<&str>,
+        mailed: &[String],
+        hooked: &[String],
+        delivery: &AlertDelivery,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.system_write().await?;
+        for (ids, channel) in [(mailed, Channel::Mail), (hooked, Channel::Webhook)] {
+            for id in ids {
+                sqlx::query(&format!(
+                    "UPDATE alerts SET {0} = 'digested' WHERE id = $1 AND {0} = 'digest'",
+                    channel.column()
+                ))
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+            }
+        }
+        for n in &delivery.notifications {
+            tx.insert_notification(n).await?;
+        }
+        if let (Some(event), Some(tenant)) = (&delivery.webhook, tenant_id) {
+            tx.publish_webhook_events(tenant, std::slice::from_ref(event))
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// A channel an alert goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Mail,
+    Webhook,
+}
+
+impl Channel {
+    fn column(self) -> &'static str {
+        match self {
+            Channel::Mail => "mail_delivery",
+            Channel::Webhook => "webhook_delivery",
+        }
     }
 }

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_detection.sql"),
         postgres: include_str!("../migrations/postgres/0015_detection.sql"),
     },
+    Migration {
+        version: 16,
+        name: "alert_handling",
+        sqlite: include_str!("../migrations/sqlite/0016_alert_handling.sql"),
+        postgres: include_str!("../migrations/postgres/0016_alert_handling.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -412,6 +412,28 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
     let b_alert = app
         .stage_alert(&w.tenants[1], "rampart-sweep", "sweep")
         .await;
+    let b_suppression = app
+        .store
+        .create_suppression(
+            &rampart_store::detection::NewSuppression {
+                tenant_id: Some(w.tenants[1].clone()),
+                rule_id: "rampart-sweep".into(),
+                group_key: "{}".into(),
+                reason: "sweep".into(),
+                created_by: "system:".into(),
+                expires_at: rampart_store::now_ms() + 3_600_000,
+            },
+            rampart_audit::event(
+                rampart_store::Actor::System,
+                "alert.suppress",
+                "alert_suppression",
+                Default::default(),
+            )
+            .build(),
+        )
+        .await
+        .unwrap()
+        .id;
     app.execute_sql(
         "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, max_attempts, \
          state, created_at, updated_at) VALUES ('job_sweep', 'ops-test', 'sweep', '{}', 0, 1, 1, \
@@ -420,6 +442,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
     .await;
     let b_ids = [
         &b_alert,
+        &b_suppression,
         &b_endpoint,
         &b_delivery,
         &w.tenants[1],
@@ -429,13 +452,18 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         &b_payment,
     ];
     // A body every route's extractor accepts, so the handler (not the JSON parser) answers.
+    // An alert's snooze or suppression needs a time ahead.
+    let until = time::OffsetDateTime::now_utc()
+        .saturating_add(time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let body = json!({
         "email": "sweep@b.example", "password": STRONG_PASSWORD, "role": "member",
         "name": "sweep", "kind": "merchant", "scopes": ["audit:read"], "status": "active",
         "refresh_token": "rft_x", "mfa_token": "x", "code": "000000",
         "number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
         "plaintext": "c3dlZXA=", "ciphertext": "rampart:v1:AAAA", "context": "",
-        "allow_signup": true,
+        "allow_signup": true, "reason": "sweep", "until": until,
     });
     let mut swept = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -457,6 +485,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 ("{delivery_id}", &b_delivery),
                 ("{notification_id}", &b_delivery),
                 ("{alert_id}", &b_alert),
+                ("{suppression_id}", &b_suppression),
                 ("{job_id}", &"job_sweep".to_string()),
             ] {
                 concrete = concrete.replace(param, value);

@@ -817,4 +817,60 @@ async fn the_alerts_page_lists_the_tenants_alerts_and_acknowledges_one() {
     );
     let acked = b.get("/console/alerts?status=acknowledged").await;
     assert!(acked.body.contains("rampart-password-spraying"));
+
+    // Snooze it for an hour: it shows under snoozed.
+    let snooze = action.replace("/acknowledge", "/snooze");
+    let done = b
+        .post(&snooze, &[("_csrf", acked.csrf().as_str()), ("hours", "1")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let snoozed = b.get("/console/alerts?status=snoozed").await;
+    assert!(snoozed.body.contains("rampart-password-spraying"));
+    // Suppress its rule and group with a reason: listed with a lift button.
+    let suppress = action.replace("/acknowledge", "/suppress");
+    let refused = b
+        .post(
+            &suppress,
+            &[
+                ("_csrf", snoozed.csrf().as_str()),
+                ("days", "7"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("must be 1 to 500 characters"),
+        "{}",
+        refused.body
+    );
+    let done = b
+        .post(
+            &suppress,
+            &[
+                ("_csrf", snoozed.csrf().as_str()),
+                ("days", "7"),
+                ("reason", "a <b>known</b> scanner"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = b.get("/console/alerts?status=all").await;
+    assert!(
+        page.body.contains("a &lt;b&gt;known&lt;/b&gt; scanner"),
+        "{}",
+        page.body
+    );
+    let at = page.body.find("/lift").expect("a lift form");
+    let start = page.body[..at].rfind("action=\"").unwrap() + "action=\"".len();
+    let lift = page.body[start..at + "/lift".len()].to_string();
+    let done = b.post(&lift, &[("_csrf", page.csrf().as_str())]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = b.get("/console/alerts?status=all").await;
+    assert!(!page.body.contains("/lift"), "lifted: no longer in force");
 }

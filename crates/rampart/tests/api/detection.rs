@@ -477,3 +477,344 @@ async fn five_exports_by_one_principal_within_an_hour_raise_a_mass_export_alert(
     assert_eq!(raised[0]["event_count"], 5);
     assert!(raised[0]["group"]["user_id"].is_string(), "{raised:?}");
 }
+
+/// A failed login of `user` from `ip` at `at`, as the security log stores one.
+fn failure_from(tenant: &str, user: &str, ip: &str, at: i64) -> NewSecurityEvent {
+    NewSecurityEvent {
+        source_ip: Some(ip.into()),
+        ..failure(tenant, user, at)
+    }
+}
+
+/// Five accounts of `tenant` tried from `ip` around `at`: one spraying alert.
+fn spray(tenant: &str, ip: &str, at: i64) -> Vec<NewSecurityEvent> {
+    (0..5)
+        .map(|n| failure_from(tenant, &format!("u{n}@x.example"), ip, at + n))
+        .collect()
+}
+
+async fn count_alerts(app: &TestApp, rule: &str) -> i64 {
+    let rows: Vec<(i64,)> = app
+        .query_rows(&format!(
+            "SELECT COUNT(*) FROM alerts WHERE rule_id = '{rule}'"
+        ))
+        .await;
+    rows[0].0
+}
+
+/// Waits until `rule` has `n` alerts stored (ten seconds at most).
+async fn until_alerts(app: &TestApp, rule: &str, n: i64) {
+    for _ in 0..100 {
+        if count_alerts(app, rule).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} {rule} alerts");
+}
+
+#[tokio::test]
+async fn an_attack_wave_sends_one_mail_then_a_digest_and_suppressions_and_snoozes_keep_quiet() {
+    let app = spawn_app_with(|c| {
+        c.jobs.poll_interval_ms = 100;
+        // One alert mail and one alert.raised event an hour; the rest in a digest a
+        // second after the first alert waiting.
+        c.detection.mail_per_hour = 1;
+        c.detection.webhook_per_hour = 1;
+        c.detection.digest_interval_secs = 1;
+    })
+    .await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Waved", "merchant").await;
+    app.create_user(&tenant, "boss@waved.example", Role::TenantAdmin)
+        .await;
+    let (boss, _) = app.tokens("boss@waved.example").await;
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&boss),
+            &json!({"url": "https://hooks.waved.example/in", "events": ["alert.raised", "alert.digest"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let rule = "rampart-password-spraying";
+    let now = rampart_store::now_ms();
+
+    // A wave from three addresses: three high alerts, one mail and one event at once,
+    // then one digest of the other two, by mail and by webhook.
+    let mut wave = Vec::new();
+    for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        wave.extend(spray(&tenant, ip, now));
+    }
+    app.store.insert_security_events(&wave).await.unwrap();
+    until_alerts(&app, rule, 3).await;
+    let digest = app
+        .mail_file_to("boss@waved.example", "2 security alerts")
+        .await;
+    assert!(
+        digest.contains("Subject: [Rampart] 2 security alerts"),
+        "{digest}"
+    );
+    assert!(digest.contains("rampart-password-spraying"), "{digest}");
+    let mails = || {
+        std::fs::read_dir(app.dir.path().join("mail"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .filter(|t| t.contains("To: boss@waved.example"))
+            .filter(|t| t.contains("Password spraying") || t.contains("security alerts"))
+            .count()
+    };
+    assert_eq!(mails(), 2, "one alert mail and one digest, not three mails");
+    let listed = alerts(&app, &boss, &format!("?rule={rule}")).await;
+    let mut deliveries: Vec<&str> = listed
+        .iter()
+        .map(|a| a["mail_delivery"].as_str().unwrap())
+        .collect();
+    deliveries.sort();
+    assert_eq!(deliveries, ["digested", "digested", "immediate"]);
+    let events: Vec<Value> = app
+        .get("/api/v1/webhooks/deliveries", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|d| d["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "alert.raised").count(),
+        1,
+        "{kinds:?}"
+    );
+    let digests: Vec<&Value> = events
+        .iter()
+        .filter(|d| d["event"] == "alert.digest")
+        .collect();
+    assert_eq!(digests.len(), 1, "{kinds:?}");
+    let body: Value = serde_json::from_str(digests[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["count"], 2, "{body}");
+
+    // Snooze: out of the open list until the time, back in it after; audited.
+    let of_ip = |ip: &str| -> String {
+        listed
+            .iter()
+            .find(|a| a["group"]["source_ip"] == ip)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = of_ip("203.0.113.1");
+    let soon = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(rampart_store::now_ms() + ms) * 1_000_000,
+        )
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+    };
+    for (until, why) in [
+        (soon(-1000), "must be in the future"),
+        (soon(8 * 86_400_000), "at most 7 days"),
+    ] {
+        let res = app
+            .post(
+                &format!("/api/v1/alerts/{first}/snooze"),
+                Some(&boss),
+                &json!({"until": until}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(res.text().await.unwrap().contains(why));
+    }
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{first}/snooze"),
+            Some(&boss),
+            &json!({"until": soon(1500)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let snoozed: Value = res.json().await.unwrap();
+    assert_eq!(snoozed["status"], "snoozed", "{snoozed}");
+    assert!(snoozed["snoozed_until"].is_string());
+    let open_ids = |list: Vec<Value>| -> Vec<String> {
+        list.iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!open_ids(alerts(&app, &boss, "?status=open").await).contains(&first));
+    assert!(open_ids(alerts(&app, &boss, "?status=snoozed").await).contains(&first));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(open_ids(alerts(&app, &boss, "?status=open").await).contains(&first));
+    let audit: Value = app
+        .get("/api/v1/audit-events?action=alert.snooze", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["target_id"], first.as_str(), "{audit}");
+
+    // Suppress the second address's alert: its next spray raises nothing and is counted.
+    let second = of_ip("203.0.113.2");
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{second}/suppress"),
+            Some(&boss),
+            &json!({"reason": " ", "until": soon(86_400_000)}),
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_field"
+    );
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{second}/suppress"),
+            Some(&boss),
+            &json!({"reason": "our uptime monitor, known and benign", "until": soon(86_400_000)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let suppression: Value = res.json().await.unwrap();
+    assert_eq!(suppression["state"], "active");
+    assert_eq!(suppression["group"]["source_ip"], "203.0.113.2");
+    let sid = suppression["id"].as_str().unwrap().to_string();
+    for id in [&first, &second] {
+        let res = app
+            .post(
+                &format!("/api/v1/alerts/{id}/resolve"),
+                Some(&boss),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app
+        .post(
+            &format!("/api/v1/alerts/{first}/snooze"),
+            Some(&boss),
+            &json!({"until": soon(60_000)}),
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::CONFLICT).await,
+        "alert_resolved"
+    );
+    // Later than the rule's ten-minute window, so the rule fires again for both (the
+    // alerts are resolved, so these are new ones, not more of the same).
+    let later = now + 11 * 60_000;
+    let mut again = spray(&tenant, "203.0.113.2", later);
+    again.extend(spray(&tenant, "203.0.113.1", later));
+    app.store.insert_security_events(&again).await.unwrap();
+    until_alerts(&app, rule, 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count_alerts(&app, rule).await,
+        4,
+        "the suppressed group raised nothing"
+    );
+    let list: Vec<Value> = app
+        .get("/api/v1/alert-suppressions", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0]["suppressed_count"].as_i64().unwrap() >= 1,
+        "{list:?}"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("rampart_alerts_suppressed_total{rule=\"rampart-password-spraying\"}"),
+        "{metrics}"
+    );
+
+    // Another tenant's admin can neither see nor lift it; the owner lifts it (audited),
+    // and the group raises alerts again.
+    let other = app.create_tenant(&root, "Other", "merchant").await;
+    app.create_user(&other, "boss@other.example", Role::TenantAdmin)
+        .await;
+    let (stranger, _) = app.tokens("boss@other.example").await;
+    let theirs: Vec<Value> = app
+        .get("/api/v1/alert-suppressions", Some(&stranger))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(theirs.is_empty());
+    let lift = |token: String| {
+        let (app, sid) = (&app, sid.clone());
+        async move {
+            app.client
+                .delete(app.url(&format!("/api/v1/alert-suppressions/{sid}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        error_code(lift(stranger.clone()).await, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+    let res = lift(boss.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["state"], "lifted");
+    let audit: Value = app
+        .get(
+            "/api/v1/audit-events?action=alert.suppression_lift",
+            Some(&boss),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["target_id"], sid.as_str(), "{audit}");
+    app.store
+        .insert_security_events(&spray(&tenant, "203.0.113.2", now + 22 * 60_000))
+        .await
+        .unwrap();
+    until_alerts(&app, rule, 5).await;
+}
+
+#[tokio::test]
+async fn a_waf_block_names_the_tenant_of_a_valid_credential_only() {
+    let app = spawn_app_with(|c| c.detection.enabled = false).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Blocked", "merchant").await;
+    app.create_user(&tenant, "boss@blocked.example", Role::TenantAdmin)
+        .await;
+    let (boss, _) = app.tokens("boss@blocked.example").await;
+    // A card number in the URL: Rampart's own WAF rule refuses it (with or without CRS).
+    let path = "/api/v1/users/me?card=4111111111111111";
+    for token in [Some(boss.as_str()), Some("not-a-token"), None] {
+        let res = app.get(path, token).await;
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let mut blocked = Vec::new();
+    for _ in 0..50 {
+        blocked = app
+            .query_rows::<(Option<String>,)>(
+                "SELECT tenant_id FROM security_events WHERE event = 'waf_blocked' ORDER BY seq",
+            )
+            .await;
+        if blocked.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut tenants: Vec<Option<String>> = blocked.into_iter().map(|(t,)| t).collect();
+    tenants.sort();
+    assert_eq!(tenants, [None, None, Some(tenant.clone())]);
+    let stored: Vec<(String,)> = app
+        .query_rows("SELECT detail FROM security_events WHERE event = 'waf_blocked'")
+        .await;
+    assert!(stored
+        .iter()
+        .all(|(d,)| !d.contains(&boss) && !d.contains("4111111111111111")));
+}

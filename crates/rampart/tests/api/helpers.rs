@@ -475,6 +475,8 @@ impl TestApp {
                     first_event_at: now - 60_000,
                     last_event_at: now,
                     merge_within_ms: 0,
+                    mail_delivery: rampart_store::detection::DELIVERY_NONE,
+                    webhook_delivery: rampart_store::detection::DELIVERY_NONE,
                 },
                 rampart_audit::event(
                     Actor::System,
