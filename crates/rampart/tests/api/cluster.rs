@@ -303,3 +303,158 @@ async fn backup_jobs(app: &crate::helpers::TestApp) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The pid in the detector's lease, once a node holds it (holders are `node_<pid>_<id>`).
+async fn detector_pid(app: &crate::helpers::TestApp) -> (u32, i64) {
+    for _ in 0..300 {
+        let rows: Vec<(String, i64, i64)> = app
+            .query_rows("SELECT holder, lease_until, last_seq FROM detection_state")
+            .await;
+        if let Some((holder, until, seq)) = rows.first() {
+            if *until > rampart_store::now_ms() {
+                if let Some(pid) = holder.split('_').nth(1).and_then(|p| p.parse().ok()) {
+                    return (pid, *seq);
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no node took the detector's lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_raise_one_spraying_alert_even_when_the_detectors_node_is_killed() {
+    if std::env::var("RAMPART_TEST_DATABASE_URL").is_err()
+        || std::env::var("RAMPART_TEST_REDIS_URL").is_err()
+    {
+        eprintln!("skipped: set RAMPART_TEST_DATABASE_URL and RAMPART_TEST_REDIS_URL");
+        return;
+    }
+    // The test's own process runs no detector: only the three nodes compete for it.
+    let app = crate::helpers::spawn_app_with(|c| c.detection.enabled = false).await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Sprayed", "merchant").await;
+    app.create_user(
+        &tenant,
+        "boss@sprayed.example",
+        rampart_store::Role::TenantAdmin,
+    )
+    .await;
+    for n in 0..6 {
+        app.create_user(
+            &tenant,
+            &format!("staff{n}@sprayed.example"),
+            rampart_store::Role::Member,
+        )
+        .await;
+    }
+    let prefix = format!("rampart-test:{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("RAMPART_REDIS_KEY_PREFIX", prefix.as_str()),
+        ("RAMPART_JOBS_POLL_INTERVAL_MS", "100"),
+        ("RAMPART_DETECTION_ENABLED", "true"),
+    ];
+    let mut nodes = vec![
+        app.spawn_node(&env).await,
+        app.spawn_node(&env).await,
+        app.spawn_node(&env).await,
+    ];
+    let http = reqwest::Client::new();
+    let (holder, _) = detector_pid(&app).await;
+    let at = nodes
+        .iter()
+        .position(|n| n.pid() == holder)
+        .expect("the holder is one of the three nodes");
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let fail = |n: usize, base: String| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"email": format!("staff{n}@sprayed.example"), "password": "Summer2026!x"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+    };
+    // Three accounts tried, through every node: under the threshold (five accounts).
+    for n in 0..3 {
+        fail(n, bases[n % 3].clone()).await;
+    }
+    // Once the detector has evaluated them, its node dies mid-attack.
+    let stored = loop {
+        let rows: Vec<(i64,)> = app
+            .query_rows(
+                "SELECT seq FROM security_events WHERE event = 'login_failure' ORDER BY seq",
+            )
+            .await;
+        if rows.len() == 3 {
+            break rows[2].0;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for _ in 0..100 {
+        let rows: Vec<(i64,)> = app.query_rows("SELECT last_seq FROM detection_state").await;
+        if rows[0].0 >= stored {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    nodes[at].kill9();
+    let alive: Vec<String> = (0..3)
+        .filter(|i| *i != at)
+        .map(|i| bases[i].clone())
+        .collect();
+    // Three more accounts through the nodes left: the fifth crosses the threshold. The
+    // node that takes the lease over replays the first three, so it sees all six.
+    for n in 3..6 {
+        fail(n, alive[n % 2].clone()).await;
+    }
+    let count = || async {
+        app.query_rows::<(i64,)>(
+            "SELECT COUNT(*) FROM alerts WHERE rule_id = 'rampart-password-spraying'",
+        )
+        .await[0]
+            .0
+    };
+    let mut raised = 0;
+    // The lease lapses after 15 s; then the take-over and the replay.
+    for _ in 0..400 {
+        raised = count().await;
+        if raised > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised, 1, "one alert for the attack");
+    let (taker, _) = detector_pid(&app).await;
+    assert_ne!(taker, holder, "another node holds the lease");
+    let rows: Vec<(i64, String)> = app
+        .query_rows(
+            "SELECT event_count, tenant_id FROM alerts WHERE rule_id = 'rampart-password-spraying'",
+        )
+        .await;
+    assert!(
+        rows[0].0 >= 5,
+        "the replay counted the accounts tried before the kill"
+    );
+    assert_eq!(rows[0].1, tenant);
+    // Still one after a while (no node raises it again), and one mail to the admin.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(count().await, 1);
+    let mail = app
+        .mail_file_to("boss@sprayed.example", "rampart-password-spraying")
+        .await;
+    assert!(mail.contains("Password spraying"), "{mail}");
+    let mails = std::fs::read_dir(app.dir.path().join("mail"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|t| t.contains("rampart-password-spraying"))
+        .count();
+    assert_eq!(
+        mails, 1,
+        "one mail for the attack, from whichever node sent it"
+    );
+}

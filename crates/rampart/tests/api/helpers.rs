@@ -46,6 +46,11 @@ impl Node {
             * 1024
     }
 
+    /// The process id (the detector's lease holder names it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: no shutdown, no drain, no flush.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
