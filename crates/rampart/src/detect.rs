@@ -45,11 +45,13 @@ pub const MERGE_WITHIN_MS: i64 = 3_600_000;
 const LEASE_MS: i64 = 15_000;
 /// Events evaluated per read.
 const READ: i64 = 1_000;
-/// How long the detector keeps re-reading behind its cursor. On PostgreSQL an event's
-/// `seq` is taken at insert and seen at commit, so it can become visible after a later one
-/// the detector has passed; each node's batch commits within milliseconds, and two seconds
-/// covers a slow one. Events already evaluated are skipped by `seq`.
+/// How long the detector waits for a hole behind its cursor to fill. On PostgreSQL an
+/// event's `seq` is taken at insert and seen at commit, so it can become visible after a
+/// later one the detector has passed; each node's batch commits within milliseconds, and
+/// two seconds covers a slow one. A hole that stays empty was a rolled-back insert.
 const OVERLAP: Duration = Duration::from_secs(2);
+/// Holes tracked at most (a larger gap is a batch that rolled back, or events purged).
+const MAX_HOLES: usize = 10_000;
 
 /// The detector's metrics.
 #[derive(Clone, Default)]
@@ -454,9 +456,11 @@ pub struct Evaluator {
     metrics: DetectionMetrics,
     limits: AlertLimits,
     cursor: i64,
-    /// Events evaluated within the last [`OVERLAP`]: re-read past, not evaluated twice.
-    recent: std::collections::VecDeque<(i64, std::time::Instant)>,
-    seen: std::collections::HashSet<i64>,
+    /// Sequence numbers behind the cursor not seen yet (an insert that had not committed
+    /// when a later one was read), with when they were found missing: looked up again on
+    /// every step for [`OVERLAP`]. Only the holes are re-read, never the events around
+    /// them, so the cost of a step follows the new events.
+    holes: std::collections::BTreeMap<i64, std::time::Instant>,
 }
 
 impl Evaluator {
@@ -475,8 +479,7 @@ impl Evaluator {
             metrics: DetectionMetrics::default(),
             limits: AlertLimits::default(),
             cursor: 0,
-            recent: Default::default(),
-            seen: Default::default(),
+            holes: Default::default(),
         };
         let newest = ev
             .store
@@ -501,8 +504,7 @@ impl Evaluator {
         }
         // The replay's events are behind the cursor for good: not re-read.
         ev.cursor = cursor;
-        ev.recent.clear();
-        ev.seen.clear();
+        ev.holes.clear();
         Ok(ev)
     }
 
@@ -535,43 +537,33 @@ impl Evaluator {
         record: bool,
     ) -> Result<Step, rampart_store::StoreError> {
         let now = std::time::Instant::now();
-        while let Some(&(seq, at)) = self.recent.front() {
-            if now.duration_since(at) <= OVERLAP {
-                break;
-            }
-            self.seen.remove(&seq);
-            self.recent.pop_front();
-        }
-        // From just before the lowest event evaluated within the overlap.
-        let mut from = self
-            .recent
-            .iter()
-            .map(|(seq, _)| seq - 1)
-            .min()
-            .unwrap_or(self.cursor)
-            .min(self.cursor);
+        self.holes
+            .retain(|_, found| now.duration_since(*found) <= OVERLAP);
         let mut step = Step::default();
-        loop {
-            let events = self.store.security_events_after(from, READ).await?;
-            let Some(tail) = events.last().map(|e| e.seq) else {
-                break;
-            };
-            let before = step.events;
-            for e in events.iter().take_while(|e| e.seq <= last) {
-                if !self.seen.insert(e.seq) {
-                    continue;
+        // The holes first: events that committed after a later one was evaluated.
+        if !self.holes.is_empty() {
+            let wanted: Vec<i64> = self.holes.keys().copied().take(READ as usize).collect();
+            for e in self.store.security_events_with_seqs(&wanted).await? {
+                if e.seq <= last && self.holes.remove(&e.seq).is_some() {
+                    step.events += 1;
+                    self.observe(&e, record, &mut step).await?;
                 }
-                self.recent.push_back((e.seq, std::time::Instant::now()));
-                self.cursor = self.cursor.max(e.seq);
-                step.events += 1;
-                self.observe(e, record, &mut step).await?;
             }
-            // A full page of events evaluated already: read on past it.
-            if step.events == before && events.len() as i64 == READ && tail <= last {
-                from = tail;
-                continue;
+        }
+        let events = self.store.security_events_after(self.cursor, READ).await?;
+        for e in events.iter().take_while(|e| e.seq <= last) {
+            // A gap before this event: those inserts may still commit.
+            if e.seq > self.cursor + 1 && self.cursor > 0 {
+                for missing in (self.cursor + 1..e.seq).take(MAX_HOLES) {
+                    self.holes.insert(missing, now);
+                }
+                while self.holes.len() > MAX_HOLES {
+                    self.holes.pop_first();
+                }
             }
-            break;
+            self.cursor = e.seq;
+            step.events += 1;
+            self.observe(e, record, &mut step).await?;
         }
         Ok(step)
     }
