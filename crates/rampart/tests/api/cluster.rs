@@ -355,7 +355,7 @@ async fn three_nodes_raise_one_spraying_alert_even_when_the_detectors_node_is_ki
         ("RAMPART_JOBS_POLL_INTERVAL_MS", "100"),
         ("RAMPART_DETECTION_ENABLED", "true"),
     ];
-    let mut nodes = vec![
+    let mut nodes = [
         app.spawn_node(&env).await,
         app.spawn_node(&env).await,
         app.spawn_node(&env).await,
