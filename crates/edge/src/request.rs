@@ -68,11 +68,12 @@ pub async fn request_context(
     let otel_method = crate::trace::method_name(&method);
     // The server span of the request. `otel.*`, `http.*` and `rampart.*` are what an OTLP
     // collector receives (the route template and status are recorded once known; the
-    // tenant by the identity layer); `request_id` and `method` are for the log lines.
+    // tenant by the identity layer); `request_id` and `method` are for the log lines (a
+    // method outside the standard ones is `_OTHER` there too: it is the caller's token).
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %method,
+        method = otel_method,
         otel.name = otel_method,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
