@@ -790,7 +790,15 @@ impl Payments {
         meta: RequestMeta,
         payment: Payment,
     ) -> Result<Payment, ApiError> {
-        let change = match self.processor.lookup(&payment.id).await {
+        let span = tracing::info_span!(
+            "processor.lookup",
+            otel.name = "processor lookup",
+            otel.kind = "client",
+            rampart.payment_id = %payment.id,
+        );
+        let looked_up =
+            tracing::Instrument::instrument(self.processor.lookup(&payment.id), span).await;
+        let change = match looked_up {
             Ok(Some(auth)) => {
                 let mut p = payment.clone();
                 apply_authorization(&mut p, &auth);
