@@ -52,6 +52,7 @@ const SECTIONS: &[&str] = &[
     "redis",
     "auth",
     "log",
+    "telemetry",
     "crypto",
     "audit",
     "vault",
@@ -85,6 +86,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub crypto: CryptoConfig,
     pub audit: AuditConfig,
     pub vault: VaultConfig,
@@ -769,6 +771,65 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Traces over OTLP. Off while no endpoint is known (here or in `OTEL_EXPORTER_OTLP_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector: `http://HOST:4318` (HTTP/protobuf; `/v1/traces` is added) or
+    /// `http://HOST:4317` (gRPC). Empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` when set, otherwise no traces are exported.
+    pub otlp_endpoint: String,
+    /// `http` (HTTP/protobuf) or `grpc`; empty: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`), otherwise `http`.
+    pub otlp_protocol: String,
+    /// The `service.name` resource attribute; empty: `OTEL_SERVICE_NAME`, else `rampart`.
+    pub service_name: String,
+    /// The share of new traces kept, 0.0 to 1.0; a caller's sampled flag is followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: String::new(),
+            otlp_protocol: String::new(),
+            service_name: String::new(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let e = &self.otlp_endpoint;
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.otlp_endpoint",
+                value: e.clone(),
+                allowed: "it must be empty (no export) or an http:// or https:// URL",
+            });
+        }
+        if !matches!(
+            self.otlp_protocol.as_str(),
+            "" | "http" | "http/protobuf" | "grpc"
+        ) {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.otlp_protocol",
+                value: self.otlp_protocol.clone(),
+                allowed: "it must be http, grpc, or empty (OTEL_EXPORTER_OTLP_PROTOCOL, else http)",
+            });
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.sample_ratio",
+                value: self.sample_ratio.to_string(),
+                allowed: "it must be between 0.0 and 1.0",
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CryptoConfig {
@@ -839,6 +900,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             crypto: CryptoConfig::default(),
             audit: AuditConfig::default(),
             vault: VaultConfig::default(),
@@ -1366,6 +1428,7 @@ impl Config {
         }
         self.validate_tls()?;
         self.validate_jobs()?;
+        self.telemetry.validate()?;
         self.notify.validate()?;
         self.mail.validate()?;
         self.sms.validate()?;
@@ -1761,6 +1824,47 @@ mod tests {
             .to_string();
         assert!(err.contains("auth.access_token_ttl_secs"), "{err}");
         assert!(err.contains("between 60 and 86400"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_checked() {
+        let c = Config::load_from(None, &[]).expect("defaults");
+        assert!(c.telemetry.otlp_endpoint.is_empty());
+        assert_eq!(c.telemetry.sample_ratio, 1.0);
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RAMPART_TELEMETRY_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+                ("RAMPART_TELEMETRY_OTLP_PROTOCOL", "grpc"),
+                ("RAMPART_TELEMETRY_SAMPLE_RATIO", "0.25"),
+            ]),
+        )
+        .expect("telemetry from the environment");
+        assert_eq!(c.telemetry.otlp_endpoint, "http://127.0.0.1:4317");
+        assert_eq!(c.telemetry.otlp_protocol, "grpc");
+        assert_eq!(c.telemetry.sample_ratio, 0.25);
+        for (key, value, named) in [
+            (
+                "RAMPART_TELEMETRY_OTLP_PROTOCOL",
+                "thrift",
+                "telemetry.otlp_protocol",
+            ),
+            (
+                "RAMPART_TELEMETRY_OTLP_ENDPOINT",
+                "127.0.0.1:4318",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "RAMPART_TELEMETRY_SAMPLE_RATIO",
+                "1.5",
+                "telemetry.sample_ratio",
+            ),
+        ] {
+            let err = Config::load_from(None, &env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]

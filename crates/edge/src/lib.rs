@@ -22,6 +22,7 @@ mod json;
 mod metrics;
 pub mod rate_limit;
 pub mod request;
+pub mod trace;
 pub mod waf;
 
 pub use client_cert::ClientCertificate;

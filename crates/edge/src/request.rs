@@ -65,7 +65,25 @@ pub async fn request_context(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method);
+    let otel_method = crate::trace::method_name(&method);
+    // The server span of the request. `otel.*`, `http.*` and `rampart.*` are what an OTLP
+    // collector receives (the route template and status are recorded once known; the
+    // tenant by the identity layer); `request_id` and `method` are for the log lines (a
+    // method outside the standard ones is `_OTHER` there too: it is the caller's token).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = otel_method,
+        otel.name = otel_method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = otel_method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        rampart.request_id = %request_id,
+        rampart.tenant_id = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, req.headers());
 
     let mut response = next.run(req).instrument(span.clone()).await;
 
@@ -105,6 +123,14 @@ pub async fn request_context(
         .get::<RouteTag>()
         .map(|t| t.0.clone())
         .unwrap_or_else(|| "unmatched".to_string());
+    if route != "unmatched" {
+        span.record("http.route", route.as_str());
+        crate::trace::rename(&span, format!("{otel_method} {route}"));
+    }
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let elapsed = started.elapsed();
     metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
     span.in_scope(|| {

@@ -142,6 +142,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Principal::authenticate(parts, state).await?;
+        // Into the request's span (a field it declares), for the traces it exports.
+        tracing::Span::current().record("rampart.tenant_id", principal.scope.tenant_id());
+        Ok(principal)
+    }
+}
+
+impl Principal {
+    async fn authenticate<S>(parts: &mut Parts, state: &S) -> Result<Principal, ApiError>
+    where
+        Identity: FromRef<S>,
+        S: Send + Sync,
+    {
         let identity = Identity::from_ref(state);
         let info = RequestInfo::from_request_parts(parts, state)
             .await

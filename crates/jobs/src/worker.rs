@@ -13,6 +13,7 @@ use std::time::Duration;
 use rampart_store::jobs::{FailOutcome, JobRow, NewJob};
 use rampart_store::{now_ms, StoreError};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::metrics::label;
 use crate::rate::{Admit, QueueRate};
@@ -180,7 +181,34 @@ async fn queue_loop(
     }
 }
 
+/// One run of a job, in a span of its own (for traces: the kind, id, queue, attempt and
+/// outcome, never the payload). The handler's own spans (a webhook delivery, a
+/// transaction) are its children.
 async fn run_job(
+    inner: Arc<Inner>,
+    job: JobRow,
+    permit: OwnedSemaphorePermit,
+    stopping: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format_args!("job {}", job.kind),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job.kind = %job.kind,
+        job.id = %job.id,
+        job.queue = %job.queue,
+        job.attempt = job.attempts,
+        job.outcome = tracing::field::Empty,
+    );
+    run_job_in_span(inner, job, permit, stopping, abort, done)
+        .instrument(span)
+        .await
+}
+
+async fn run_job_in_span(
     inner: Arc<Inner>,
     job: JobRow,
     _permit: OwnedSemaphorePermit,
@@ -188,6 +216,7 @@ async fn run_job(
     mut abort: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
+    let span = tracing::Span::current();
     let settings = &inner.settings;
     let Some((_, handler)) = inner.handlers.get(&job.kind) else {
         // Another node (a newer version, during a rolling deploy) may know the kind.
@@ -210,7 +239,7 @@ async fn run_job(
         stopping,
     };
     // Its own task, so a panicking handler fails its job instead of the worker.
-    let mut task = tokio::spawn(handler(ctx, payload));
+    let mut task = tokio::spawn(handler(ctx, payload).instrument(span.clone()));
     let renew_every = settings.lease / 3;
     let outcome = loop {
         tokio::select! {
@@ -234,6 +263,16 @@ async fn run_job(
         }
     };
     let l = label(&job.queue);
+    let settled = match &outcome {
+        None => Some("returned"),
+        Some(Ok(Ok(()))) => Some("completed"),
+        Some(Ok(Err(JobError::Deferred(_)))) => Some("deferred"),
+        // `record_failure` says which: retrying or dead.
+        Some(_) => None,
+    };
+    if let Some(settled) = settled {
+        span.record("job.outcome", settled);
+    }
     match outcome {
         None => match inner
             .store
@@ -286,16 +325,21 @@ async fn record_failure(inner: &Inner, job: &JobRow, error: &str, permanent: boo
         now_ms()
             + backoff(job.attempts, settings.backoff_base, settings.backoff_cap).as_millis() as i64
     });
+    // The job's span (the error text stays in the log: it may quote what the handler met).
+    let span = tracing::Span::current();
+    span.record("otel.status_code", "ERROR");
     match inner
         .store
         .fail_job(&job.id, &settings.node, job.attempts, &error, retry_at)
         .await
     {
         Ok(FailOutcome::Retrying) => {
+            span.record("job.outcome", "retrying");
             inner.metrics.retried.get_or_create(&l).inc();
             tracing::info!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed; will retry");
         }
         Ok(FailOutcome::Dead) => {
+            span.record("job.outcome", "dead");
             inner.metrics.dead_lettered.get_or_create(&l).inc();
             tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job dead");
         }

@@ -18,6 +18,7 @@ use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rampart_config::{MailConfig, MailSecurity};
+use tracing::Instrument;
 
 use crate::templates::Rendered;
 use crate::Attempt;
@@ -220,28 +221,51 @@ impl MailTransport {
         if let Some(dkim) = self.dkim() {
             message.sign(&dkim.config);
         }
-        match self {
-            MailTransport::Smtp { transport, .. } => match transport.send(message).await {
-                Ok(res) => Attempt::Sent(Some(i64::from(u16::from(res.code())))),
-                Err(e) => {
-                    let code = e.status().map(|c| i64::from(u16::from(c)));
-                    // lettre's message names the server's answer or the I/O cause; the
-                    // message body (which may hold a link token) is not in it.
-                    if e.is_permanent() {
-                        Attempt::Permanent(code, format!("the SMTP server refused: {e}"))
-                    } else {
-                        Attempt::Retry(code, format!("SMTP: {e}"))
-                    }
-                }
+        // The client span of the send: the notification id and the server's reply code,
+        // never an address, a subject or the body.
+        let span = tracing::info_span!(
+            "mail.send",
+            otel.name = "mail send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rampart.mail.transport = match self {
+                MailTransport::Smtp { .. } => "smtp",
+                MailTransport::Files { .. } => "files",
             },
-            MailTransport::Files { dir, .. } => {
-                let bytes = message.formatted();
-                match write_file(dir, &format!("{id}.eml"), &bytes).await {
-                    Ok(()) => Attempt::Sent(None),
-                    Err(e) => Attempt::Retry(None, format!("cannot write the .eml file: {e}")),
+            rampart.notification_id = %id,
+            rampart.smtp.reply_code = tracing::field::Empty,
+        );
+        let attempt = async {
+            match self {
+                MailTransport::Smtp { transport, .. } => match transport.send(message).await {
+                    Ok(res) => {
+                        span.record("rampart.smtp.reply_code", u16::from(res.code()));
+                        Attempt::Sent(Some(i64::from(u16::from(res.code()))))
+                    }
+                    Err(e) => {
+                        span.record("otel.status_code", "ERROR");
+                        let code = e.status().map(|c| i64::from(u16::from(c)));
+                        // lettre's message names the server's answer or the I/O cause; the
+                        // message body (which may hold a link token) is not in it.
+                        if e.is_permanent() {
+                            Attempt::Permanent(code, format!("the SMTP server refused: {e}"))
+                        } else {
+                            Attempt::Retry(code, format!("SMTP: {e}"))
+                        }
+                    }
+                },
+                MailTransport::Files { dir, .. } => {
+                    let bytes = message.formatted();
+                    match write_file(dir, &format!("{id}.eml"), &bytes).await {
+                        Ok(()) => Attempt::Sent(None),
+                        Err(e) => Attempt::Retry(None, format!("cannot write the .eml file: {e}")),
+                    }
                 }
             }
         }
+        .instrument(span.clone())
+        .await;
+        attempt
     }
 }
 

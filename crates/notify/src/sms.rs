@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
+use tracing::Instrument;
 
 use crate::Attempt;
 
@@ -103,15 +104,40 @@ impl HttpSms {
 impl SmsProvider for HttpSms {
     fn send<'a>(&'a self, id: &'a str, to: &'a E164, body: &'a str) -> SmsFuture<'a> {
         Box::pin(async move {
+            // The client span of the send: never the URL, the key, the number or the text.
+            let span = tracing::info_span!(
+                "sms.send",
+                otel.name = "POST sms gateway",
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = "POST",
+                http.response.status_code = tracing::field::Empty,
+                rampart.notification_id = %id,
+            );
+            let mut trace_headers = reqwest::header::HeaderMap::new();
+            rampart_edge::trace::inject(&span, &mut trace_headers);
             let sent = self
                 .client
                 .post(&self.url)
+                .headers(trace_headers)
                 .bearer_auth(&self.api_key)
                 .json(&serde_json::json!({
                     "to": to.as_str(), "from": self.sender, "text": body, "reference": id,
                 }))
                 .send()
+                .instrument(span.clone())
                 .await;
+            match &sent {
+                Ok(res) => {
+                    span.record("http.response.status_code", res.status().as_u16());
+                    if !res.status().is_success() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                Err(_) => {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
             match sent {
                 Ok(res) if res.status().is_success() => {
                     Attempt::Sent(Some(i64::from(res.status().as_u16())))

@@ -23,6 +23,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tracing::Instrument;
 
 use crate::Attempt;
 
@@ -265,9 +266,24 @@ pub async fn send(d: Delivery<'_>, timeout: Duration, allow_private: bool) -> At
         Ok(c) => c,
         Err(e) => return Attempt::Retry(None, format!("cannot build the HTTP client: {e}")),
     };
+    // The client span of the delivery (a child of its job's): the event type and delivery
+    // id, never the URL (a tenant's may carry a token) or the body.
+    let span = tracing::info_span!(
+        "webhook.send",
+        otel.name = "POST webhook",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.response.status_code = tracing::field::Empty,
+        rampart.webhook.event = %d.event,
+        rampart.webhook.delivery_id = %d.id,
+    );
+    let mut trace_headers = reqwest::header::HeaderMap::new();
+    rampart_edge::trace::inject(&span, &mut trace_headers);
     let t = rampart_store::now_ms() / 1000;
     let sent = client
         .post(d.url)
+        .headers(trace_headers)
         .header("content-type", "application/json")
         .header("webhook-id", d.id)
         .header("webhook-timestamp", t.to_string())
@@ -283,7 +299,19 @@ pub async fn send(d: Delivery<'_>, timeout: Duration, allow_private: bool) -> At
         .header("rampart-delivery", d.id)
         .body(d.body.to_string())
         .send()
+        .instrument(span.clone())
         .await;
+    match &sent {
+        Ok(res) => {
+            span.record("http.response.status_code", res.status().as_u16());
+            if !res.status().is_success() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
     match sent {
         Ok(res) if res.status().is_success() => {
             Attempt::Sent(Some(i64::from(res.status().as_u16())))

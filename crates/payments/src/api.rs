@@ -556,6 +556,15 @@ impl Payments {
         cvc: Option<&str>,
         payment: &Payment,
     ) -> Result<Authorization, ProcessorError> {
+        use tracing::Instrument;
+        // The client span of the processor call: the payment id only, never the card.
+        let span = tracing::info_span!(
+            "processor.authorize",
+            otel.name = "processor authorize",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rampart.payment_id = %payment.id,
+        );
         self.processor
             .authorize(&AuthorizationRequest {
                 card_number: pan.expose(),
@@ -567,10 +576,12 @@ impl Payments {
                 capture: payment.capture,
                 reference: &payment.id,
             })
+            .instrument(span.clone())
             .await
-            .inspect_err(
-                |e| tracing::error!(error = %e, payment = %payment.id, "processor call failed"),
-            )
+            .inspect_err(|e| {
+                span.record("otel.status_code", "ERROR");
+                tracing::error!(error = %e, payment = %payment.id, "processor call failed")
+            })
     }
 
     /// Tokenize (or open the token), score, record, authorize, record the outcome. The
@@ -779,7 +790,15 @@ impl Payments {
         meta: RequestMeta,
         payment: Payment,
     ) -> Result<Payment, ApiError> {
-        let change = match self.processor.lookup(&payment.id).await {
+        let span = tracing::info_span!(
+            "processor.lookup",
+            otel.name = "processor lookup",
+            otel.kind = "client",
+            rampart.payment_id = %payment.id,
+        );
+        let looked_up =
+            tracing::Instrument::instrument(self.processor.lookup(&payment.id), span).await;
+        let change = match looked_up {
             Ok(Some(auth)) => {
                 let mut p = payment.clone();
                 apply_authorization(&mut p, &auth);

@@ -339,7 +339,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            crate::telemetry::init(&config);
+            let telemetry = crate::telemetry::init_with_traces(&config);
             let listen = config.http.listen;
             let scheme = if config.tls.enabled() {
                 "https"
@@ -351,14 +351,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, scheme, "listening");
-            app::serve(app, listener, app::shutdown_signal()).await
+            let served = app::serve(app, listener, app::shutdown_signal()).await;
+            // After the drain: the last requests' spans are exported too.
+            telemetry.shutdown().await;
+            served
         }
         Command::Edge {
             listen,
             upstream,
             no_response_rules,
         } => {
-            crate::telemetry::init(&config);
+            let telemetry = crate::telemetry::init_with_traces(&config);
             let mut config = config;
             config.waf.inspect_responses = !no_response_rules;
             let upstream = crate::proxy::Upstream::parse(&upstream)?;
@@ -373,7 +376,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "edge proxy listening");
             let options = crate::listener::ServeOptions::from_config(&config.http, tls);
-            crate::listener::serve(router, listener, options, app::shutdown_signal()).await
+            let served =
+                crate::listener::serve(router, listener, options, app::shutdown_signal()).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Fraud(FraudCommand::Backtest { file, rules, json }) => {
             let rules: rampart_payments::fraud::FraudRules = match rules {

@@ -26,6 +26,7 @@ use rampart_config::Config;
 use rampart_edge::{ApiError, ClientIp, HttpMetrics, RequestId};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use crate::app;
 
@@ -141,10 +142,36 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         h.insert("x-request-id", id);
     }
+    // The client span of the upstream call (a child of the request's); the upstream
+    // continues the trace from the `traceparent` it carries.
+    let method = rampart_edge::trace::method_name(&parts.method);
+    let span = tracing::info_span!(
+        "upstream",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.response.status_code = tracing::field::Empty,
+    );
+    rampart_edge::trace::inject(&span, &mut parts.headers);
     let mut out = Request::from_parts(parts, body);
     *out.uri_mut() = uri;
     *out.version_mut() = http::Version::HTTP_11;
-    match state.client.request(out).await {
+    let sent = state.client.request(out).instrument(span.clone()).await;
+    match &sent {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    // Ends when the response head is in: the body streams on to the client afterwards.
+    drop(span);
+    match sent {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);

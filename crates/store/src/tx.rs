@@ -67,6 +67,9 @@ pub struct Tx<S> {
     /// The span of the request (or job) that opened the transaction: its commit and
     /// rollback run in tasks of their own, and log under it.
     span: tracing::Span,
+    /// The transaction's own span (a child of `span`, for traces): from the wait for a
+    /// connection to the end of the commit or rollback.
+    trace: tracing::Span,
 }
 
 impl<S> Drop for Tx<S> {
@@ -77,7 +80,8 @@ impl<S> Drop for Tx<S> {
         let writer = self.writer.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let end = end(self.store.clone(), conn, End::Rollback, writer);
+                let trace = self.trace.clone();
+                let end = end(self.store.clone(), conn, End::Rollback, writer, trace);
                 runtime.spawn(end.instrument(self.span.clone()));
             }
             // No runtime (process exit): queue the rollback for the connection's next use,
@@ -107,12 +111,21 @@ async fn end(
     mut conn: PoolConnection<Any>,
     how: End,
     writer: Option<OwnedMutexGuard<()>>,
+    trace: tracing::Span,
 ) -> Result<(), sqlx::Error> {
     let result = match how {
         End::Commit => Manager::commit(&mut conn).await,
         End::Rollback => Manager::rollback(&mut conn).await,
     };
+    trace.record(
+        "rampart.db.outcome",
+        match how {
+            End::Commit => "commit",
+            End::Rollback => "rollback",
+        },
+    );
     if let Err(e) = &result {
+        trace.record("otel.status_code", "ERROR");
         match how {
             End::Commit => tracing::debug!(error = %e, "commit failed; rolling back"),
             End::Rollback => tracing::warn!(error = %e, "rollback failed"),
@@ -142,7 +155,14 @@ impl<S> Tx<S> {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
-        let end = end(self.store.clone(), conn, End::Commit, self.writer.take());
+        let trace = self.trace.clone();
+        let end = end(
+            self.store.clone(),
+            conn,
+            End::Commit,
+            self.writer.take(),
+            trace,
+        );
         // Awaited from a task of its own: a caller dropped mid-commit cannot stop it halfway.
         match tokio::spawn(end.instrument(self.span.clone())).await {
             Ok(result) => result.map_err(StoreError::from),
@@ -216,6 +236,22 @@ impl Store {
         let store = self.clone();
         let tenant = tenant.map(str::to_owned);
         let span = tracing::Span::current();
+        // Only the backend and the kind of transaction: never a statement or a parameter.
+        let trace = tracing::info_span!(
+            parent: &span,
+            "db.transaction",
+            otel.name = if write { "transaction write" } else { "transaction read" },
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system.name = match self.inner.backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgresql",
+            },
+            db.operation.name = "transaction",
+            rampart.db.write = write,
+            rampart.db.outcome = tracing::field::Empty,
+        );
+        let trace_in_task = trace.clone();
         tokio::spawn(
             async move {
                 let writer = store.writer_lock(write).await;
@@ -223,16 +259,22 @@ impl Store {
                 if send.is_closed() {
                     return;
                 }
-                let opened = store.open_tx(tenant.as_deref(), write, scope, writer).await;
+                let opened = store
+                    .open_tx(tenant.as_deref(), write, scope, writer, trace_in_task)
+                    .await;
                 // Refused when the caller is gone: the Tx comes back and is dropped here.
                 let _ = send.send(opened);
             }
             .instrument(span),
         );
-        receive.await.unwrap_or_else(|_| {
+        let opened = receive.await.unwrap_or_else(|_| {
             tracing::error!("a database task did not finish");
             Err(StoreError::Unavailable(sqlx::Error::PoolClosed))
-        })
+        });
+        if opened.is_err() {
+            trace.record("otel.status_code", "ERROR");
+        }
+        opened
     }
 
     /// Queue for SQLite's single writer before taking a connection, so waiting writers do
@@ -250,6 +292,7 @@ impl Store {
         write: bool,
         scope: S,
         writer: Option<OwnedMutexGuard<()>>,
+        trace: tracing::Span,
     ) -> Result<Tx<S>, StoreError> {
         let inner = &self.inner;
         let mut conn = inner.pool.acquire().await?;
@@ -272,6 +315,7 @@ impl Store {
             writer,
             store: self.clone(),
             span: tracing::Span::current(),
+            trace,
         };
         if inner.backend == Backend::Postgres {
             // Transaction-local settings (`is_local = true`): they end with the transaction,

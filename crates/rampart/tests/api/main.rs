@@ -29,6 +29,7 @@ mod signing;
 mod storage;
 mod tenants;
 mod tls;
+mod traces;
 mod transit;
 mod vault;
 mod waf;
