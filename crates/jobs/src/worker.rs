@@ -203,6 +203,9 @@ async fn run_job(
         job.attempt = job.attempts,
         job.outcome = tracing::field::Empty,
     );
+    if let Some(parent) = &job.trace_parent {
+        rampart_store::trace_context::continue_from(&span, parent);
+    }
     run_job_in_span(inner, job, permit, stopping, abort, done)
         .instrument(span)
         .await

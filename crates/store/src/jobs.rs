@@ -55,6 +55,9 @@ pub struct JobRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The `traceparent` of the request (or job) that enqueued it, when traces are
+    /// exported: the job's span continues that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// Depth of one queue for metrics.
@@ -78,7 +81,8 @@ pub enum FailOutcome {
 }
 
 const COLUMNS: &str = "id, queue, kind, payload, priority, run_at, attempts, max_attempts, \
-     state, unique_key, lease_owner, lease_until, last_error, created_at, updated_at";
+     state, unique_key, lease_owner, lease_until, last_error, created_at, updated_at, \
+     trace_parent";
 
 fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
     Ok(JobRow {
@@ -97,6 +101,7 @@ fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
         last_error: r.try_get("last_error")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        trace_parent: r.try_get("trace_parent")?,
     })
 }
 
@@ -110,8 +115,8 @@ pub(crate) async fn insert(
     // caller's PostgreSQL transaction, which a caught unique violation would.
     let id: Option<String> = sqlx::query_scalar(
         "INSERT INTO jobs (id, queue, kind, payload, priority, run_at, attempts, max_attempts, \
-         state, unique_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'queued', $8, $9, $9) \
+         state, unique_key, created_at, updated_at, trace_parent) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'queued', $8, $9, $9, $10) \
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(new_id())
@@ -123,6 +128,7 @@ pub(crate) async fn insert(
     .bind(job.max_attempts)
     .bind(job.unique_key.clone())
     .bind(now)
+    .bind(crate::trace_context::current())
     .fetch_optional(conn)
     .await?;
     Ok(id)

@@ -34,6 +34,7 @@ pub mod payments;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
+pub mod trace_context;
 pub mod users;
 pub mod vault;
 

@@ -563,14 +563,25 @@ async fn a_webhook_delivery_carries_its_jobs_trace_to_the_receiver() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
+    // The payment request comes with a trace of the caller's; the job that delivers its
+    // webhook was enqueued by it, so the delivery continues that trace.
+    let caller_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     crate::payments::created(
-        crate::payments::pay(
-            &app,
-            &key,
-            None,
-            &crate::payments::card_payment("4242424242424242", 5000, "192.0.2.30"),
-        )
-        .await,
+        app.client
+            .post(app.url("/api/v1/payments"))
+            .bearer_auth(&key)
+            .header(
+                "traceparent",
+                format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+            )
+            .json(&crate::payments::card_payment(
+                "4242424242424242",
+                5000,
+                "192.0.2.30",
+            ))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
 
@@ -589,6 +600,10 @@ async fn a_webhook_delivery_carries_its_jobs_trace_to_the_receiver() {
         "the receiver got traceparent {traceparent:?}"
     );
     let (trace_id, parent) = (parts[1], parts[2]);
+    assert_eq!(
+        trace_id, caller_trace,
+        "the webhook carries the request's trace"
+    );
     let spans = spans_until(c, trace_id, |spans| {
         spans
             .iter()
@@ -612,4 +627,20 @@ async fn a_webhook_delivery_carries_its_jobs_trace_to_the_receiver() {
         "{job:#?}"
     );
     assert_eq!(job.attr("job.outcome"), Some("completed"), "{job:#?}");
+    // The job's parent is a span of the payment request (the transaction that enqueued
+    // it), itself under the request's server span.
+    let spans = spans_until(c, trace_id, |spans| {
+        spans.iter().any(|s| s.span_id == job.parent_span_id)
+    })
+    .await;
+    let enqueuer = spans
+        .iter()
+        .find(|s| s.span_id == job.parent_span_id)
+        .unwrap();
+    let mut at = enqueuer;
+    while let Some(up) = spans.iter().find(|s| s.span_id == at.parent_span_id) {
+        at = up;
+    }
+    assert_eq!(at.name, "POST /api/v1/payments", "{at:#?}");
+    assert_eq!(at.parent_span_id, "00f067aa0ba902b7");
 }

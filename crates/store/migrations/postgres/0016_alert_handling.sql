@@ -33,3 +33,7 @@ ALTER TABLE alert_suppressions FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON alert_suppressions
     USING (tenant_id = current_setting('rampart.tenant_id', true)
            OR current_setting('rampart.system', true) = 'on');
+
+-- The `traceparent` of the request that enqueued a job (when traces are exported), so the
+-- job's span, and a webhook it delivers, continue that request's trace.
+ALTER TABLE jobs ADD COLUMN trace_parent TEXT;

@@ -28,3 +28,7 @@ CREATE TABLE alert_suppressions (
 CREATE INDEX alert_suppressions_rule ON alert_suppressions (rule_id, group_key, expires_at);
 CREATE INDEX alert_suppressions_tenant ON alert_suppressions (tenant_id, created_at);
 
+
+-- The `traceparent` of the request that enqueued a job (when traces are exported), so the
+-- job's span, and a webhook it delivers, continue that request's trace.
+ALTER TABLE jobs ADD COLUMN trace_parent TEXT;
