@@ -63,6 +63,18 @@ pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
     });
 }
 
+/// Records an outbound HTTP call's answer on its client span: the status code when one
+/// came back, and an error status when the call `failed` (by the caller's measure: any
+/// non-2xx for a webhook, a 5xx for a proxied upstream) or got no answer.
+pub fn record_outcome(span: &tracing::Span, status: Option<http::StatusCode>, failed: bool) {
+    if let Some(status) = status {
+        span.record("http.response.status_code", status.as_u16());
+    }
+    if failed || status.is_none() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 /// Renames `span` in the traces it is exported to (`otel.name` is read only when the span
 /// starts: a server span learns its route template after the router has run).
 pub fn rename(span: &tracing::Span, name: String) {

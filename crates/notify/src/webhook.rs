@@ -301,17 +301,8 @@ pub async fn send(d: Delivery<'_>, timeout: Duration, allow_private: bool) -> At
         .send()
         .instrument(span.clone())
         .await;
-    match &sent {
-        Ok(res) => {
-            span.record("http.response.status_code", res.status().as_u16());
-            if !res.status().is_success() {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        Err(_) => {
-            span.record("otel.status_code", "ERROR");
-        }
-    }
+    let status = sent.as_ref().ok().map(|r| r.status());
+    rampart_edge::trace::record_outcome(&span, status, !status.is_some_and(|s| s.is_success()));
     match sent {
         Ok(res) if res.status().is_success() => {
             Attempt::Sent(Some(i64::from(res.status().as_u16())))

@@ -158,17 +158,8 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     *out.uri_mut() = uri;
     *out.version_mut() = http::Version::HTTP_11;
     let sent = state.client.request(out).instrument(span.clone()).await;
-    match &sent {
-        Ok(response) => {
-            span.record("http.response.status_code", response.status().as_u16());
-            if response.status().is_server_error() {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        Err(_) => {
-            span.record("otel.status_code", "ERROR");
-        }
-    }
+    let status = sent.as_ref().ok().map(|r| r.status());
+    rampart_edge::trace::record_outcome(&span, status, status.is_some_and(|s| s.is_server_error()));
     // Ends when the response head is in: the body streams on to the client afterwards.
     drop(span);
     match sent {

@@ -608,7 +608,7 @@ impl Store {
         &self,
         id: &str,
         status: &str,
-        mut audit: NewAuditEvent,
+        audit: NewAuditEvent,
     ) -> Result<AlertRow, StoreError> {
         let mut tx = self.system_write().await?;
         let row = sqlx::query(&format!(
@@ -620,12 +620,7 @@ impl Store {
         .bind(id)
         .fetch_optional(tx.conn())
         .await?;
-        let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
-        audit.target_id = Some(alert.id.clone());
-        let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
-        tx.audit(chain, &audit).await?;
-        tx.commit().await?;
-        Ok(alert)
+        audited_change(tx, row, audit).await
     }
 
     /// Snoozes an alert until `until_ms` (it keeps its status; readers see `snoozed`),
@@ -634,7 +629,7 @@ impl Store {
         &self,
         id: &str,
         until_ms: i64,
-        mut audit: NewAuditEvent,
+        audit: NewAuditEvent,
     ) -> Result<AlertRow, StoreError> {
         let mut tx = self.system_write().await?;
         let row = sqlx::query(&format!(
@@ -646,12 +641,7 @@ impl Store {
         .bind(id)
         .fetch_optional(tx.conn())
         .await?;
-        let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
-        audit.target_id = Some(alert.id.clone());
-        let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
-        tx.audit(chain, &audit).await?;
-        tx.commit().await?;
-        Ok(alert)
+        audited_change(tx, row, audit).await
     }
 
     /// Whether a suppression covers a match of `rule_id` for `group_key` in `tenant_id`
@@ -881,6 +871,22 @@ impl Store {
         }
         tx.commit().await
     }
+}
+
+/// The end of a change to one alert: `NotFound` when no row changed, else `audit` (about
+/// the alert) in its tenant's chain (the platform's for a platform alert), committed with
+/// the change.
+async fn audited_change(
+    mut tx: crate::tx::SystemTx,
+    row: Option<AnyRow>,
+    mut audit: NewAuditEvent,
+) -> Result<AlertRow, StoreError> {
+    let alert = alert_row(&row.ok_or(StoreError::NotFound)?)?;
+    audit.target_id = Some(alert.id.clone());
+    let chain = alert.tenant_id.as_deref().unwrap_or(PLATFORM_TENANT_ID);
+    tx.audit(chain, &audit).await?;
+    tx.commit().await?;
+    Ok(alert)
 }
 
 /// A channel an alert goes out on.
