@@ -2056,3 +2056,112 @@ async fn a_tenant_has_at_most_sixteen_webhook_endpoints() {
         .unwrap();
     assert_eq!(listed.len(), 16);
 }
+
+/// The end-to-end check: a scripted spray against a running server gives one
+/// alert, one mail read back from a real SMTP server (aiosmtpd) and one webhook that the
+/// Standard Webhooks library verifies, not one per failed login.
+#[tokio::test]
+async fn a_password_spray_sends_one_mail_over_smtp_and_one_verified_webhook() {
+    let smtp_port = free_port();
+    let smtp = Smtp::start(smtp_port);
+    let app = app_mailing_to(smtp_port, |c| {
+        c.notify.webhook_allow_private_targets = true;
+    })
+    .await;
+    app.create_platform_admin("root@example.id").await;
+    let (root, _) = app.tokens("root@example.id").await;
+    let tenant = app.create_tenant(&root, "Sprayed", "merchant").await;
+    app.create_user(
+        &tenant,
+        "boss@sprayed.example",
+        rampart_store::Role::TenantAdmin,
+    )
+    .await;
+    let (boss, _) = app.tokens("boss@sprayed.example").await;
+    for n in 0..6 {
+        app.create_user(
+            &tenant,
+            &format!("staff{n}@sprayed.example"),
+            rampart_store::Role::Member,
+        )
+        .await;
+    }
+    let hook_port = free_port();
+    let res = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            Some(&boss),
+            &json!({"url": format!("http://127.0.0.1:{hook_port}/hooks"), "events": ["alert.raised"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let endpoint: Value = res.json().await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("hooks.jsonl");
+    // Killed when the test ends, passed or not.
+    struct Receiver(std::process::Child);
+    impl Drop for Receiver {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _receiver = Receiver(start_python(&[
+        script("webhook_receiver.py").to_str().unwrap(),
+        endpoint["secret"].as_str().unwrap(),
+        &hook_port.to_string(),
+        log.to_str().unwrap(),
+    ]));
+
+    // The script: one wrong password at each of six accounts from one address (under
+    // every per-account and per-address threshold, over the spraying one).
+    for n in 0..6 {
+        let res = app
+            .login(&format!("staff{n}@sprayed.example"), "Summer2026!x")
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mails = smtp.wait_for(1).await;
+    let lines = || -> Vec<Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    for _ in 0..200 {
+        if !lines().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for any second mail or delivery to show up, were the attack to send one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = smtp.mails();
+    let spray_mails: Vec<&Value> = all
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("rampart-password-spraying")
+        })
+        .collect();
+    assert_eq!(spray_mails.len(), 1, "{mails:?}");
+    assert_eq!(spray_mails[0]["rcpt_tos"], json!(["boss@sprayed.example"]));
+    assert_eq!(
+        spray_mails[0]["headers"]["subject"],
+        "[high] Password spraying from one address"
+    );
+    let got = lines();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["verified"], true, "{got:?}");
+    assert_eq!(got[0]["type"], "alert.raised");
+    let alerts: Value = app
+        .get("/api/v1/alerts?rule=rampart-password-spraying", Some(&boss))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 1, "{alerts}");
+}
