@@ -89,6 +89,7 @@ measure() {
     # The events of the last batch reach the database within a moment of the load's end.
     sleep 1
     run_stored=$(stored_events)
+    run_dropped=$(metric rampart_security_events_dropped_total)
     run_append_rate=$(awk -v n="$run_stored" -v a="$started" -v b="$ended" 'BEGIN { printf "%.0f", n / (b - a) }')
     if [[ $detect == true ]]; then
         local evaluated=0
@@ -119,11 +120,11 @@ echo
 
 measure false
 base_rate=$run_append_rate
-printf '%-10s %8s requests refused, %8s events stored, append %7s events/s\n' \
-    "baseline:" "$run_requests" "$run_stored" "$base_rate"
+printf '%-10s %8s requests refused, %8s events stored (%s dropped), append %7s events/s\n' \
+    "baseline:" "$run_requests" "$run_stored" "$run_dropped" "$base_rate"
 measure true
-printf '%-10s %8s requests refused, %8s events stored, append %7s events/s\n' \
-    "detector:" "$run_requests" "$run_stored" "$run_append_rate"
+printf '%-10s %8s requests refused, %8s events stored (%s dropped), append %7s events/s\n' \
+    "detector:" "$run_requests" "$run_stored" "$run_dropped" "$run_append_rate"
 printf '%-10s %8s events evaluated, %7s events/s; max lag %ss; last event evaluated %ss after the load; %s alerts raised\n' \
     "" "$run_evaluated" "$run_detect_rate" "${run_max_lag:-0}" "$run_catchup" "$run_alerts"
 echo

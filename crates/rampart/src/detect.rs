@@ -94,6 +94,11 @@ impl DetectionMetrics {
             m.digests.clone(),
         );
         registry.register(
+            "rampart_security_events_dropped",
+            "Security events kept only in the node's log file: the database queue was full",
+            DROPPED_METRIC.clone(),
+        );
+        registry.register(
             "rampart_detection_events",
             "Security events the detector evaluated on this node",
             m.events.clone(),
@@ -108,8 +113,10 @@ impl DetectionMetrics {
 }
 
 /// Security events the queue was too full to take (they are in the node's file); every
-/// thousandth is logged.
+/// thousandth is logged, and all are counted in `rampart_security_events_dropped_total`.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The same count as a metric (a process has one security log, so one counter).
+static DROPPED_METRIC: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
 
 /// Attaches the database sink to `log` and starts the task that writes batches.
 pub fn store_security_events(log: &SecurityLog, store: Store) -> tokio::task::JoinHandle<()> {
@@ -129,6 +136,7 @@ pub fn store_security_events(log: &SecurityLog, store: Store) -> tokio::task::Jo
         if tx.try_send(row).is_ok() {
             return true;
         }
+        DROPPED_METRIC.inc();
         if DROPPED.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
             tracing::warn!("security events queue full: events kept only in the node's log file");
         }

@@ -79,6 +79,7 @@ async fn a_password_spray_raises_one_alert_that_admins_acknowledge_and_resolve()
     );
     assert!(metrics.contains("rampart_detection_events_total"));
     assert!(metrics.contains("rampart_detection_lag_seconds"));
+    assert!(metrics.contains("rampart_security_events_dropped_total"));
 
     // The spray goes on: still one alert (the rule is quiet for its window once fired).
     let res = app.login("staff6@sprayed.example", "Summer2026!x").await;
