@@ -1,7 +1,7 @@
 //! Data-quality metrics, the observation's taxon and its quality grade.
 
-use super::identify::{Category, CommunityTaxon, Ident};
-use super::taxa::{TaxonId, Tree};
+use super::identify::{self, Category, CommunityTaxon, Ident};
+use super::taxa::{TaxonId, Tree, FAMILY_LEVEL, SPECIES_LEVEL};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grade {
@@ -104,13 +104,132 @@ pub struct Assessment {
     pub disagreements: u32,
 }
 
-/// A metric passes with no votes or when agrees ÷ votes ≥ 0.5.
+/// A metric passes with no votes or when agrees ÷ votes ≥ 0.5 (a tie passes).
 pub fn metric_passes(votes: &MetricVotes) -> bool {
-    let _ = votes;
-    todo!()
+    let all = u64::from(votes.agree) + u64::from(votes.disagree);
+    all == 0 || 2 * u64::from(votes.agree) >= all
 }
 
 pub fn assess(input: &GradeInput) -> Assessment {
-    let _ = input;
-    todo!()
+    let tree = input.tree;
+    let current: Vec<&Ident> = input.idents.iter().filter(|i| i.current).collect();
+    let owner = current
+        .iter()
+        .filter(|i| i.user_id == input.owner_id)
+        .max_by_key(|i| i.id)
+        .copied();
+
+    let community = identify::community_taxon(tree, input.idents);
+    let ct = community.map(|c| c.taxon_id);
+    let categories = identify::categories(tree, input.idents, ct);
+
+    // The observation's taxon: the owner's when opted out; otherwise the community's, then
+    // the owner's, then the latest other identification's.
+    let taxon_id = if !input.prefers_community_taxon {
+        owner.map(|i| i.taxon_id)
+    } else {
+        ct.or(owner.map(|i| i.taxon_id))
+            .or_else(|| current.iter().max_by_key(|i| i.id).map(|i| i.taxon_id))
+    };
+
+    let (agreements, disagreements) = match taxon_id {
+        Some(taxon) if current.len() > 1 => {
+            match identify::nodes(tree, input.idents)
+                .into_iter()
+                .find(|n| n.taxon_id == taxon)
+            {
+                Some(node) => {
+                    let owner_counted = owner
+                        .is_some_and(|o| !o.hidden && tree.is_ancestor_or_self(taxon, o.taxon_id));
+                    (
+                        node.cumulative.saturating_sub(u32::from(owner_counted)),
+                        node.disagreement + node.conservative,
+                    )
+                }
+                None => (0, 0),
+            }
+        }
+        _ => (0, 0),
+    };
+
+    let grade = grade(input, ct, taxon_id, owner, &categories);
+    Assessment {
+        community,
+        taxon_id,
+        grade,
+        categories,
+        agreements,
+        disagreements,
+    }
+}
+
+/// `get_quality_grade`, given the community taxon, the observation's taxon and the owner's
+/// current identification.
+fn grade(
+    input: &GradeInput,
+    ct: Option<TaxonId>,
+    taxon_id: Option<TaxonId>,
+    owner: Option<&Ident>,
+    categories: &[(i64, Category)],
+) -> Grade {
+    let tree = input.tree;
+    let human = match (input.homo, taxon_id) {
+        (Some(homo), Some(taxon)) => tree.is_ancestor_or_self(homo, taxon),
+        _ => false,
+    };
+    let candidate = !human
+        && input.has_coordinates
+        && input.has_date
+        && input.has_media
+        && !input.flagged
+        && input.metrics.iter().all(metric_passes);
+    if !candidate {
+        return Grade::Casual;
+    }
+    if input.needs_id_up > input.needs_id_down {
+        return Grade::NeedsId;
+    }
+    let voted_out = input.needs_id_down > input.needs_id_up;
+    let Some(ct) = ct else {
+        return Grade::NeedsId;
+    };
+    let ct_level = tree.get(ct).map_or(f64::MAX, |t| t.rank_level);
+
+    if !input.prefers_community_taxon {
+        let Some(owner) = owner else {
+            return Grade::Casual;
+        };
+        let maverick = categories
+            .iter()
+            .any(|&(id, c)| id == owner.id && c == Category::Maverick);
+        if maverick {
+            return Grade::Casual;
+        }
+        let owner_level = tree.get(owner.taxon_id).map_or(f64::MAX, |t| t.rank_level);
+        let on_lineage = tree.is_ancestor_or_self(ct, owner.taxon_id)
+            || tree.is_ancestor_or_self(owner.taxon_id, ct);
+        if owner_level <= SPECIES_LEVEL && on_lineage {
+            return Grade::Research;
+        }
+        if owner_level < FAMILY_LEVEL && owner.taxon_id == ct && voted_out {
+            return Grade::Research;
+        }
+        return if voted_out {
+            Grade::Casual
+        } else {
+            Grade::NeedsId
+        };
+    }
+
+    if ct_level <= SPECIES_LEVEL && taxon_id == Some(ct) {
+        return Grade::Research;
+    }
+    if voted_out {
+        return if ct_level < FAMILY_LEVEL && taxon_id == Some(ct) {
+            Grade::Research
+        } else {
+            Grade::Casual
+        };
+    }
+    Grade::NeedsId
 }
