@@ -30,6 +30,7 @@ pub mod jobs;
 pub mod keyring;
 pub mod mfa;
 pub mod notify;
+pub mod observations;
 pub mod payments;
 pub mod sessions;
 pub mod signing_keys;

@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_alert_handling.sql"),
         postgres: include_str!("../migrations/postgres/0016_alert_handling.sql"),
     },
+    Migration {
+        version: 17,
+        name: "observations",
+        sqlite: include_str!("../migrations/sqlite/0017_observations.sql"),
+        postgres: include_str!("../migrations/postgres/0017_observations.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.
