@@ -85,6 +85,7 @@ pub fn rbac() -> rampart_identity::rbac::Rbac {
     rampart_identity::webhooks_api::register_permissions(&mut builder);
     rampart_vault::register_permissions(&mut builder);
     rampart_payments::api::register_permissions(&mut builder);
+    rampart_observations::api::register_permissions(&mut builder);
     crate::alerts_api::register_permissions(&mut builder);
     builder.build()
 }
@@ -698,6 +699,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         run_as_role = store.run_as_role(),
         "database ready"
     );
+    if let Some(seeded) = rampart_observations::checklist::seed_if_empty(&store)
+        .await
+        .context("cannot load the seed taxonomy")?
+    {
+        tracing::info!(
+            taxa = seeded.taxa,
+            "loaded the seed taxonomy (empty database)"
+        );
+    }
     let crypto = crypto(&config, &store).await?;
 
     let throttle = if config.redis.url.is_empty() {
@@ -763,6 +773,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let _ = waf_tenants.set(identity.clone());
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
     let detection_metrics = crate::detect::DetectionMetrics::register(&mut registry);
+    let observations =
+        rampart_observations::api::Observations::new(identity.clone(), keyring.clone());
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
     let payments = rampart_payments::api::Payments::new(
         identity.clone(),
@@ -791,6 +803,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     openapi.merge(vault_api);
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
+    let (observation_routes, observations_api) =
+        rampart_observations::api::router().split_for_parts();
+    openapi.merge(observations_api);
     let (ops_admin_routes, ops_admin_api) = crate::ops_api::router().split_for_parts();
     openapi.merge(ops_admin_api);
     let (alert_routes, alerts_api) = crate::alerts_api::router().split_for_parts();
@@ -809,6 +824,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .merge(ops_routes.with_state(ops_state))
         .merge(vault_routes.with_state(vault))
         .merge(payment_routes.with_state(payments))
+        .merge(observation_routes.with_state(observations))
         .merge(alert_routes.with_state(identity.clone()))
         .merge(ops_admin_routes.with_state(crate::ops_api::OpsAdmin {
             identity: identity.clone(),

@@ -92,6 +92,20 @@ pub enum Command {
     /// Detection rules over the stored security events.
     #[command(subcommand)]
     Detect(DetectCommand),
+    /// The taxonomy observations are identified against.
+    #[command(subcommand)]
+    Taxa(TaxaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaxaCommand {
+    /// Import (insert or update) taxa from a CSV with the columns id, parent_id,
+    /// scientific_name, rank, common_name_en, common_name_id, iucn, geoprivacy. One
+    /// transaction: a bad row (reported with its line) imports nothing.
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -473,6 +487,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => println!("the WAF is off (waf.mode = \"off\")"),
             }
+            Ok(())
+        }
+        Command::Taxa(TaxaCommand::Import { file }) => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let taxa = rampart_observations::checklist::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = open_store(&config).await?;
+            let report = store.import_taxa(&taxa).await.map_err(|e| match e {
+                rampart_store::StoreError::Constraint { constraint } => {
+                    anyhow::anyhow!("{}: {constraint}", file.display())
+                }
+                other => other.into(),
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Migrate => {

@@ -19,6 +19,7 @@ mod keys;
 mod mfa;
 mod notify;
 mod objects;
+mod observations;
 mod ops;
 mod payment_attempts;
 mod payments;
