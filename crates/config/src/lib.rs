@@ -61,6 +61,7 @@ const SECTIONS: &[&str] = &[
     "tls",
     "jobs",
     "payments",
+    "observations",
     "backup",
     "objects",
     "notify",
@@ -95,6 +96,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub jobs: JobsConfig,
     pub payments: PaymentsConfig,
+    pub observations: ObservationsConfig,
     pub backup: BackupConfig,
     pub objects: ObjectsConfig,
     pub notify: NotifyConfig,
@@ -162,6 +164,27 @@ impl Default for ConsoleConfig {
             idle_timeout_mins: 30,
             absolute_timeout_hours: 12,
             secure_cookies: false,
+        }
+    }
+}
+
+/// Amaturalist's observations (seed 000).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservationsConfig {
+    /// The largest photo upload accepted, in bytes (the whole multipart body); larger
+    /// ones are refused with 413 before they are read to the end.
+    pub max_photo_bytes: usize,
+    /// Photos decoded and resized at once, each on a blocking thread; more wait their
+    /// turn, so uploads never starve the request threads or the memory.
+    pub photo_workers: usize,
+}
+
+impl Default for ObservationsConfig {
+    fn default() -> Self {
+        ObservationsConfig {
+            max_photo_bytes: 20 * 1024 * 1024,
+            photo_workers: 2,
         }
     }
 }
@@ -909,6 +932,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             jobs: JobsConfig::default(),
             payments: PaymentsConfig::default(),
+            observations: ObservationsConfig::default(),
             backup: BackupConfig::default(),
             objects: ObjectsConfig::default(),
             notify: NotifyConfig::default(),
@@ -1104,6 +1128,21 @@ impl Config {
                 "payments.simulator_delay_ms",
                 self.payments.simulator_delay_ms,
                 "0 to 600000 milliseconds",
+            ));
+        }
+        let o = &self.observations;
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&o.max_photo_bytes) {
+            return Err(invalid(
+                "observations.max_photo_bytes",
+                o.max_photo_bytes,
+                "65536 to 268435456 bytes",
+            ));
+        }
+        if !(1..=64).contains(&o.photo_workers) {
+            return Err(invalid(
+                "observations.photo_workers",
+                o.photo_workers,
+                "1 to 64",
             ));
         }
         let b = &self.backup;

@@ -70,6 +70,28 @@ const SAVE_ATTEMPTS: usize = 3;
 pub struct Observations {
     identity: Identity,
     keyring: Arc<Keyring>,
+    objects: rampart_objects::Objects,
+    /// Photos being decoded and resized at once.
+    photo_gate: Arc<tokio::sync::Semaphore>,
+    max_photo_bytes: usize,
+}
+
+impl Observations {
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+    pub(crate) fn objects(&self) -> &rampart_objects::Objects {
+        &self.objects
+    }
+    pub(crate) fn photo_gate(&self) -> &tokio::sync::Semaphore {
+        &self.photo_gate
+    }
+    pub(crate) fn max_photo_bytes(&self) -> usize {
+        self.max_photo_bytes
+    }
 }
 
 impl FromRef<Observations> for Identity {
@@ -79,8 +101,19 @@ impl FromRef<Observations> for Identity {
 }
 
 impl Observations {
-    pub fn new(identity: Identity, keyring: Arc<Keyring>) -> Observations {
-        Observations { identity, keyring }
+    pub fn new(
+        identity: Identity,
+        keyring: Arc<Keyring>,
+        objects: rampart_objects::Objects,
+        config: &rampart_config::ObservationsConfig,
+    ) -> Observations {
+        Observations {
+            identity,
+            keyring,
+            objects,
+            photo_gate: Arc::new(tokio::sync::Semaphore::new(config.photo_workers)),
+            max_photo_bytes: config.max_photo_bytes,
+        }
     }
 }
 
@@ -94,8 +127,14 @@ pub fn register_permissions(rbac: &mut rampart_identity::rbac::RbacBuilder) {
     rbac.grant(Role::Auditor, &[OBSERVATIONS_READ]);
 }
 
-pub fn router() -> OpenApiRouter<Observations> {
+/// The routes. Photo uploads take their own body limit (`observations.max_photo_bytes`)
+/// in place of `http.max_body_bytes`.
+pub fn router(max_photo_bytes: usize) -> OpenApiRouter<Observations> {
+    let (schemas, paths, upload) = routes!(crate::photo_api::upload_photo);
+    let upload = upload.layer(axum::extract::DefaultBodyLimit::max(max_photo_bytes));
     OpenApiRouter::new()
+        .routes((schemas, paths, upload))
+        .routes(routes!(crate::photo_api::get_photo))
         .routes(routes!(create_observation, search))
         .routes(routes!(deleted))
         .routes(routes!(
@@ -111,18 +150,18 @@ pub fn router() -> OpenApiRouter<Observations> {
         .routes(routes!(get_taxon))
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
+pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> IdentityError {
     IdentityError::Invalid {
         field,
         reason: reason.into(),
     }
 }
 
-fn keyring_error(e: rampart_crypto::keyring::KeyringError) -> IdentityError {
+pub(crate) fn keyring_error(e: rampart_crypto::keyring::KeyringError) -> IdentityError {
     IdentityError::Keys(e.to_string())
 }
 
-fn store_error(e: StoreError) -> IdentityError {
+pub(crate) fn store_error(e: StoreError) -> IdentityError {
     match e {
         StoreError::Conflict { constraint } if constraint == "observations_uuid" => {
             IdentityError::Conflict(
@@ -150,7 +189,7 @@ fn location_context(tenant: &str, uuid: &str) -> Context {
 /// (kept, so re-saves and geoprivacy changes never publish a fresh draw: iNaturalist
 /// #2609), the stated accuracy and the observer's place name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Location {
+pub(crate) struct Location {
     lat: f64,
     lon: f64,
     obscured_lat: f64,
@@ -160,7 +199,10 @@ struct Location {
 }
 
 impl Observations {
-    async fn open_location(&self, row: &ObservationRow) -> Result<Option<Location>, IdentityError> {
+    pub(crate) async fn open_location(
+        &self,
+        row: &ObservationRow,
+    ) -> Result<Option<Location>, IdentityError> {
         let Some(sealed) = &row.private_location else {
             return Ok(None);
         };
@@ -194,7 +236,7 @@ impl Observations {
 
     /// Observations are written only in `community` tenants (Amaturalist's kind); reads
     /// work anywhere and find nothing elsewhere.
-    async fn require_community(&self, scope: &TenantScope) -> Result<(), IdentityError> {
+    pub(crate) async fn require_community(&self, scope: &TenantScope) -> Result<(), IdentityError> {
         let tenant = self.identity.store().get_tenant(scope.tenant_id()).await?;
         if tenant.kind != TenantKind::Community {
             return Err(IdentityError::Forbidden(
@@ -204,7 +246,7 @@ impl Observations {
         Ok(())
     }
 
-    async fn load(
+    pub(crate) async fn load(
         &self,
         scope: &TenantScope,
         id: i64,
@@ -255,7 +297,22 @@ impl Observations {
             taxon_ids.extend(idents.iter().map(|i| i.taxon_id));
         }
         let taxa = self.taxa(&taxon_ids).await?;
-        Ok(ObservationView::new(row, idents, &taxa, private_location))
+        let mut view = ObservationView::new(row, idents, &taxa, private_location);
+        if idents.is_some() && row.photos_count > 0 {
+            let photos = self
+                .identity
+                .store()
+                .photos_of(&principal.scope, row.id)
+                .await
+                .map_err(store_error)?;
+            view.photos = Some(
+                photos
+                    .iter()
+                    .map(crate::photo_api::PhotoView::from)
+                    .collect(),
+            );
+        }
+        Ok(view)
     }
 }
 
@@ -291,7 +348,7 @@ fn count(n: i64) -> u32 {
 }
 
 /// What the rules decide for the snapshot, given the observation's opened location.
-fn derive(snap: &Snapshot, location: Option<&Location>) -> Derived {
+pub(crate) fn derive(snap: &Snapshot, location: Option<&Location>) -> Derived {
     let tree = tree_of(snap);
     let idents = idents_of(snap);
     let obs = &snap.observation;
@@ -695,11 +752,11 @@ fn rfc3339(ms: i64, offset_mins: i64) -> Option<String> {
         .ok()
 }
 
-fn ms_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_rfc3339(ms: i64) -> String {
     rfc3339(ms, 0).unwrap_or_default()
 }
 
-fn parse_uuid(text: &str) -> Result<String, IdentityError> {
+pub(crate) fn parse_uuid(text: &str) -> Result<String, IdentityError> {
     uuid::Uuid::parse_str(text.trim())
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| invalid("uuid", "must be a UUID"))
@@ -835,6 +892,9 @@ pub struct ObservationView {
     /// Only on a single observation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifications: Option<Vec<IdentificationView>>,
+    /// Only on a single observation that has photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photos: Option<Vec<crate::photo_api::PhotoView>>,
 }
 
 impl ObservationView {
@@ -886,6 +946,7 @@ impl ObservationView {
                     .map(|i| IdentificationView::new(i, taxa))
                     .collect()
             }),
+            photos: None,
         }
     }
 }
@@ -893,7 +954,7 @@ impl ObservationView {
 // ---------------------------------------------------------------------------------------
 // Observations
 
-fn path_id(text: &str) -> Result<i64, IdentityError> {
+pub(crate) fn path_id(text: &str) -> Result<i64, IdentityError> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -1025,7 +1086,7 @@ impl Observations {
 
     /// Runs `change` with the observation's opened location, retrying when a concurrent
     /// write moved the point in between.
-    async fn with_location<F, Fut>(
+    pub(crate) async fn with_location<F, Fut>(
         &self,
         scope: &TenantScope,
         id: i64,
@@ -1051,7 +1112,16 @@ impl Observations {
         }
     }
 
-    async fn changed_view(
+    pub(crate) async fn view_of(
+        &self,
+        principal: &Principal,
+        row: &ObservationRow,
+        idents: &[IdentificationRow],
+    ) -> Result<ObservationView, IdentityError> {
+        self.view(principal, row, Some(idents)).await
+    }
+
+    pub(crate) async fn changed_view(
         &self,
         principal: &Principal,
         changed: &Changed,
@@ -1190,11 +1260,18 @@ pub async fn delete_observation(
     )
     .changes(serde_json::json!({ "uuid": row.uuid }))
     .build();
+    let photos = o
+        .identity
+        .store()
+        .photos_of(&principal.scope, row.id)
+        .await
+        .map_err(store_error)?;
     o.identity
         .store()
         .delete_observation(&principal.scope, row.id, audit)
         .await
         .map_err(store_error)?;
+    crate::photo_api::remove_photo_files(&o, principal.scope.tenant_id(), &photos).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -10,4 +10,6 @@
 
 pub mod api;
 pub mod checklist;
+pub mod photo_api;
+pub mod photos;
 pub mod rules;

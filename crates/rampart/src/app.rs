@@ -773,8 +773,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let _ = waf_tenants.set(identity.clone());
     let pool_metrics = ops::PoolMetrics::register(&mut registry);
     let detection_metrics = crate::detect::DetectionMetrics::register(&mut registry);
-    let observations =
-        rampart_observations::api::Observations::new(identity.clone(), keyring.clone());
+    let observations = rampart_observations::api::Observations::new(
+        identity.clone(),
+        keyring.clone(),
+        rampart_objects::Objects::open(&config.objects_location())
+            .context("cannot open the object store for photos")?,
+        &config.observations,
+    );
     let vault = rampart_vault::Vault::new(identity.clone(), keyring, &config.vault);
     let payments = rampart_payments::api::Payments::new(
         identity.clone(),
@@ -804,7 +809,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let (payment_routes, payments_api) = rampart_payments::api::router().split_for_parts();
     openapi.merge(payments_api);
     let (observation_routes, observations_api) =
-        rampart_observations::api::router().split_for_parts();
+        rampart_observations::api::router(config.observations.max_photo_bytes).split_for_parts();
     openapi.merge(observations_api);
     let (ops_admin_routes, ops_admin_api) = crate::ops_api::router().split_for_parts();
     openapi.merge(ops_admin_api);

@@ -189,6 +189,19 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "sealed_pan",
         id: "token",
     },
+    // Observations' true locations and their photos' EXIF prefill (`obs-<tenant id>`).
+    SealedColumn {
+        key: "obs-",
+        table: "observations",
+        column: "private_location",
+        id: "uuid",
+    },
+    SealedColumn {
+        key: "obs-",
+        table: "observation_photos",
+        column: "prefill",
+        id: "uuid",
+    },
     SealedColumn {
         key: "webhook-",
         table: "webhook_endpoints",

@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_observations.sql"),
         postgres: include_str!("../migrations/postgres/0017_observations.sql"),
     },
+    Migration {
+        version: 18,
+        name: "observation_photos",
+        sqlite: include_str!("../migrations/sqlite/0018_observation_photos.sql"),
+        postgres: include_str!("../migrations/postgres/0018_observation_photos.sql"),
+    },
 ];
 
 /// The schema version this binary runs on: the last migration's.

@@ -591,3 +591,296 @@ async fn observations_are_recorded_in_community_tenants_only() {
     .await;
     assert!(page["results"].as_array().unwrap().is_empty());
 }
+
+/// A little-endian TIFF/EXIF block: orientation 6 (turn 90° clockwise to view), a body
+/// serial number, and GPS 6°15'0" S, 106°50'49.56" E.
+fn exif_block() -> Vec<u8> {
+    fn u16le(v: u16) -> [u8; 2] {
+        v.to_le_bytes()
+    }
+    fn u32le(v: u32) -> [u8; 4] {
+        v.to_le_bytes()
+    }
+    fn entry(out: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: [u8; 4]) {
+        out.extend_from_slice(&u16le(tag));
+        out.extend_from_slice(&u16le(kind));
+        out.extend_from_slice(&u32le(count));
+        out.extend_from_slice(&value);
+    }
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    const ASCII: u16 = 2;
+    const RATIONAL: u16 = 5;
+    let mut t = b"II*\0".to_vec();
+    t.extend_from_slice(&u32le(8));
+    // IFD0 at 8: 3 entries, ends at 50; the serial at 50 (11 bytes, padded to 62).
+    t.extend_from_slice(&u16le(3));
+    entry(&mut t, 0x0112, SHORT, 1, [6, 0, 0, 0]);
+    entry(&mut t, 0x8825, LONG, 1, u32le(62));
+    entry(&mut t, 0xA431, ASCII, 11, u32le(50));
+    t.extend_from_slice(&u32le(0));
+    t.extend_from_slice(b"SN12345678\0\0");
+    // GPS IFD at 62: 4 entries, ends at 116; latitude at 116, longitude at 140.
+    t.extend_from_slice(&u16le(4));
+    entry(&mut t, 0x0001, ASCII, 2, *b"S\0\0\0");
+    entry(&mut t, 0x0002, RATIONAL, 3, u32le(116));
+    entry(&mut t, 0x0003, ASCII, 2, *b"E\0\0\0");
+    entry(&mut t, 0x0004, RATIONAL, 3, u32le(140));
+    t.extend_from_slice(&u32le(0));
+    for (num, den) in [
+        (6u32, 1u32),
+        (15, 1),
+        (0, 1),
+        (106, 1),
+        (50, 1),
+        (4956, 100),
+    ] {
+        t.extend_from_slice(&u32le(num));
+        t.extend_from_slice(&u32le(den));
+    }
+    assert_eq!(t.len(), 164);
+    t
+}
+
+/// A 64 × 32 JPEG as a camera held sideways writes it, with the EXIF above.
+fn camera_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 32, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 8) as u8, 90])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&img)
+        .unwrap();
+    let tiff = exif_block();
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&tiff);
+    // Right after the SOI marker.
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    observation: i64,
+    uuid: Option<&str>,
+    file: &[u8],
+) -> reqwest::Response {
+    let boundary = "rampart-test-boundary-7f3a";
+    let mut body = Vec::new();
+    if let Some(uuid) = uuid {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"uuid\"\r\n\r\n{uuid}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes());
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    app.client
+        .post(app.url(&format!("/api/v1/observations/{observation}/photos")))
+        .bearer_auth(token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("upload")
+}
+
+#[tokio::test]
+async fn a_photo_is_stored_sealed_in_every_size_without_exif_and_makes_research_grade() {
+    let app = spawn_app().await;
+    let (_, [ani, budi, _]) = community(&app, "kamera").await;
+    let obs = observe(&app, &ani, json!({
+        "observed_on": "2026-11-29", "latitude": -6.25, "longitude": 106.8471, "taxon_id": KUTILANG,
+    }))
+    .await;
+    let id = obs["id"].as_i64().unwrap();
+    let agreed = json_of(
+        app.post(
+            &format!("/api/v1/observations/{id}/identifications"),
+            Some(&budi),
+            &json!({"identification": {"taxon_id": KUTILANG}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(agreed["quality_grade"], "casual", "no evidence yet");
+
+    let photo_uuid = "0b7e5e0e-4a39-4d7a-9d52-6f8a1c2b3d4e";
+    let res = upload(&app, &budi, id, Some(photo_uuid), &camera_jpeg()).await;
+    assert_eq!(error_code(res, StatusCode::FORBIDDEN).await, "forbidden");
+    let up = json_of(
+        upload(&app, &ani, id, Some(photo_uuid), &camera_jpeg()).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(
+        (
+            up["photo"]["width"].as_i64(),
+            up["photo"]["height"].as_i64()
+        ),
+        (Some(32), Some(64)),
+        "turned upright"
+    );
+    assert_eq!(
+        up["observation"]["quality_grade"], "research",
+        "a species consensus with evidence"
+    );
+    assert_eq!(up["observation"]["photos_count"], 1);
+    let lat = up["prefill"]["latitude"].as_f64().unwrap();
+    let lon = up["prefill"]["longitude"].as_f64().unwrap();
+    assert!(
+        (lat + 6.25).abs() < 1e-9 && (lon - 106.8471).abs() < 1e-6,
+        "{lat} {lon}"
+    );
+    // The retry after a lost reply: the same photo, not a second one.
+    let again = json_of(
+        upload(&app, &ani, id, Some(photo_uuid), &camera_jpeg()).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again["photo"]["id"], up["photo"]["id"]);
+    assert_eq!(again["observation"]["photos_count"], 1);
+
+    // Anyone who sees the observation sees its photos; none carries the EXIF.
+    let seen = json_of(
+        app.get(&format!("/api/v1/observations/{id}"), Some(&budi))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(!seen.to_string().contains("prefill"));
+    let urls = seen["photos"][0]["urls"].as_object().unwrap().clone();
+    assert_eq!(urls.len(), 6);
+    for (size, url) in &urls {
+        let res = app.get(url.as_str().unwrap(), Some(&budi)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{size}");
+        assert_eq!(res.headers()["content-type"], "image/jpeg");
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        let bytes = res.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("SN12345678") && !text.contains("Exif"),
+            "{size} keeps EXIF"
+        );
+        let img = image::load_from_memory(&bytes).unwrap();
+        let dims = (img.width(), img.height());
+        match size.as_str() {
+            "square" => assert_eq!(dims, (75, 75)),
+            "thumb" => assert_eq!(dims, (32, 64), "no upscaling"),
+            _ => assert_eq!(dims, (32, 64), "{size}"),
+        }
+        let cached = app
+            .client
+            .get(app.url(url.as_str().unwrap()))
+            .bearer_auth(&budi)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    }
+    // Every stored file is sealed: no JPEG in the object store.
+    let mut files = 0;
+    for entry in walk(&app.dir.path().join("objects")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.starts_with(&[0xFF, 0xD8]),
+            "{} is a plain JPEG",
+            entry.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 6, "{files} files");
+
+    // Another tenant cannot fetch it.
+    let (_, [other, _, _]) = community(&app, "asing").await;
+    let first = urls["medium"].as_str().unwrap();
+    assert_eq!(
+        app.get(first, Some(&other)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // What is not a JPEG, PNG or WebP, and what claims too many pixels.
+    let mut heic = vec![0, 0, 0, 24];
+    heic.extend_from_slice(b"ftypheic\0\0\0\0mif1heic");
+    let res = upload(&app, &ani, id, None, &heic).await;
+    assert_eq!(
+        error_code(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_media_type"
+    );
+    let res = upload(&app, &ani, id, None, &bomb_png()).await;
+    let message = message_of(res).await;
+    assert!(message.contains("100000"), "{message}");
+}
+
+#[tokio::test]
+async fn a_photo_over_the_size_limit_is_refused() {
+    let app = crate::helpers::spawn_app_with(|c| c.observations.max_photo_bytes = 65_536).await;
+    let (_, [ani, _, _]) = community(&app, "besar").await;
+    let obs = observe(&app, &ani, json!({"observed_on": "2026-11-29"})).await;
+    let big = vec![0xAB; 100_000];
+    let res = upload(&app, &ani, obs["id"].as_i64().unwrap(), None, &big).await;
+    assert_eq!(
+        error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+}
+
+/// A valid PNG that claims 100,000 × 100,000 pixels and holds none.
+fn bomb_png() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &[]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@
 //! reads it (a concurrent edit moved the point), the change is refused with
 //! `Conflict { constraint: "observation_changed" }` and the caller retries.
 
+pub mod photos;
 pub mod taxa;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::tx::TenantTx;
 use crate::{now_ms, NewAuditEvent, Store, StoreError, TenantScope};
+pub use photos::{NewPhoto, PhotoRow};
 pub use taxa::{ImportReport, NewTaxon, StatusRow, TaxonRow};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +252,7 @@ pub struct DeletedObservation {
     pub deleted_at: i64,
 }
 
-async fn observation_in(
+pub(crate) async fn observation_in(
     conn: &mut AnyConnection,
     tenant: &str,
     id: i64,
@@ -335,7 +337,7 @@ async fn snapshot(
 
 /// Runs `derive` on a fresh snapshot and writes its decision. A change of community taxon
 /// clears the needs-ID votes (as iNaturalist does), and the rules run once more on that.
-async fn recompute(
+pub(crate) async fn recompute(
     tx: &mut TenantTx,
     observation_id: i64,
     derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
@@ -358,20 +360,21 @@ async fn recompute(
         .map(|t| t.path.clone());
     sqlx::query(
         "UPDATE observations SET taxon_id = $1, taxon_path = $2, community_taxon_id = $3, \
-         community_score = $4, quality_grade = $5, agreements = $6, disagreements = $7, \
-         taxon_geoprivacy = $8, latitude = $9, longitude = $10, \
-         public_positional_accuracy = $11, place_guess = $12 WHERE id = $13",
+         community_score = CAST($4 AS DOUBLE PRECISION), quality_grade = $5, agreements = $6, \
+         disagreements = $7, taxon_geoprivacy = $8, latitude = CAST($9 AS DOUBLE PRECISION), \
+         longitude = CAST($10 AS DOUBLE PRECISION), public_positional_accuracy = $11, \
+         place_guess = $12 WHERE id = $13",
     )
     .bind(derived.taxon_id)
     .bind(taxon_path)
     .bind(derived.community_taxon_id)
-    .bind(derived.community_score)
+    .bind(float_text(derived.community_score))
     .bind(&derived.quality_grade)
     .bind(derived.agreements)
     .bind(derived.disagreements)
     .bind(&derived.taxon_geoprivacy)
-    .bind(derived.latitude)
-    .bind(derived.longitude)
+    .bind(float_text(derived.latitude))
+    .bind(float_text(derived.longitude))
     .bind(derived.public_positional_accuracy)
     .bind(&derived.place_guess)
     .bind(observation_id)
@@ -387,8 +390,20 @@ async fn recompute(
     Ok(())
 }
 
+/// A nullable float as text for `CAST(… AS DOUBLE PRECISION)`. sqlx 0.8.6's Any driver
+/// sends a NULL `f64` to PostgreSQL as a `real` (sqlx-core any/arguments.rs swaps `Real`
+/// and `Double` for nulls); the connection's cached statement then expects four-byte
+/// floats, and the next non-null `f64` fails with "incorrect binary data format". Text
+/// has one type whatever the value, and Rust's `Display` of an `f64` round-trips exactly.
+fn float_text(value: Option<f64>) -> Option<String> {
+    value.filter(|v| v.is_finite()).map(|v| v.to_string())
+}
+
 /// The row's sealed location must still be the one the caller opened.
-fn expect_location(row: &ObservationRow, opened: Option<&[u8]>) -> Result<(), StoreError> {
+pub(crate) fn expect_location(
+    row: &ObservationRow,
+    opened: Option<&[u8]>,
+) -> Result<(), StoreError> {
     if row.private_location.as_deref() != opened {
         return Err(StoreError::Conflict {
             constraint: "observation_changed".into(),
@@ -454,7 +469,11 @@ async fn identify(
     Ok(true)
 }
 
-async fn touch(tx: &mut TenantTx, observation_id: i64, now: i64) -> Result<(), StoreError> {
+pub(crate) async fn touch(
+    tx: &mut TenantTx,
+    observation_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE observations SET updated_at = $1 WHERE id = $2")
         .bind(now)
         .bind(observation_id)
@@ -494,7 +513,7 @@ async fn set_captive_vote(
     Ok(())
 }
 
-async fn finish(
+pub(crate) async fn finish(
     mut tx: TenantTx,
     observation_id: i64,
     mut audit: NewAuditEvent,
@@ -823,7 +842,12 @@ impl Store {
         let mut tx = self.tenant_write(scope).await?;
         let tenant = tx.tenant_id().to_string();
         let row = observation_in(tx.conn(), &tenant, id).await?;
-        for table in ["identifications", "quality_votes", "needs_id_votes"] {
+        for table in [
+            "identifications",
+            "quality_votes",
+            "needs_id_votes",
+            "observation_photos",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE observation_id = $1"))
                 .bind(id)
                 .execute(tx.conn())
