@@ -77,6 +77,9 @@ pub struct WafSettings {
     pub inspect_responses: bool,
     /// Request bodies larger than this are refused with 413 (they cannot be inspected).
     pub max_body_bytes: usize,
+    /// `multipart/form-data` bodies (uploads: observation photos) may be this large
+    /// instead; the route's own limit is the exact one. Never below `max_body_bytes`.
+    pub max_upload_bytes: usize,
     pub max_json_bytes: usize,
     pub max_json_depth: u32,
     /// A request body still arriving after this long gets 408 (the WAF reads bodies
@@ -180,6 +183,7 @@ pub struct Waf {
     crs: Option<(PathBuf, Option<String>)>,
     inspect_responses: bool,
     max_body_bytes: usize,
+    max_upload_bytes: usize,
     body_timeout: std::time::Duration,
     rule_matches: Family<RuleLabels, Counter>,
     verdicts: Family<VerdictLabels, Counter>,
@@ -216,7 +220,7 @@ fn prelude(s: &WafSettings) -> String {
          setvar:tx.blocking_paranoia_level={pl},\
          setvar:tx.inbound_anomaly_score_threshold={inbound},\
          setvar:tx.outbound_anomaly_score_threshold={outbound}{policy}\"\n",
-        body = s.max_body_bytes,
+        body = s.max_body_bytes.max(s.max_upload_bytes),
         depth = s.max_json_depth,
         responses = if s.inspect_responses { "On" } else { "Off" },
         json = s.max_json_bytes,
@@ -360,6 +364,7 @@ impl Waf {
                 .map(|dir| (dir.clone(), crs_release(dir))),
             inspect_responses: settings.inspect_responses,
             max_body_bytes: settings.max_body_bytes,
+            max_upload_bytes: settings.max_upload_bytes.max(settings.max_body_bytes),
             body_timeout: settings.body_timeout,
             rule_matches,
             verdicts,
@@ -417,7 +422,21 @@ pub async fn waf_guard(State(waf): State<Arc<Waf>>, req: Request, next: Next) ->
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
-        let read = axum::body::to_bytes(body, waf.max_body_bytes);
+        let upload = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        let limit = if upload {
+            waf.max_upload_bytes
+        } else {
+            waf.max_body_bytes
+        };
+        let read = axum::body::to_bytes(body, limit);
         match tokio::time::timeout(waf.body_timeout, read).await {
             Ok(Ok(b)) => b,
             Err(_) => {
@@ -711,6 +730,7 @@ mod tests {
             extra_rules: Vec::new(),
             inspect_responses: false,
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 1 << 20,
             max_json_bytes: 100,
             max_json_depth: 3,
             body_timeout: std::time::Duration::from_secs(5),

@@ -296,6 +296,22 @@ pub async fn upload_photo(
     let (changed, photo) = match result {
         Ok(done) => done,
         Err(e) => {
+            // A concurrent retry with the same uuid may have won: its row names the same
+            // files (same keys, same content), so they stay and its photo is the answer.
+            if let Ok(Some(existing)) = store.photo_by_uuid(&principal.scope, &uuid).await {
+                if existing.observation_id == row.id {
+                    let (row, idents) = o.load(&principal.scope, row.id).await?;
+                    let observation = o.view_of(&principal, &row, &idents).await?;
+                    return Ok((
+                        StatusCode::OK,
+                        Json(PhotoUploaded {
+                            photo: PhotoView::from(&existing),
+                            observation,
+                            prefill: None,
+                        }),
+                    ));
+                }
+            }
             remove_objects(&o, &stored).await;
             return Err(e.into());
         }

@@ -251,6 +251,12 @@ pub fn waf(
         extra_rules: w.extra_rules.iter().map(Into::into).collect(),
         inspect_responses: w.inspect_responses,
         max_body_bytes: config.http.max_body_bytes,
+        // Photo uploads are larger than API bodies; `rampart edge` fronts an app we do not
+        // know, so there every body has the one limit.
+        max_upload_bytes: match http_policy {
+            HttpPolicy::RampartApi => config.observations.max_photo_bytes,
+            HttpPolicy::CrsDefaults => config.http.max_body_bytes,
+        },
         max_json_bytes: config.edge.max_json_bytes.min(config.http.max_body_bytes),
         max_json_depth: config.edge.max_json_depth,
         body_timeout: Duration::from_secs(config.http.request_timeout_secs),

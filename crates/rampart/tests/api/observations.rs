@@ -826,16 +826,54 @@ async fn a_photo_is_stored_sealed_in_every_size_without_exif_and_makes_research_
 }
 
 #[tokio::test]
-async fn a_photo_over_the_size_limit_is_refused() {
-    let app = crate::helpers::spawn_app_with(|c| c.observations.max_photo_bytes = 65_536).await;
+async fn photos_have_their_own_size_limit_above_the_api_body_limit() {
+    // API bodies stop at 64 KiB here; photos may be 1 MiB, through the WAF as well.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.http.max_body_bytes = 65_536;
+        c.observations.max_photo_bytes = 1_048_576;
+    })
+    .await;
     let (_, [ani, _, _]) = community(&app, "besar").await;
     let obs = observe(&app, &ani, json!({"observed_on": "2026-11-29"})).await;
-    let big = vec![0xAB; 100_000];
-    let res = upload(&app, &ani, obs["id"].as_i64().unwrap(), None, &big).await;
+    let id = obs["id"].as_i64().unwrap();
+    // Noise compresses badly: a 400 × 400 JPEG at quality 100 is well over 64 KiB.
+    let mut seed = 0x9e37_79b9u32;
+    let noisy = image::RgbImage::from_fn(400, 400, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        image::Rgb([seed as u8, (seed >> 8) as u8, (seed >> 16) as u8])
+    });
+    let mut photo = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut photo, 100)
+        .encode_image(&noisy)
+        .unwrap();
+    assert!(
+        photo.len() > 65_536 && photo.len() < 1_000_000,
+        "{}",
+        photo.len()
+    );
+    let up = json_of(
+        upload(&app, &ani, id, None, &photo).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(up["photo"]["width"], 400);
+    let big = vec![0xAB; 1_100_000];
+    let res = upload(&app, &ani, id, None, &big).await;
     assert_eq!(
         error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await,
         "payload_too_large"
     );
+    // Other bodies keep the API limit.
+    let res = app
+        .post(
+            "/api/v1/observations",
+            Some(&ani),
+            &json!({"observation": {"description": "x".repeat(70_000)}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 /// A valid PNG that claims 100,000 × 100,000 pixels and holds none.
