@@ -252,7 +252,7 @@ pub struct DeletedObservation {
     pub deleted_at: i64,
 }
 
-pub(crate) async fn observation_in(
+async fn observation_in(
     conn: &mut AnyConnection,
     tenant: &str,
     id: i64,
@@ -399,11 +399,23 @@ fn float_text(value: Option<f64>) -> Option<String> {
     value.filter(|v| v.is_finite()).map(|v| v.to_string())
 }
 
-/// The row's sealed location must still be the one the caller opened.
-pub(crate) fn expect_location(
-    row: &ObservationRow,
+/// A change's transaction and the observation as it reads there, refused with
+/// `observation_changed` when its sealed location is no longer the one the caller opened.
+pub(crate) async fn begin_change(
+    store: &Store,
+    scope: &TenantScope,
+    observation_id: i64,
     opened: Option<&[u8]>,
-) -> Result<(), StoreError> {
+) -> Result<(TenantTx, ObservationRow), StoreError> {
+    let mut tx = store.tenant_write(scope).await?;
+    let tenant = tx.tenant_id().to_string();
+    let row = observation_in(tx.conn(), &tenant, observation_id).await?;
+    expect_location(&row, opened)?;
+    Ok((tx, row))
+}
+
+/// The row's sealed location must still be the one the caller opened.
+fn expect_location(row: &ObservationRow, opened: Option<&[u8]>) -> Result<(), StoreError> {
     if row.private_location.as_deref() != opened {
         return Err(StoreError::Conflict {
             constraint: "observation_changed".into(),
@@ -607,33 +619,20 @@ impl Store {
                 (row.id, false)
             }
             None => {
+                // The row, then the observer's fields by the same statement an update uses.
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO observations (tenant_id, uuid, user_id, observed_on, \
-                     time_observed_at, utc_offset_mins, positional_accuracy, private_location, \
-                     geoprivacy, taxon_geoprivacy, species_guess, description, license, captive, \
-                     tags, fields, prefers_community_taxon, quality_grade, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, \
-                     $12, $13, $14, $15, $16, 'casual', $17, $17) RETURNING id",
+                    "INSERT INTO observations (tenant_id, uuid, user_id, geoprivacy, \
+                     taxon_geoprivacy, tags, fields, prefers_community_taxon, quality_grade, \
+                     created_at, updated_at) VALUES ($1, $2, $3, 'open', 'open', '[]', '{}', 1, \
+                     'casual', $4, $4) RETURNING id",
                 )
                 .bind(&tenant)
                 .bind(uuid)
                 .bind(user_id)
-                .bind(&write.observed_on)
-                .bind(write.time_observed_at)
-                .bind(write.utc_offset_mins)
-                .bind(write.positional_accuracy)
-                .bind(write.private_location.clone())
-                .bind(&write.geoprivacy)
-                .bind(&write.species_guess)
-                .bind(&write.description)
-                .bind(&write.license)
-                .bind(i64::from(write.captive))
-                .bind(&write.tags)
-                .bind(&write.fields)
-                .bind(i64::from(write.prefers_community_taxon))
                 .bind(now)
                 .fetch_one(tx.conn())
                 .await?;
+                update_fields(&mut tx, id, write, now).await?;
                 (id, true)
             }
         };
@@ -665,10 +664,7 @@ impl Store {
         derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
     ) -> Result<Changed, StoreError> {
         let now = now_ms();
-        let mut tx = self.tenant_write(scope).await?;
-        let tenant = tx.tenant_id().to_string();
-        let row = observation_in(tx.conn(), &tenant, observation_id).await?;
-        expect_location(&row, opened)?;
+        let (mut tx, _) = begin_change(self, scope, observation_id, opened).await?;
         identify(&mut tx, observation_id, new, flag, now).await?;
         touch(&mut tx, observation_id, now).await?;
         recompute(&mut tx, observation_id, derive).await?;
@@ -707,10 +703,7 @@ impl Store {
         derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
     ) -> Result<Changed, StoreError> {
         let now = now_ms();
-        let mut tx = self.tenant_write(scope).await?;
-        let tenant = tx.tenant_id().to_string();
-        let row = observation_in(tx.conn(), &tenant, ident.observation_id).await?;
-        expect_location(&row, opened)?;
+        let (mut tx, _) = begin_change(self, scope, ident.observation_id, opened).await?;
         if current {
             sqlx::query(
                 "UPDATE identifications SET is_current = 0, updated_at = $1 \
@@ -750,10 +743,7 @@ impl Store {
         derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
     ) -> Result<Changed, StoreError> {
         let now = now_ms();
-        let mut tx = self.tenant_write(scope).await?;
-        let tenant = tx.tenant_id().to_string();
-        let row = observation_in(tx.conn(), &tenant, observation_id).await?;
-        expect_location(&row, opened)?;
+        let (mut tx, row) = begin_change(self, scope, observation_id, opened).await?;
         sqlx::query(
             "DELETE FROM quality_votes WHERE observation_id = $1 AND metric = $2 AND user_id = $3",
         )
@@ -767,7 +757,7 @@ impl Store {
                 "INSERT INTO quality_votes (tenant_id, observation_id, user_id, metric, agree, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(&tenant)
+            .bind(&row.tenant_id)
             .bind(observation_id)
             .bind(user_id)
             .bind(metric)
@@ -801,10 +791,7 @@ impl Store {
         derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
     ) -> Result<Changed, StoreError> {
         let now = now_ms();
-        let mut tx = self.tenant_write(scope).await?;
-        let tenant = tx.tenant_id().to_string();
-        let row = observation_in(tx.conn(), &tenant, observation_id).await?;
-        expect_location(&row, opened)?;
+        let (mut tx, row) = begin_change(self, scope, observation_id, opened).await?;
         sqlx::query("DELETE FROM needs_id_votes WHERE observation_id = $1 AND user_id = $2")
             .bind(observation_id)
             .bind(user_id)
@@ -815,7 +802,7 @@ impl Store {
                 "INSERT INTO needs_id_votes (tenant_id, observation_id, user_id, vote_up, \
                  created_at) VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(&tenant)
+            .bind(&row.tenant_id)
             .bind(observation_id)
             .bind(user_id)
             .bind(i64::from(up))

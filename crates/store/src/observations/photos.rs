@@ -5,9 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{
-    expect_location, finish, observation_in, recompute, touch, Changed, Derived, Snapshot,
-};
+use super::{begin_change, finish, recompute, touch, Changed, Derived, Snapshot};
 use crate::{now_ms, NewAuditEvent, Store, StoreError, TenantScope};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,10 +121,8 @@ impl Store {
         derive: &(dyn Fn(&Snapshot) -> Result<Derived, StoreError> + Send + Sync),
     ) -> Result<(Changed, PhotoRow), StoreError> {
         let now = now_ms();
-        let mut tx = self.tenant_write(scope).await?;
-        let tenant = tx.tenant_id().to_string();
-        let row = observation_in(tx.conn(), &tenant, observation_id).await?;
-        expect_location(&row, opened)?;
+        let (mut tx, row) = begin_change(self, scope, observation_id, opened).await?;
+        let tenant = row.tenant_id.clone();
         let position: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(MAX(position), 0) + 1 AS BIGINT) FROM observation_photos \
              WHERE observation_id = $1",
