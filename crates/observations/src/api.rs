@@ -1190,8 +1190,9 @@ pub async fn get_observation(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<ObservationView>, ApiError> {
-    principal.require(OBSERVATIONS_READ)?;
+    // The resource first: another tenant's observation is 404 whatever the caller may do.
     let (row, idents) = o.load(&principal.scope, path_id(&id)?).await?;
+    principal.require(OBSERVATIONS_READ)?;
     Ok(Json(o.view(&principal, &row, Some(&idents)).await?))
 }
 
@@ -1216,8 +1217,8 @@ pub async fn update_observation(
     Path(id): Path<String>,
     Json(body): Json<ObservationBody>,
 ) -> Result<Json<ObservationView>, ApiError> {
-    principal.require(OBSERVATIONS_WRITE)?;
     let (row, _) = o.load(&principal.scope, path_id(&id)?).await?;
+    principal.require(OBSERVATIONS_WRITE)?;
     let user = principal.require_user()?;
     if user.id != row.user_id {
         return Err(IdentityError::Forbidden("only the observer changes an observation").into());
@@ -1246,8 +1247,8 @@ pub async fn delete_observation(
     info: RequestInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(OBSERVATIONS_WRITE)?;
     let (row, _) = o.load(&principal.scope, path_id(&id)?).await?;
+    principal.require(OBSERVATIONS_WRITE)?;
     let user = principal.require_user()?;
     if user.id != row.user_id {
         return Err(IdentityError::Forbidden("only the observer deletes an observation").into());
@@ -1555,8 +1556,9 @@ pub async fn add_identification(
     Path(id): Path<String>,
     Json(body): Json<IdentificationBody>,
 ) -> Result<(StatusCode, Json<ObservationView>), ApiError> {
-    principal.require(OBSERVATIONS_WRITE)?;
     let id = path_id(&id)?;
+    o.load(&principal.scope, id).await?;
+    principal.require(OBSERVATIONS_WRITE)?;
     let input = body.identification;
     chars("body", &input.body, MAX_BODY_CHARS)?;
     if input.taxon_id < 1 {
@@ -1641,13 +1643,13 @@ pub async fn update_identification(
     Path(id): Path<String>,
     Json(body): Json<IdentificationUpdateBody>,
 ) -> Result<Json<ObservationView>, ApiError> {
-    principal.require(OBSERVATIONS_WRITE)?;
     let ident = o
         .identity
         .store()
         .identification(&principal.scope, path_id(&id)?)
         .await
         .map_err(store_error)?;
+    principal.require(OBSERVATIONS_WRITE)?;
     let user = principal.require_user()?;
     if user.id != ident.user_id {
         return Err(IdentityError::Forbidden(
@@ -1717,8 +1719,9 @@ impl Observations {
         id: &str,
         what: Vote,
     ) -> Result<ObservationView, IdentityError> {
-        principal.require(OBSERVATIONS_WRITE)?;
         let id = path_id(id)?;
+        self.load(&principal.scope, id).await?;
+        principal.require(OBSERVATIONS_WRITE)?;
         let user = principal.require_user()?.clone();
         let store = self.identity.store().clone();
         let changed = self

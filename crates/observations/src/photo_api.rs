@@ -153,11 +153,11 @@ pub async fn upload_photo(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<PhotoUploaded>), ApiError> {
+    // The resource first: another tenant's observation is 404 whatever the caller may do.
+    let (row, _) = o.load(&principal.scope, path_id(&id)?).await?;
     principal.require(OBSERVATIONS_WRITE)?;
-    let id = path_id(&id)?;
     let user = principal.require_user()?.clone();
     o.require_community(&principal.scope).await?;
-    let (row, _) = o.load(&principal.scope, id).await?;
     if row.user_id != user.id {
         return Err(IdentityError::Forbidden("only the observer adds photos").into());
     }
@@ -437,13 +437,13 @@ pub async fn get_photo(
     Path(p): Path<PhotoPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require(OBSERVATIONS_READ)?;
     let observation_id = path_id(&p.id)?;
     let photo_id = path_id(&p.photo_id)?;
     let Some(&(size, _)) = SIZES.iter().find(|(n, _)| *n == p.size) else {
         return Err(IdentityError::NotFound.into());
     };
     let (row, _) = o.load(&principal.scope, observation_id).await?;
+    principal.require(OBSERVATIONS_READ)?;
     let photos = o
         .identity()
         .store()

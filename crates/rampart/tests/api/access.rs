@@ -440,7 +440,36 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
          1, 'dead', 1, 1)",
     )
     .await;
+    // An observation of B's with an identification and a photo (rows as the store writes
+    // them; B's tenant kind does not matter to the rows).
+    let b_observation_uuid = "5e1f0a7c-0b5e-4c9f-9d2e-8a1b2c3d4e5f".to_string();
+    app.execute_sql(&format!(
+        "INSERT INTO observations (id, tenant_id, uuid, user_id, geoprivacy, taxon_geoprivacy, \
+         tags, fields, prefers_community_taxon, quality_grade, photos_count, created_at, \
+         updated_at) VALUES (900001, '{b}', '{b_observation_uuid}', '{u}', 'open', 'open', \
+         '[]', '{{}}', 1, 'casual', 1, 1, 1)",
+        b = w.tenants[1],
+        u = w.member_ids[1],
+    ))
+    .await;
+    app.execute_sql(&format!(
+        "INSERT INTO identifications (id, tenant_id, uuid, observation_id, user_id, taxon_id, \
+         is_current, hidden, created_at, updated_at) VALUES (900002, '{b}', \
+         '6e1f0a7c-0b5e-4c9f-9d2e-8a1b2c3d4e5f', 900001, '{u}', 11, 1, 0, 1, 1)",
+        b = w.tenants[1],
+        u = w.member_ids[1],
+    ))
+    .await;
+    app.execute_sql(&format!(
+        "INSERT INTO observation_photos (id, tenant_id, uuid, observation_id, user_id, position, \
+         format, width, height, sha256, created_at) VALUES (900003, '{b}', \
+         '7e1f0a7c-0b5e-4c9f-9d2e-8a1b2c3d4e5f', 900001, '{u}', 1, 'jpeg', 1, 1, 'x', 1)",
+        b = w.tenants[1],
+        u = w.member_ids[1],
+    ))
+    .await;
     let b_ids = [
+        &b_observation_uuid,
         &b_alert,
         &b_suppression,
         &b_endpoint,
@@ -464,6 +493,8 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         "number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
         "plaintext": "c3dlZXA=", "ciphertext": "rampart:v1:AAAA", "context": "",
         "allow_signup": true, "reason": "sweep", "until": until,
+        "observation": {"description": "sweep"}, "agree": true, "vote": true,
+        "identification": {"taxon_id": 11, "current": false},
     });
     let mut swept = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -475,6 +506,20 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
         for method in ops.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let mut concrete = path.clone();
+            // Observations' ids are their own: an observation, its identification and
+            // photo of B's. Taxa are reference data every tenant shares.
+            let shared = path.starts_with("/api/v1/taxa/");
+            if path.starts_with("/api/v1/observations/") {
+                concrete = concrete
+                    .replace("{id}", "900001")
+                    .replace("{photo_id}", "900003")
+                    .replace("{size}", "medium")
+                    .replace("{metric}", "wild");
+            } else if path.starts_with("/api/v1/identifications/") {
+                concrete = concrete.replace("{id}", "900002");
+            } else if shared {
+                concrete = concrete.replace("{id}", "11");
+            }
             for (param, value) in [
                 ("{tenant_id}", &w.tenants[1]),
                 ("{user_id}", &w.member_ids[1]),
@@ -516,7 +561,7 @@ async fn tenant_a_sees_nothing_of_tenant_b_on_any_route() {
                 let res = req.send().await.unwrap();
                 let status = res.status();
                 let text = res.text().await.unwrap();
-                if path.contains('{') && !own_namespace {
+                if path.contains('{') && !own_namespace && !shared {
                     assert_eq!(
                         status,
                         StatusCode::NOT_FOUND,
